@@ -1,0 +1,159 @@
+"""Command line: ``python -m sensitivity {train,evaluate} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from sensitivity.model_io import DEFAULT_MODEL_PATH
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sensitivity",
+        description="Train, evaluate and explain the CIFAR-10 wide ResNet.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a WRN (checkpoint every epoch, --resume)")
+    train.add_argument(
+        "--data-dir", help="class folders (train/ and test/); default: keras.datasets.cifar10"
+    )
+    train.add_argument(
+        "--out", default=str(DEFAULT_MODEL_PATH), help="the .keras file to write (card beside it)"
+    )
+    train.add_argument(
+        "--checkpoint-dir", default="checkpoints", help="where last.keras and state.json go"
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run saved in --checkpoint-dir"
+    )
+    train.add_argument("--depth", type=_positive_int, default=16)
+    train.add_argument("--width", type=_positive_int, default=2)
+    train.add_argument("--epochs", type=_positive_int, default=30)
+    train.add_argument("--batch-size", type=_positive_int, default=128)
+    train.add_argument("--peak-lr", type=_non_negative_float, default=0.2)
+    train.add_argument("--weight-decay", type=_non_negative_float, default=5e-4)
+    train.add_argument("--label-smoothing", type=_non_negative_float, default=0.1)
+    train.add_argument("--val-size", type=int, default=5000, help="images held out for validation")
+    train.add_argument(
+        "--low-res-epochs", type=int, default=0, help="first epochs at --low-res-size"
+    )
+    train.add_argument("--low-res-size", type=_positive_int, default=24)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--log", help="also append one line per epoch to this file")
+    train.add_argument(
+        "--stop-after", type=_positive_int, help="train at most this many epochs now"
+    )
+
+    evaluate = commands.add_parser(
+        "evaluate", help="accuracy, per-class accuracy, confusion matrix"
+    )
+    evaluate.add_argument(
+        "--model", default=None, help="a .keras file with its card (default: the shipped model)"
+    )
+    evaluate.add_argument("--data-dir", required=True, help="class folders, or a folder with test/")
+    evaluate.add_argument("--split", default="test", choices=["train", "test"])
+    evaluate.add_argument(
+        "--limit", type=_positive_int, help="a class-balanced subset of this many images"
+    )
+    return parser
+
+
+def _train(args) -> int:
+    from sensitivity.data import split_dir
+    from sensitivity.train import TrainConfig, train
+    from sensitivity.wrn import blocks_per_group
+
+    blocks_per_group(args.depth)  # fail early with a message
+    if args.data_dir:
+        split_dir(args.data_dir, "train")
+    if not 0 <= args.val_size < 50000:
+        raise ValueError("--val-size must be between 0 and the number of training images")
+    config = TrainConfig(
+        depth=args.depth,
+        width=args.width,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        peak_lr=args.peak_lr,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        val_size=args.val_size,
+        seed=args.seed,
+        low_res_epochs=args.low_res_epochs,
+        low_res_size=args.low_res_size,
+        data_dir=os.path.abspath(args.data_dir) if args.data_dir else None,
+    )
+    if args.log:
+        os.makedirs(os.path.dirname(os.path.abspath(args.log)), exist_ok=True)
+    log = open(args.log, "a") if args.log else None
+    try:
+        card = train(
+            config,
+            args.out,
+            args.checkpoint_dir,
+            resume=args.resume,
+            verbose=1 if sys.stdout.isatty() else 2,
+            log_file=log,
+            stop_after=args.stop_after,
+        )
+    finally:
+        if log:
+            log.close()
+    if card is None:
+        return 0
+    accuracy = card.get("test_accuracy")
+    print(f"wrote {args.out}" + (f" (test accuracy {100 * accuracy:.2f}%)" if accuracy else ""))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from sensitivity.data import load_split
+    from sensitivity.evaluate import accuracy_report, format_report
+    from sensitivity.model_io import load_model
+
+    images, labels = load_split(args.data_dir, args.split, limit=args.limit)
+    model = load_model(args.model)
+    print(format_report(accuracy_report(model, images, labels)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from sensitivity.data import DataError
+    from sensitivity.images import ImageError
+    from sensitivity.model_io import ModelError
+
+    try:
+        return {"train": _train, "evaluate": _evaluate}[args.command](args)
+    except (DataError, ModelError, ImageError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

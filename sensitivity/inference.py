@@ -1,0 +1,40 @@
+"""Class probabilities from the model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_batch(images) -> np.ndarray:
+    """``(H, W, 3)`` or ``(N, H, W, 3)`` pixel values to a float32 ``(N, H, W, 3)`` batch."""
+    batch = np.asarray(images, dtype=np.float32)
+    if batch.ndim == 3:
+        batch = batch[None]
+    if batch.ndim != 4 or batch.shape[-1] != 3:
+        raise ValueError(f"expected images of shape (N, H, W, 3), got {np.shape(images)}")
+    if not np.isfinite(batch).all():
+        raise ValueError("the images hold NaN or infinite values")
+    return batch
+
+
+def logits(model, images, batch_size: int = 256) -> np.ndarray:
+    """``(N, 10)`` float32 logits for ``(N, H, W, 3)`` pixel values in 0..255."""
+    batch = as_batch(images)
+    chunks = [
+        np.asarray(model(batch[i : i + batch_size], training=False))
+        for i in range(0, len(batch), batch_size)
+    ]
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, 10), np.float32)
+
+
+def softmax(values: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``(N, C)`` values, computed stably in float64, returned float32."""
+    z = np.asarray(values, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def predict(model, images, batch_size: int = 256) -> np.ndarray:
+    """``(N, 10)`` float32 class probabilities for ``(N, H, W, 3)`` pixel values in 0..255."""
+    return softmax(logits(model, images, batch_size))

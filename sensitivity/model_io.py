@@ -1,0 +1,87 @@
+"""Loading the shipped model safely, and its model card.
+
+A model file ``NAME.keras`` comes with a card ``NAME.json`` that records, among other things,
+the sha256 of the weights file. :func:`load_model` refuses a file whose checksum does not match,
+and always loads in Keras' safe mode (no Python code from the file is run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL_PATH = MODELS_DIR / "wrn-16-2.keras"
+"""The committed default model."""
+
+
+class ModelError(RuntimeError):
+    """The model file is missing, altered or unreadable; the message names the file."""
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def card_path(model_path: str | os.PathLike) -> Path:
+    """The model card that belongs to a model file: same name, suffix ``.json``."""
+    return Path(model_path).with_suffix(".json")
+
+
+def write_model_card(model_path: str | os.PathLike, card: dict) -> dict:
+    """Write ``card`` beside the model with the file's sha256 added; returns the card."""
+    card = dict(card, sha256=sha256_of(model_path), file=Path(model_path).name)
+    card_path(model_path).write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def read_model_card(model_path: str | os.PathLike) -> dict:
+    """The card of a model file, or :class:`ModelError` if it is missing or unreadable."""
+    path = card_path(model_path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(
+            f"model card not found: {path} (it records the model's checksum)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model card {path} cannot be read: {exc}") from None
+
+
+def verify_model_file(path: str | os.PathLike) -> dict:
+    """Check that ``path`` exists and matches the sha256 of its card; returns the card."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    card = read_model_card(path)
+    expected = card.get("sha256")
+    actual = sha256_of(path)
+    if expected != actual:
+        raise ModelError(
+            f"model file {path} does not match its card: sha256 is {actual}, expected {expected}. "
+            "The file is damaged or was altered; restore it (git checkout) or retrain."
+        )
+    return card
+
+
+def load_model(path: str | os.PathLike | None = None):
+    """Load a model in safe mode after checking its checksum against its card.
+
+    ``path=None`` loads the committed default model. Raises :class:`ModelError` with a clear
+    message if the file is missing, altered or unreadable.
+    """
+    import keras
+
+    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+    verify_model_file(path)
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
+        raise ModelError(f"model file {path} cannot be loaded: {exc}") from None

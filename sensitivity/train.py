@@ -1,0 +1,353 @@
+"""Training a WRN on CIFAR-10: augmentation, a one-cycle schedule, checkpoints and resume.
+
+The recipe: random crops of 32x32 from the image padded by 4 pixels (reflection) and
+horizontal flips; SGD with Nesterov momentum 0.9; learning rate warmed up linearly to its peak
+over the first 15% of the steps, then a cosine decay to zero (one cycle); label smoothing;
+an L2 penalty on the weights. A class-balanced validation part is held out of the training
+split; the test split is touched once, at the end, to measure the final model.
+
+After every epoch the model with its optimizer state goes to ``<checkpoint-dir>/last.keras``
+and the progress to ``state.json`` beside it, so ``--resume`` continues an interrupted run
+exactly where it stopped (the schedule is a function of the optimizer's step count).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sensitivity import data as data_mod
+from sensitivity.labels import CLASS_NAMES, NUM_CLASSES
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved with each checkpoint)."""
+
+    depth: int = 16
+    width: int = 2
+    epochs: int = 30
+    batch_size: int = 128
+    peak_lr: float = 0.2
+    warmup_fraction: float = 0.15
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    val_size: int = 5000
+    low_res_epochs: int = 0
+    low_res_size: int = 24
+    seed: int = 0
+    data_dir: str | None = None
+
+
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    """``(N,)`` int labels to ``(N, 10)`` float32 one-hot rows."""
+    return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+
+
+def augment_batch(images: np.ndarray, rng: np.random.Generator, pad: int = 4) -> np.ndarray:
+    """Random ``pad``-pixel-shift crops (reflection padding) and horizontal flips.
+
+    ``images``: ``(N, H, W, 3)`` uint8; returns float32 of the same shape, values 0..255.
+    """
+    n, height, width, _ = images.shape
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    dy = rng.integers(0, 2 * pad + 1, size=n)
+    dx = rng.integers(0, 2 * pad + 1, size=n)
+    rows = dy[:, None] + np.arange(height)[None, :]
+    cols = dx[:, None] + np.arange(width)[None, :]
+    flip = rng.random(n) < 0.5
+    cols = np.where(flip[:, None], cols[:, ::-1], cols)
+    out = padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return out.astype(np.float32)
+
+
+def area_matrix(size_out: int, size_in: int) -> np.ndarray:
+    """``(size_out, size_in)`` weights that average each output pixel's footprint (box filter)."""
+    edges = np.linspace(0.0, size_in, size_out + 1)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    left = np.arange(size_in)[None, :]
+    overlap = np.clip(np.minimum(hi, left + 1) - np.maximum(lo, left), 0.0, None)
+    return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def downscale_batch(images: np.ndarray, size: int) -> np.ndarray:
+    """Area-downscale ``(N, H, W, 3)`` float32 images to ``(N, size, size, 3)``."""
+    rows = area_matrix(size, images.shape[1])
+    cols = area_matrix(size, images.shape[2])
+    return np.einsum("ih,nhwc,jw->nijc", rows, images, cols, optimize=True)
+
+
+def _batches(images, labels, config: TrainConfig, first_epoch: int, size: int | None = None):
+    import keras
+
+    class AugmentedBatches(keras.utils.PyDataset):
+        """Shuffled, augmented batches; epoch ``e`` draws from a generator seeded by ``e``."""
+
+        def __init__(self):
+            super().__init__()
+            self.epoch = first_epoch
+            self._reshuffle()
+
+        def _reshuffle(self):
+            self.rng = np.random.default_rng([config.seed, self.epoch])
+            self.order = self.rng.permutation(len(images))
+
+        def __len__(self):
+            return math.ceil(len(images) / config.batch_size)
+
+        def __getitem__(self, index):
+            idx = self.order[index * config.batch_size : (index + 1) * config.batch_size]
+            rng = np.random.default_rng([config.seed, self.epoch, index])
+            batch = augment_batch(images[idx], rng)
+            if size is not None:
+                batch = downscale_batch(batch, size)
+            return batch, one_hot(labels[idx])
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self._reshuffle()
+
+    return AugmentedBatches()
+
+
+def compile_for_training(model, config: TrainConfig, steps_per_epoch: int) -> None:
+    """Attach the optimizer, schedule, loss and metric of ``config`` to ``model``."""
+    import keras
+
+    total = config.epochs * steps_per_epoch
+    warmup = max(1, int(config.warmup_fraction * total))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.peak_lr / 10,
+        decay_steps=max(1, total - warmup),
+        alpha=0.0,
+        warmup_target=config.peak_lr,
+        warmup_steps=warmup,
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(schedule, momentum=config.momentum, nesterov=True),
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=config.label_smoothing
+        ),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=False,
+    )
+
+
+def machine_description() -> str:
+    """CPU model, core count and OS of this machine, for model cards and benchmarks."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def _load_training_data(config: TrainConfig):
+    if config.data_dir:
+        x, y = data_mod.load_split(config.data_dir, "train")
+        try:
+            test = data_mod.load_split(config.data_dir, "test")
+        except data_mod.DataError:
+            test = None
+        source = f"class folders in {config.data_dir}"
+    else:
+        (x, y), test = data_mod.load_keras_cifar10()
+        source = "keras.datasets.cifar10"
+    return x, y, test, source
+
+
+class _EpochLog:
+    """Writes one line per epoch (and the checkpoint) after each epoch."""
+
+    def __init__(self, checkpoint_dir: Path, config: TrainConfig, state: dict, log_file):
+        import keras
+
+        outer = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                outer.started = time.time()
+
+            def on_epoch_end(self, epoch, logs=None):
+                outer.end_epoch(self.model, epoch, logs or {})
+
+        self.callback = Callback()
+        self.checkpoint_dir = checkpoint_dir
+        self.config = config
+        self.state = state
+        self.log_file = log_file
+        self.started = time.time()
+
+    def end_epoch(self, model, epoch: int, logs: dict) -> None:
+        seconds = time.time() - self.started
+        self.state["epoch"] = epoch + 1
+        self.state["train_seconds"] += seconds
+        row = {k: float(v) for k, v in logs.items()}
+        row.update(epoch=epoch + 1, seconds=round(seconds, 1))
+        self.state["history"].append(row)
+        checkpoint = self.checkpoint_dir / "last.keras"
+        tmp = self.checkpoint_dir / "last.tmp.keras"
+        model.save(tmp)
+        os.replace(tmp, checkpoint)
+        _write_json(self.checkpoint_dir / "state.json", self.state)
+        mean_seconds = self.state["train_seconds"] / len(self.state["history"])
+        left = (self.config.epochs - epoch - 1) * mean_seconds
+        nan = float("nan")
+        line = (
+            f"epoch {epoch + 1}/{self.config.epochs} loss {row.get('loss', nan):.4f} "
+            f"acc {row.get('accuracy', nan):.4f} val_acc {row.get('val_accuracy', nan):.4f} "
+            f"{seconds:.0f}s eta {left / 60:.0f} min"
+        )
+        print(line, file=self.log_file, flush=True)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+
+
+def train(
+    config: TrainConfig,
+    out: str | os.PathLike,
+    checkpoint_dir: str | os.PathLike,
+    resume: bool = False,
+    verbose: int = 1,
+    log_file=None,
+    stop_after: int | None = None,
+) -> dict | None:
+    """Train (or resume) a WRN as ``config`` says; write ``out`` (``.keras``) and its card.
+
+    ``stop_after`` trains at most that many epochs in this call (the rest with ``resume``).
+    Returns the model card (a dict, also written as ``out`` with suffix ``.json``), or None when
+    the run stopped early and is left to be resumed.
+    """
+    import sys
+
+    import keras
+
+    from sensitivity.model_io import write_model_card
+    from sensitivity.wrn import build_wrn
+
+    log_file = log_file or sys.stdout
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    state_path = checkpoint_dir / "state.json"
+    if resume:
+        if not state_path.exists() or not (checkpoint_dir / "last.keras").exists():
+            raise FileNotFoundError(f"nothing to resume in {checkpoint_dir}")
+        state = json.loads(state_path.read_text())
+        config = TrainConfig(**state["config"])
+    else:
+        state = {
+            "config": dataclasses.asdict(config),
+            "epoch": 0,
+            "train_seconds": 0.0,
+            "history": [],
+        }
+    keras.utils.set_random_seed(config.seed)
+
+    x, y, test, source = _load_training_data(config)
+    (x_train, y_train), (x_val, y_val) = data_mod.train_val_split(
+        x, y, config.val_size, config.seed
+    )
+    steps = math.ceil(len(x_train) / config.batch_size)
+    if resume:
+        model = keras.saving.load_model(checkpoint_dir / "last.keras")
+        print(
+            f"resuming after epoch {state['epoch']} of {config.epochs}", file=log_file, flush=True
+        )
+    else:
+        pixels = x_train.reshape(-1, 3).astype(np.float64)
+        state["mean"] = pixels.mean(axis=0).tolist()
+        state["std"] = pixels.std(axis=0).tolist()
+        model = build_wrn(
+            config.depth,
+            config.width,
+            mean=state["mean"],
+            std=state["std"],
+            weight_decay=config.weight_decay / 2,  # L2(c) adds c*w^2: gradient 2c*w = wd*w
+        )
+        compile_for_training(model, config, steps)
+    state["first_epoch"] = state["epoch"]
+    logger = _EpochLog(checkpoint_dir, config, state, log_file)
+    validation = (x_val.astype(np.float32), one_hot(y_val)) if len(x_val) else None
+    # Progressive resizing: one fit per resolution (Keras fixes a data set's shapes per fit).
+    last = config.epochs if stop_after is None else min(config.epochs, state["epoch"] + stop_after)
+    low_res_end = min(config.low_res_epochs, last)
+    for size, end in ((config.low_res_size, low_res_end), (None, last)):
+        if state["epoch"] < end:
+            model.fit(
+                _batches(x_train, y_train, config, state["epoch"], size),
+                epochs=end,
+                initial_epoch=state["epoch"],
+                validation_data=validation,
+                callbacks=[logger.callback],
+                verbose=verbose,
+            )
+    if state["epoch"] < config.epochs:
+        print(f"stopped after epoch {state['epoch']}; continue with --resume", file=log_file)
+        return None
+
+    final = build_wrn(config.depth, config.width, mean=state["mean"], std=state["std"])
+    final.set_weights(model.get_weights())
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    final.save(out)
+    from sensitivity.evaluate import accuracy_report
+
+    report = accuracy_report(final, *test) if test is not None else None
+    card = {
+        "name": out.stem,
+        "architecture": {
+            "family": "wide residual network (Zagoruyko and Komodakis, 2016), pre-activation",
+            "depth": config.depth,
+            "width": config.width,
+            "input": "(None, None, None, 3) float32 RGB pixel values 0..255, 32x32 native",
+            "normalisation": {"mean": state["mean"], "std": state["std"]},
+            "output": "10 logits from the layer 'logits'",
+        },
+        "parameters": int(final.count_params()),
+        "classes": list(CLASS_NAMES),
+        "data": {
+            "source": source,
+            "train_images": int(len(x_train)),
+            "validation_images": int(len(x_val)),
+            "test_images": int(len(test[0])) if test is not None else 0,
+        },
+        "recipe": dataclasses.asdict(config)
+        | {
+            "optimizer": "SGD, Nesterov momentum",
+            "schedule": "linear warm-up from peak/10 to peak, then cosine decay to 0 (one cycle)",
+            "augmentation": "random 32x32 crop of the 4-pixel reflection-padded image, "
+            "horizontal flip",
+            "progressive_resizing": "the first low_res_epochs epochs see the augmented images "
+            "area-downscaled to low_res_size (the network is fully convolutional)",
+            "loss": "categorical cross-entropy with label smoothing on the logits",
+        },
+        "epochs": state["epoch"],
+        "train_wall_time_minutes": round(state["train_seconds"] / 60, 1),
+        "machine": machine_description(),
+        "final_validation_accuracy": state["history"][-1].get("val_accuracy")
+        if state["history"]
+        else None,
+        "test_accuracy": report["accuracy"] if report else None,
+        "test_per_class_accuracy": report["per_class"] if report else None,
+        "test_set": "CIFAR-10 test split as found in the data source" if report else None,
+        "keras_version": keras.__version__,
+    }
+    write_model_card(out, card)
+    return card

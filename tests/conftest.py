@@ -1,0 +1,33 @@
+"""Shared fixtures: paths to the shared data sets and a tiny random WRN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import sensitivity  # noqa: F401  (sets the TensorFlow environment before TF is imported)
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "datasets"
+CIFAR_DIR = SHARED / "cifar10-jpeg"
+PHOTOS_DIR = SHARED / "photos"
+
+
+@pytest.fixture(scope="session")
+def cifar_dir() -> Path:
+    if not (CIFAR_DIR / "test").is_dir():
+        pytest.fail(f"the shared CIFAR-10 copy is missing at {CIFAR_DIR}")
+    return CIFAR_DIR
+
+
+@pytest.fixture(scope="session")
+def photos_dir() -> Path:
+    if not PHOTOS_DIR.is_dir():
+        pytest.fail(f"the shared photographs are missing at {PHOTOS_DIR}")
+    return PHOTOS_DIR
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    return sensitivity.load_model()

@@ -1,0 +1,58 @@
+import subprocess
+import sys
+
+import pytest
+
+from sensitivity.__main__ import main
+from tests.conftest import ROOT
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sensitivity", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_bad_flag_is_a_usage_message_not_a_traceback():
+    result = run_cli("train", "--epochs", "zero")
+    assert result.returncode == 2
+    assert "expected a whole number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_data_folder(tmp_path, capsys):
+    assert main(["evaluate", "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "data folder not found" in capsys.readouterr().err
+    assert main(["train", "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "data folder not found" in capsys.readouterr().err
+
+
+def test_wrong_layout(tmp_path, capsys):
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    assert main(["evaluate", "--data-dir", str(tmp_path), "--split", "train"]) == 2
+    assert "lacks the class folders" in capsys.readouterr().err
+
+
+def test_bad_depth_and_missing_model(tmp_path, capsys):
+    assert main(["train", "--depth", "15", "--data-dir", str(tmp_path)]) == 2
+    assert "6n+4" in capsys.readouterr().err
+    from tests.helpers import write_class_folders
+
+    data = write_class_folders(tmp_path / "d", per_class=1, splits=("test",))
+    assert main(["evaluate", "--data-dir", str(data), "--model", str(tmp_path / "m.keras")]) == 2
+    assert "model file not found" in capsys.readouterr().err
+
+
+def test_missing_command_and_resume_without_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+    assert main(["train", "--resume", "--checkpoint-dir", str(tmp_path)]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_evaluate_prints_accuracy_and_confusion_matrix(cifar_dir):
+    result = run_cli("evaluate", "--data-dir", str(cifar_dir), "--limit", "200")
+    assert result.returncode == 0, result.stderr
+    assert "top-1 accuracy" in result.stdout and "confusion matrix" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if line.startswith("airplane ")]
+    assert len(rows) == 1 and sum(int(v) for v in rows[0].split()[1:]) == 20

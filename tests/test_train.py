@@ -1,0 +1,74 @@
+import json
+
+import keras
+import numpy as np
+
+from sensitivity.train import TrainConfig, augment_batch, compile_for_training, downscale_batch
+from sensitivity.wrn import build_wrn
+from tests.helpers import class_pattern
+
+
+def test_a_tiny_model_overfits_a_few_synthetic_images():
+    keras.utils.set_random_seed(0)
+    labels = np.arange(20) % 10
+    images = np.stack([class_pattern(c, 16) for c in labels]).astype("float32")
+    targets = np.eye(10, dtype="float32")[labels]
+    model = build_wrn(10, 1)
+    config = TrainConfig(epochs=30, batch_size=20, peak_lr=0.05, label_smoothing=0.0)
+    compile_for_training(model, config, steps_per_epoch=1)
+    history = model.fit(images, targets, epochs=30, batch_size=20, verbose=0).history["loss"]
+    assert history[-1] < 0.3 * history[0]
+    assert np.mean(np.argmax(model.predict(images, verbose=0), axis=1) == labels) == 1.0
+
+
+def test_augmentation_shifts_and_flips_within_the_padding():
+    rng = np.random.default_rng(0)
+    image = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(1, 32, 32, 3)
+    batch = np.repeat(image, 64, axis=0)
+    out = augment_batch(batch, rng)
+    assert out.shape == batch.shape and out.dtype == np.float32
+    # Every output is the input moved by at most 4 pixels, maybe mirrored: the centre 24x24 of
+    # the input appears somewhere inside each output.
+    assert any(not np.array_equal(o, batch[0]) for o in out)
+    centre = batch[0, 4:28, 4:28].astype(np.float32)
+    for o in out[:8]:
+        found = any(
+            np.array_equal(cand[dy : dy + 24, dx : dx + 24], centre)
+            for cand in (o, o[:, ::-1])
+            for dy in range(9)
+            for dx in range(9)
+        )
+        assert found
+
+
+def test_downscale_preserves_the_mean():
+    images = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    small = downscale_batch(images, 24)
+    assert small.shape == (3, 24, 24, 3)
+    np.testing.assert_allclose(small.mean(axis=(1, 2)), images.mean(axis=(1, 2)), rtol=1e-4)
+
+
+def test_cli_trains_stops_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
+    from sensitivity.__main__ import main
+    from sensitivity.model_io import load_model, sha256_of
+    from tests.helpers import write_class_folders
+
+    data = write_class_folders(tmp_path / "data", per_class=3)
+    out = tmp_path / "model.keras"
+    ckpt = tmp_path / "ckpt"
+    common = ["--data-dir", str(data), "--out", str(out), "--checkpoint-dir", str(ckpt)]
+    args = ["train", *common, "--depth", "10", "--width", "1", "--epochs", "2",
+            "--batch-size", "8", "--val-size", "10", "--stop-after", "1"]
+    assert main(args) == 0
+    assert not out.exists()
+    assert json.loads((ckpt / "state.json").read_text())["epoch"] == 1
+    assert main(["train", *common, "--resume"]) == 0
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["epoch"] == 2 and len(state["history"]) == 2
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["sha256"] == sha256_of(out)
+    assert card["epochs"] == 2 and card["architecture"]["depth"] == 10
+    assert 0.0 <= card["test_accuracy"] <= 1.0
+    model = load_model(out)
+    assert model.output.shape[-1] == 10
