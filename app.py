@@ -1,57 +1,394 @@
-"""The sensitivity dashboard: upload a photo, see what the CIFAR-10 wide ResNet predicts.
+"""The sensitivity dashboard: which pixels does a CIFAR-10 wide ResNet look at?
 
-Run with ``streamlit run app.py``. The page only lays out widgets and draws; every computation
-is a function of the ``sensitivity`` package.
+Run with ``streamlit run app.py``. This page only lays out widgets, calls the ``sensitivity``
+library and draws its figures; every computation is a plain library function.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import hashlib
 
 import numpy as np
 import streamlit as st
 
 import sensitivity
-from sensitivity.figures import probability_bars
+from sensitivity import export, figures, gallery
+from sensitivity.labels import CLASS_NAMES
+from sensitivity.postprocess import top_k_mask
 from sensitivity.report import probability_table, verdict
+from sensitivity.saliency import METHODS, Attribution, attribute, layer_names, to_map
+from sensitivity.settings import (
+    BASELINES,
+    CHANNEL_REDUCTIONS,
+    COLOUR_SCALES,
+    COMPARE_MODES,
+    LAYER_REDUCTIONS,
+    SIGNS,
+    SIZES,
+    SMOOTHGRAD_VARIANTS,
+    ViewSettings,
+    settings_from_query,
+)
 
-st.set_page_config(page_title="sensitivity", layout="wide")
+OUTPUT_LAYERS = ("logits", "probabilities", "log_probabilities")
+SLOW_METHODS = ("smoothgrad", "integrated_gradients", "occlusion")
+
+st.set_page_config(page_title="sensitivity", page_icon=":mag:", layout="wide")
+
+
+# --- Cached resources and computations --------------------------------------------------------
 
 
 @st.cache_resource(show_spinner="Loading the model...")
 def get_model():
-    return sensitivity.load_model()
+    """The committed model, loaded once per server, its gradient functions traced at load."""
+    model = sensitivity.load_model()
+    attribute(model, np.zeros((1, 32, 32, 3), np.float32))  # trace now, not under the first user
+    return model
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def analyse(data: bytes, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Decoded image bytes to (network input (size, size, 3) float32, probabilities (10,))."""
-    image = sensitivity.load_image(data)
-    network_input = sensitivity.preprocess(image, size)
-    return network_input, sensitivity.predict(get_model(), network_input)[0]
+@st.cache_resource
+def model_layers() -> list[tuple[str, str]]:
+    """(name, shape text) of every layer a person can differentiate."""
+    from sensitivity.gradients import layer_shape
+
+    model = get_model()
+    shown = []
+    for name in layer_names(model):
+        if name in ("pixels",):
+            continue
+        shape = layer_shape(model, name)
+        shown.append((name, "x".join("?" if s is None else str(s) for s in shape[1:])))
+    return shown
 
 
-st.title("sensitivity")
-st.caption("Which pixels does a CIFAR-10 wide ResNet look at? Upload a photo to start.")
+@st.cache_data(max_entries=256, ttl=3600, show_spinner=False)
+def decode(data: bytes) -> np.ndarray:
+    """Uploaded bytes to an (H, W, 3) uint8 image (raises ImageError)."""
+    return sensitivity.load_image(data)
 
-try:
-    get_model()
-except sensitivity.ModelError as exc:
-    st.error(f"The model could not be loaded: {exc}")
-    st.stop()
 
-uploads = st.file_uploader(
-    "Images", type=["jpg", "jpeg", "png", "webp", "bmp", "gif"], accept_multiple_files=True
-)
-for upload in uploads or []:
-    st.subheader(upload.name, divider="gray")
+@st.cache_data(max_entries=256, ttl=3600, show_spinner=False)
+def network_view(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(network input (size, size, 3) float32, probabilities (10,)) of an image."""
+    x = sensitivity.preprocess(image, size)
+    return x, sensitivity.predict(get_model(), x)[0]
+
+
+@st.cache_data(max_entries=512, ttl=3600, show_spinner=False)
+def explain(x: np.ndarray, method: str, layer: str, classes: tuple[int, ...],
+            options: tuple, _progress=None) -> Attribution:
+    """Attribution of one network input; keyed on everything that changes the gradient."""
+    return attribute(get_model(), x, method=method, layer=layer,
+                     class_mask=list(classes) if classes else None,
+                     progress=_progress, **dict(options))
+
+
+@st.cache_data(max_entries=16, show_spinner="Reading the sample images...")
+def samples(source: str) -> list[gallery.Sample]:
+    return gallery.load_samples(source, per_class=2)
+
+
+# --- Settings: from the link, through the widgets, back into the link --------------------------
+
+
+def init_state() -> None:
+    """Once per session: widget values from the query string (the shareable link).
+
+    On every later run, values are restored from a copy kept outside the widgets: Streamlit
+    forgets the value of a widget that one run did not draw (the class mask while an inner
+    layer is chosen, say).
+    """
+    if st.session_state.get("_initialised"):
+        for key, value in st.session_state["_values"].items():
+            if key not in st.session_state:
+                st.session_state[key] = value
+        return
+    settings, problems = settings_from_query(st.query_params.to_dict())
+    for field in dataclasses.fields(ViewSettings):
+        value = getattr(settings, field.name)
+        if field.name == "classes":
+            value = [CLASS_NAMES[i] for i in value]
+        elif field.name == "compare_items":
+            value = list(value)
+        elif field.name == "channel":
+            value = -1 if value is None else value
+        st.session_state[f"w_{field.name}"] = value
+    st.session_state["_values"] = {}
+    st.session_state["_link_problems"] = problems
+    st.session_state["_initialised"] = True
+
+
+def current_settings() -> ViewSettings:
+    s = st.session_state
+    s["_values"] = {f"w_{field.name}": s[f"w_{field.name}"]
+                    for field in dataclasses.fields(ViewSettings)}
+    values = {field.name: s[f"w_{field.name}"] for field in dataclasses.fields(ViewSettings)}
+    values["classes"] = tuple(sorted(CLASS_NAMES.index(c) for c in values["classes"]))
+    values["compare_items"] = tuple(values["compare_items"])
+    values["channel"] = None if values["channel"] < 0 else int(values["channel"])
+    return ViewSettings(**values)
+
+
+def method_options(settings: ViewSettings, method: str | None = None) -> tuple:
+    """The options of ``method`` (default: the chosen one) as a hashable tuple."""
+    method = method or settings.method
+    options: dict = {}
+    if settings.layer not in OUTPUT_LAYERS:
+        options["layer_reduction"] = settings.layer_reduction
+        options["channel"] = settings.channel
+    if method == "smoothgrad":
+        options.update(samples=settings.samples, noise=settings.noise,
+                       variant=settings.smoothgrad_variant)
+    elif method == "integrated_gradients":
+        options.update(steps=settings.steps, baseline=settings.baseline)
+    elif method == "occlusion":
+        options.update(patch=settings.patch)
+    return tuple(sorted(options.items()))
+
+
+def sidebar(layers: list[tuple[str, str]]) -> None:
+    shapes = dict(layers)
+    with st.sidebar:
+        st.header("What to differentiate")
+        st.selectbox("Method", list(METHODS), key="w_method",
+                     help="How the attribution is computed; see the README for each method.")
+        method = st.session_state["w_method"]
+        st.caption(METHODS[method].description)
+        if method == "guided_backprop":
+            st.warning("Guided backpropagation fails the model-randomisation sanity check "
+                       "(Adebayo et al. 2018): its maps barely change when the weights are "
+                       "randomised. Shown for comparison only.")
+        if method == "smoothgrad":
+            st.slider("Samples", 1, 128, key="w_samples")
+            st.slider("Noise (fraction of 0..255)", 0.0, 0.5, step=0.01, key="w_noise")
+            st.selectbox("Variant", SMOOTHGRAD_VARIANTS, key="w_smoothgrad_variant")
+        elif method == "integrated_gradients":
+            st.slider("Steps", 2, 256, key="w_steps")
+            st.selectbox("Baseline", BASELINES, key="w_baseline")
+        elif method == "occlusion":
+            st.slider("Patch (pixels of 32x32)", 1, 16, key="w_patch")
+
+        names = list(OUTPUT_LAYERS) + [n for n, _ in layers if n not in OUTPUT_LAYERS]
+        if st.session_state["w_layer"] not in names:
+            st.session_state["w_layer"] = "logits"
+        st.selectbox("Layer", names, key="w_layer",
+                     format_func=lambda n: f"{n}  ({shapes[n]})" if n in shapes else n,
+                     help="The output (logits by default) or any inner layer, by name.")
+        inner = st.session_state["w_layer"] not in OUTPUT_LAYERS
+        if inner:
+            st.selectbox("Layer reduction", LAYER_REDUCTIONS, key="w_layer_reduction",
+                         help="How the layer's output becomes one number: 'sum' as in the "
+                              "original experiment, 'mean', or 'l2'.")
+            channels = shapes.get(st.session_state["w_layer"], "?").split("x")[-1]
+            top = int(channels) - 1 if channels.isdigit() else 0
+            st.session_state["w_channel"] = min(st.session_state["w_channel"], top)
+            st.number_input("Channel (-1: all)", -1, top, key="w_channel")
+        else:
+            st.multiselect("Class mask", CLASS_NAMES, key="w_classes",
+                           placeholder="the predicted class",
+                           help="Only these classes count: the score is the sum of their "
+                                "outputs. Empty: each image's predicted class.")
+        st.radio("Sign", SIGNS, key="w_sign", horizontal=True,
+                 help="abs |g|, positive max(g,0), negative max(-g,0), signed g.")
+        st.radio("Colour channels", CHANNEL_REDUCTIONS, key="w_reduce_channels",
+                 horizontal=True, help="How R, G and B become one value per pixel.")
+        st.select_slider("Analysis size", SIZES, key="w_size",
+                          help="32 is the network's native size; it is fully convolutional, "
+                               "so larger inputs show finer maps.")
+
+        st.header("How to show it")
+        st.slider("Top-k pixels", 1, 1024, key="w_k")
+        st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key="w_opacity")
+        st.selectbox("Colour scale", COLOUR_SCALES, key="w_colour_scale",
+                     help="viridis and cividis stay readable with colour blindness; signed "
+                          "maps use a blue-white-red scale centred at zero.")
+        st.checkbox("Shared colour scale across panels", key="w_shared_scale")
+
+        st.header("Compare")
+        st.selectbox("Side by side", COMPARE_MODES, key="w_compare")
+        mode = st.session_state["w_compare"]
+        choices = {"layers": names, "classes": list(CLASS_NAMES), "methods": list(METHODS)}
+        if mode in choices:
+            kept = [v for v in st.session_state["w_compare_items"] if v in choices[mode]]
+            st.session_state["w_compare_items"] = kept
+            st.multiselect(f"{mode.capitalize()} to compare", choices[mode],
+                           key="w_compare_items", max_selections=6)
+
+
+# --- Page sections -----------------------------------------------------------------------------
+
+
+def collect_images() -> list[tuple[str, np.ndarray | bytes]]:
+    """(name, raw bytes or uint8 array) of every image brought to the page."""
+    items: list[tuple[str, np.ndarray | bytes]] = []
+    uploads = st.file_uploader("Upload images", accept_multiple_files=True,
+                               type=["jpg", "jpeg", "png", "webp", "bmp", "gif"])
+    items += [(u.name, u.getvalue()) for u in uploads or []]
+    with st.expander("Camera and sample gallery"):
+        if st.toggle("Use the camera"):
+            shot = st.camera_input("Take a photo")
+            if shot is not None:
+                items.append(("camera photo", shot.getvalue()))
+        source = gallery.local_source()
+        if source is None:
+            st.caption("No local copy of CIFAR-10 found (set SENSITIVITY_SAMPLES_DIR).")
+            if st.button("Fetch CIFAR-10 with keras.datasets (downloads 170 MB)"):
+                with st.spinner("Downloading CIFAR-10..."):
+                    gallery.fetch_keras_cifar10()
+                st.rerun()
+        else:
+            pool = samples(source)
+            picked = st.multiselect(
+                "Sample CIFAR-10 test images", range(len(pool)),
+                format_func=lambda i: f"{CLASS_NAMES[pool[i].label]} ({pool[i].name})")
+            items += [(f"sample: {CLASS_NAMES[pool[i].label]}", pool[i].image) for i in picked]
+    return items
+
+
+def show_prediction(probabilities: np.ndarray) -> None:
+    st.markdown(f"**{verdict(probabilities)}**")
+    st.plotly_chart(figures.probability_bars(probabilities), width="stretch",
+                    config={"displayModeBar": False})
+    st.dataframe(probability_table(probabilities), hide_index=True, width="stretch")
+
+
+def compute_map(x: np.ndarray, settings: ViewSettings, *, method: str | None = None,
+                layer: str | None = None, classes: tuple[int, ...] | None = None) -> np.ndarray:
+    """The (H, W) map of one input; the gradient is cached, sign and channels are display."""
+    method = method or settings.method
+    layer = layer or settings.layer
+    classes = settings.classes if classes is None else classes
+    if layer not in OUTPUT_LAYERS:
+        classes = ()
+    options = method_options(dataclasses.replace(settings, layer=layer), method)
+    bar = None
+    if method in SLOW_METHODS:
+        bar = st.progress(0.0, text=f"Computing {method}...")
     try:
-        network_input, probabilities = analyse(upload.getvalue(), 32)
-    except sensitivity.ImageError as exc:
-        st.error(f"{upload.name}: {exc}")
-        continue
-    left, right = st.columns([1, 2])
-    with left:
-        st.image(network_input.astype(np.uint8), caption="after processing (32x32)", width=224)
-    with right:
-        st.markdown(f"**{verdict(probabilities)}**")
-        st.plotly_chart(probability_bars(probabilities), width="stretch")
-        st.dataframe(probability_table(probabilities), hide_index=True)
+        result = explain(x, method, layer, classes, options,
+                         _progress=(lambda f: bar.progress(min(1.0, f))) if bar else None)
+    finally:
+        if bar is not None:
+            bar.empty()
+    return to_map(result, settings.sign, settings.reduce_channels)[0]
+
+
+def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray, settings: ViewSettings) -> None:
+    saliency_map = compute_map(x, settings)
+    signed = settings.sign == "signed"
+    k = min(settings.k, saliency_map.size)
+    mask = top_k_mask(np.abs(saliency_map) if signed else saliency_map, k)
+    target = ", ".join(CLASS_NAMES[i] for i in settings.classes) if settings.classes else (
+        f"predicted: {CLASS_NAMES[int(np.argmax(probabilities))]}")
+    if settings.layer not in OUTPUT_LAYERS:
+        target = f"{settings.layer_reduction} of {settings.layer}"
+    st.caption(f"{settings.method} of {settings.layer} ({target}), sign {settings.sign}")
+    heat, over, top = st.columns(3)
+    common = dict(signed=signed, colour_scale=settings.colour_scale)
+    heat.plotly_chart(figures.saliency_heatmap(saliency_map, title="sensitivity", **common),
+                      width="stretch", key=f"heat-{name}")
+    over.plotly_chart(figures.overlay(x, saliency_map, opacity=settings.opacity,
+                                      title="overlay", **common),
+                      width="stretch", key=f"over-{name}")
+    top.plotly_chart(figures.mask_figure(mask, title=f"top {k} pixels"), width="stretch",
+                     key=f"mask-{name}")
+    stem = "".join(c if c.isalnum() else "_" for c in name)[:40] or "image"
+    cols = st.columns(4)
+    cols[0].download_button("Heatmap (PNG)", export.heatmap_png(saliency_map, **common),
+                            f"{stem}-heatmap.png", "image/png", key=f"dl-png-{name}")
+    cols[1].download_button("Map (.npy)", export.map_npy(saliency_map), f"{stem}-map.npy",
+                            "application/octet-stream", key=f"dl-npy-{name}")
+    cols[2].download_button("Probabilities (CSV)", export.probabilities_csv(probabilities),
+                            f"{stem}-probabilities.csv", "text/csv", key=f"dl-csv-{name}")
+    cols[3].download_button("Settings (JSON)", export.settings_json(dataclasses.asdict(settings)),
+                            f"{stem}-settings.json", "application/json", key=f"dl-json-{name}")
+
+
+def show_comparison(inputs: list[tuple[str, np.ndarray, np.ndarray]],
+                    settings: ViewSettings) -> None:
+    mode = settings.compare
+    if mode == "images":
+        panels = [(name, compute_map(x, settings)) for name, x, _ in inputs]
+    else:
+        name, x, _ = inputs[0]
+        items = list(settings.compare_items)
+        if not items:
+            st.info(f"Pick the {mode} to compare in the sidebar.")
+            return
+        if mode == "layers":
+            panels = [(item, compute_map(x, settings, layer=item)) for item in items]
+        elif mode == "classes":
+            panels = [(item, compute_map(x, settings, layer="logits" if settings.layer not in
+                                         OUTPUT_LAYERS else settings.layer,
+                                         classes=(CLASS_NAMES.index(item),)))
+                      for item in items]
+        else:
+            panels = [(item, compute_map(x, settings, method=item)) for item in items]
+    signed = settings.sign == "signed"
+    zrange = figures.colour_range([m for _, m in panels], signed) if settings.shared_scale else None
+    columns = st.columns(min(len(panels), 4))
+    for i, (title, saliency_map) in enumerate(panels):
+        columns[i % len(columns)].plotly_chart(
+            figures.saliency_heatmap(saliency_map, signed=signed, zrange=zrange, title=title,
+                                     colour_scale=settings.colour_scale, size_px=300),
+            width="stretch", key=f"cmp-{i}")
+
+
+# --- The page ----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    st.title("sensitivity")
+    st.caption("Which input pixels is a CIFAR-10 wide ResNet most sensitive to, and why? "
+               "Upload a photo; the heatmaps show |d output / d pixel|.")
+    try:
+        get_model()
+    except sensitivity.ModelError as exc:
+        st.error(f"The model could not be loaded, so the page cannot work: {exc}")
+        st.stop()
+    init_state()
+    for problem in st.session_state.pop("_link_problems", []):
+        st.warning(problem)
+    sidebar(model_layers())
+    settings = current_settings()
+    st.query_params.from_dict(settings.to_query())
+
+    inputs: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for index, (name, raw) in enumerate(collect_images()):
+        try:
+            image = decode(raw) if isinstance(raw, bytes) else raw
+        except sensitivity.ImageError as exc:
+            st.error(f"{name}: {exc}")
+            continue
+        x, probabilities = network_view(image, settings.size)
+        key = f"{index}-{hashlib.sha1(x.tobytes()).hexdigest()[:8]}"
+        inputs.append((key, x, probabilities))
+        st.subheader(name, divider="gray")
+        left, right = st.columns([1, 2])
+        with left:
+            st.plotly_chart(figures.image_figure(image, title="your image", size_px=240,
+                                                 boxes=[figures.center_square_outline(image)]),
+                            width="stretch", key=f"orig-{key}")
+            st.plotly_chart(figures.image_figure(x, title=f"after processing ({settings.size}"
+                                                 f"x{settings.size})", size_px=240),
+                            width="stretch", key=f"input-{key}")
+        with right:
+            show_prediction(probabilities)
+        try:
+            show_maps(key, x, probabilities, settings)
+        except ValueError as exc:
+            st.error(f"{name}: {exc}")
+    if inputs and settings.compare != "none":
+        st.subheader("Side by side", divider="gray")
+        try:
+            show_comparison(inputs, settings)
+        except ValueError as exc:
+            st.error(str(exc))
+    if not inputs:
+        st.info("Upload an image (JPEG, PNG, WebP, BMP or GIF), take one with the camera, or "
+                "pick a CIFAR-10 sample to start.")
+
+
+main()

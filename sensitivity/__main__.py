@@ -51,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--depth", type=_positive_int, default=16)
     train.add_argument("--width", type=_positive_int, default=2)
-    train.add_argument("--epochs", type=_positive_int, default=30)
+    train.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help="epochs in all (default 30); with --resume, changes the length of the run",
+    )
     train.add_argument("--batch-size", type=_positive_int, default=128)
     train.add_argument("--peak-lr", type=_non_negative_float, default=0.2)
     train.add_argument("--weight-decay", type=_non_negative_float, default=5e-4)
@@ -94,7 +99,7 @@ def _train(args) -> int:
     config = TrainConfig(
         depth=args.depth,
         width=args.width,
-        epochs=args.epochs,
+        epochs=args.epochs or TrainConfig.epochs,
         batch_size=args.batch_size,
         peak_lr=args.peak_lr,
         weight_decay=args.weight_decay,
@@ -114,6 +119,7 @@ def _train(args) -> int:
             args.out,
             args.checkpoint_dir,
             resume=args.resume,
+            new_epochs=args.epochs if args.resume else None,
             verbose=1 if sys.stdout.isatty() else 2,
             log_file=log,
             stop_after=args.stop_after,

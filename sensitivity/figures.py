@@ -31,3 +31,142 @@ def probability_bars(probabilities: np.ndarray, highlight: int | None = None) ->
         height=320,
     )
     return figure
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Rank of each pixel by value, 1 = largest (ties broken by position), same shape."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    order = np.lexsort((np.arange(flat.size), -flat))
+    ranks = np.empty(flat.size, dtype=np.int64)
+    ranks[order] = np.arange(1, flat.size + 1)
+    return ranks.reshape(np.shape(values))
+
+
+def _image_axes(figure: go.Figure, height: int, width: int, size_px: int) -> go.Figure:
+    figure.update_xaxes(visible=False, range=[-0.5, width - 0.5], constrain="domain")
+    figure.update_yaxes(
+        visible=False, range=[height - 0.5, -0.5], scaleanchor="x", constrain="domain"
+    )
+    figure.update_layout(
+        margin=dict(l=0, r=0, t=30, b=0), height=size_px, plot_bgcolor="white", dragmode="pan"
+    )
+    return figure
+
+
+def colour_range(maps: list[np.ndarray], signed: bool) -> tuple[float, float]:
+    """A colour range shared by several maps: ``(0, max)``, or ``(-m, m)`` when signed."""
+    top = max((float(np.max(np.abs(m))) for m in maps), default=1.0) or 1.0
+    return (-top, top) if signed else (0.0, top)
+
+
+def saliency_heatmap(
+    saliency_map: np.ndarray,
+    *,
+    signed: bool = False,
+    colour_scale: str = "viridis",
+    zrange: tuple[float, float] | None = None,
+    title: str = "",
+    size_px: int = 360,
+    boxes: list | None = None,
+) -> go.Figure:
+    """Interactive heatmap of an ``(H, W)`` map; hover gives x, y, value and rank (1 = top).
+
+    Signed maps use a diverging scale centred at zero; others ``colour_scale`` (viridis or
+    cividis are readable by colour-blind people). ``zrange`` fixes the colour range (for a
+    colour scale shared across panels). ``boxes`` are ``(x0, y0, x1, y1, ...)`` outlines.
+    """
+    from sensitivity.colormaps import plotly_scale
+
+    values = np.asarray(saliency_map, dtype=np.float64)
+    height, width = values.shape
+    zmin, zmax = zrange if zrange is not None else colour_range([values], signed)
+    heat = go.Heatmap(
+        z=values,
+        customdata=_ranks(np.abs(values) if signed else values),
+        colorscale=plotly_scale("diverging" if signed else colour_scale),
+        zmin=zmin,
+        zmax=zmax,
+        zmid=0.0 if signed else None,
+        hovertemplate="x %{x}, y %{y}<br>value %{z:.4g}<br>rank %{customdata}<extra></extra>",
+        colorbar=dict(thickness=12, len=0.9),
+    )
+    figure = go.Figure(heat)
+    if title:
+        figure.update_layout(title=dict(text=title, x=0.0, font=dict(size=13)))
+    add_boxes(figure, boxes or [])
+    return _image_axes(figure, height, width, size_px)
+
+
+def overlay(
+    image: np.ndarray,
+    saliency_map: np.ndarray,
+    *,
+    opacity: float = 0.5,
+    signed: bool = False,
+    colour_scale: str = "viridis",
+    zrange: tuple[float, float] | None = None,
+    title: str = "",
+    size_px: int = 360,
+    boxes: list | None = None,
+) -> go.Figure:
+    """The ``(H, W, 3)`` image (0..255) under the ``(H, W)`` map drawn with ``opacity`` (0..1)."""
+    figure = saliency_heatmap(
+        saliency_map,
+        signed=signed,
+        colour_scale=colour_scale,
+        zrange=zrange,
+        title=title,
+        size_px=size_px,
+        boxes=boxes,
+    )
+    figure.data[0].opacity = float(np.clip(opacity, 0.0, 1.0))
+    figure.add_trace(go.Image(z=np.clip(image, 0, 255).astype(np.uint8), hoverinfo="skip"))
+    figure.data = (figure.data[1], figure.data[0])  # the image below, the heat map on top
+    return figure
+
+
+def mask_figure(
+    mask: np.ndarray, *, title: str = "", size_px: int = 360, boxes: list | None = None
+) -> go.Figure:
+    """An ``(H, W)`` boolean mask drawn black on white, as the original experiment showed it."""
+    mask = np.asarray(mask, dtype=bool)
+    rgb = np.where(mask[..., None], 0, 255).astype(np.uint8).repeat(3, axis=2)
+    figure = go.Figure(go.Image(z=rgb, hovertemplate="x %{x}, y %{y}<extra></extra>"))
+    if title:
+        figure.update_layout(title=dict(text=title, x=0.0, font=dict(size=13)))
+    add_boxes(figure, boxes or [])
+    return _image_axes(figure, mask.shape[0], mask.shape[1], size_px)
+
+
+def image_figure(
+    image: np.ndarray, *, title: str = "", size_px: int = 360, boxes: list | None = None
+) -> go.Figure:
+    """An ``(H, W, 3)`` image (0..255) shown pixel for pixel (no smoothing)."""
+    rgb = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+    figure = go.Figure(go.Image(z=rgb, hovertemplate="x %{x}, y %{y}<br>RGB %{z}<extra></extra>"))
+    if title:
+        figure.update_layout(title=dict(text=title, x=0.0, font=dict(size=13)))
+    add_boxes(figure, boxes or [])
+    return _image_axes(figure, rgb.shape[0], rgb.shape[1], size_px)
+
+
+def add_boxes(figure: go.Figure, boxes: list, colour: str = "#E69F00") -> go.Figure:
+    """Outline boxes ``(x0, y0, x1, y1[, score])`` (pixel edges; x1, y1 exclusive)."""
+    for box in boxes:
+        x0, y0, x1, y1 = (float(v) for v in tuple(box)[:4])
+        figure.add_shape(
+            type="rect",
+            x0=x0 - 0.5,
+            y0=y0 - 0.5,
+            x1=x1 - 0.5,
+            y1=y1 - 0.5,
+            line=dict(color=colour, width=2),
+        )
+    return figure
+
+
+def center_square_outline(image: np.ndarray) -> tuple[int, int, int, int]:
+    """The box ``(x0, y0, x1, y1)`` of the centred square the network sees, in image pixels."""
+    from sensitivity.images import center_square_box
+
+    return center_square_box(*np.shape(image)[:2])

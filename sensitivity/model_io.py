@@ -16,6 +16,9 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_PATH = MODELS_DIR / "wrn-16-2.keras"
 """The committed default model."""
 
+MODEL_PATH_ENV = "SENSITIVITY_MODEL_PATH"
+"""An operator may point the app at another model file (with its card) through this variable."""
+
 
 class ModelError(RuntimeError):
     """The model file is missing, altered or unreadable; the message names the file."""
@@ -74,12 +77,15 @@ def verify_model_file(path: str | os.PathLike) -> dict:
 def load_model(path: str | os.PathLike | None = None):
     """Load a model in safe mode after checking its checksum against its card.
 
-    ``path=None`` loads the committed default model. Raises :class:`ModelError` with a clear
+    ``path=None`` loads the file named by ``$SENSITIVITY_MODEL_PATH`` if the operator set it,
+    else the committed default model. Raises :class:`ModelError` with a clear
     message if the file is missing, altered or unreadable.
     """
     import keras
 
-    path = Path(path) if path is not None else DEFAULT_MODEL_PATH
+    if path is None:
+        path = os.environ.get(MODEL_PATH_ENV) or DEFAULT_MODEL_PATH
+    path = Path(path)
     verify_model_file(path)
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)

@@ -142,6 +142,29 @@ def compile_for_training(model, config: TrainConfig, steps_per_epoch: int) -> No
     )
 
 
+def reschedule(model, steps_per_epoch: int, epochs: int) -> None:
+    """Make a resumed run end after ``epochs`` epochs in all, keeping the current rate.
+
+    From the optimizer's current step, the learning rate decays by a cosine from its present
+    value to zero at the new last step (a built-in schedule, so checkpoints stay loadable in
+    safe mode).
+    """
+    import keras
+
+    step = int(model.optimizer.iterations.numpy())
+    remaining = epochs * steps_per_epoch - step
+    if remaining < 1:
+        raise ValueError(f"the run is already past {epochs} epochs")
+    rate = float(np.asarray(model.optimizer.learning_rate))
+    model.optimizer.learning_rate = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=rate,
+        decay_steps=remaining,
+        alpha=0.0,
+        warmup_target=rate,
+        warmup_steps=max(step, 1),
+    )
+
+
 def machine_description() -> str:
     """CPU model, core count and OS of this machine, for model cards and benchmarks."""
     cpu = platform.processor() or platform.machine()
@@ -225,12 +248,14 @@ def train(
     out: str | os.PathLike,
     checkpoint_dir: str | os.PathLike,
     resume: bool = False,
+    new_epochs: int | None = None,
     verbose: int = 1,
     log_file=None,
     stop_after: int | None = None,
 ) -> dict | None:
     """Train (or resume) a WRN as ``config`` says; write ``out`` (``.keras``) and its card.
 
+    ``new_epochs`` (with ``resume``) changes the length of the run (see :func:`reschedule`).
     ``stop_after`` trains at most that many epochs in this call (the rest with ``resume``).
     Returns the model card (a dict, also written as ``out`` with suffix ``.json``), or None when
     the run stopped early and is left to be resumed.
@@ -267,6 +292,13 @@ def train(
     steps = math.ceil(len(x_train) / config.batch_size)
     if resume:
         model = keras.saving.load_model(checkpoint_dir / "last.keras")
+        if new_epochs is not None and new_epochs != config.epochs:
+            reschedule(model, steps, new_epochs)
+            config = dataclasses.replace(config, epochs=new_epochs)
+            state["config"] = dataclasses.asdict(config)
+            state.setdefault("rescheduled", []).append(
+                {"after_epoch": state["epoch"], "epochs": new_epochs}
+            )
         print(
             f"resuming after epoch {state['epoch']} of {config.epochs}", file=log_file, flush=True
         )

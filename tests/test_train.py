@@ -58,14 +58,20 @@ def test_cli_trains_stops_and_resumes(tmp_path, monkeypatch):
     out = tmp_path / "model.keras"
     ckpt = tmp_path / "ckpt"
     common = ["--data-dir", str(data), "--out", str(out), "--checkpoint-dir", str(ckpt)]
-    args = ["train", *common, "--depth", "10", "--width", "1", "--epochs", "2",
+    args = ["train", *common, "--depth", "10", "--width", "1", "--epochs", "4",
             "--batch-size", "8", "--val-size", "10", "--stop-after", "1"]
     assert main(args) == 0
     assert not out.exists()
     assert json.loads((ckpt / "state.json").read_text())["epoch"] == 1
-    assert main(["train", *common, "--resume"]) == 0
+    # Resume, shortening the run from 4 to 2 epochs: the rate decays from where it was to 0.
+    assert main(["train", *common, "--resume", "--epochs", "2"]) == 0
     state = json.loads((ckpt / "state.json").read_text())
     assert state["epoch"] == 2 and len(state["history"]) == 2
+    assert state["config"]["epochs"] == 2 and state["rescheduled"][0]["after_epoch"] == 1
+    import keras
+
+    trained = keras.saving.load_model(ckpt / "last.keras")
+    assert float(trained.optimizer.learning_rate.numpy()) < 1e-6
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["sha256"] == sha256_of(out)
     assert card["epochs"] == 2 and card["architecture"]["depth"] == 10

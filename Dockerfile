@@ -1,0 +1,19 @@
+# The dashboard in a container (also what Hugging Face Spaces' Docker SDK runs).
+FROM python:3.11-slim
+
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends curl \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN useradd --create-home app
+WORKDIR /home/app/sensitivity
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+COPY --chown=app:app . .
+USER app
+
+EXPOSE 8501
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
+    CMD curl --fail http://localhost:8501/_stcore/health || exit 1
+CMD ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0"]

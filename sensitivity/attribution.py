@@ -1,0 +1,562 @@
+"""Attribution methods: how much each input pixel contributes to a target score.
+
+:func:`attribute` runs one method and returns an :class:`Attribution` holding the signed,
+per-channel attribution ``(N, H, W, 3)`` (or ``(N, H, W)`` for the channel-free methods Grad-CAM
+and occlusion) with the scores it explains; :mod:`sensitivity.saliency` turns it into a map.
+:data:`METHODS` lists the methods and their options with one-line descriptions.
+
+All gradients come from the compiled engine in :mod:`sensitivity.gradients`; SmoothGrad,
+Integrated Gradients and occlusion push their samples through it in batches of at most
+``max_batch`` images (fewer for large images, see :func:`sensitivity.gradients.batch_size`),
+never one image at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from sensitivity import gradients as engine
+from sensitivity.inference import as_batch, softmax
+
+SATURATION_THRESHOLD = 0.999
+"""Largest class probability above which the probability's gradient counts as vanished."""
+
+REFERENCE_SIZE = 32
+"""Patch sizes, strides and blur widths are given in pixels of a 32x32 image and scale with it."""
+
+
+class SaturationWarning(UserWarning):
+    """The gradient of a probability vanished because the softmax is saturated."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a method: its default value and a one-line description."""
+
+    default: object
+    description: str
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A method's one-line description and options."""
+
+    description: str
+    options: dict[str, Option] = field(default_factory=dict)
+    channels: bool = True
+    """Whether the attribution has one value per RGB channel."""
+
+
+COMMON_OPTIONS: dict[str, Option] = {
+    "layer_reduction": Option(
+        "sum", "inner layer only: its output becomes a scalar by 'sum', 'mean' or 'l2'"
+    ),
+    "channel": Option(None, "inner layer only: reduce this channel alone (None: all channels)"),
+    "max_batch": Option(
+        64, "most images per forward/backward pass (bounds memory; fewer when images are large)"
+    ),
+    "progress": Option(None, "callable(fraction 0..1) reporting progress of long methods"),
+}
+"""Options every method accepts."""
+
+METHODS: dict[str, MethodInfo] = {
+    "gradient": MethodInfo("gradient of the target score with respect to each pixel value"),
+    "gradient_x_input": MethodInfo(
+        "gradient times the pixel value (0..255): a first-order contribution against black"
+    ),
+    "smoothgrad": MethodInfo(
+        "gradient averaged over noisy copies of the image (Smilkov et al. 2017)",
+        {
+            "samples": Option(50, "number of noisy copies"),
+            "noise": Option(0.15, "noise standard deviation as a fraction of the range 0..255"),
+            "variant": Option(
+                "mean", "'mean' of gradients, 'squared' (mean of squares) or 'vargrad' (variance)"
+            ),
+            "seed": Option(0, "random seed of the noise (None: a fresh one)"),
+        },
+    ),
+    "integrated_gradients": MethodInfo(
+        "path integral of the gradient from a baseline image (Sundararajan et al. 2017)",
+        {
+            "steps": Option(50, "points of the midpoint rule along the path"),
+            "baseline": Option("black", "'black', 'blurred' (Gaussian blur) or 'noise' (uniform)"),
+            "blur_sigma": Option(4.0, "blurred baseline: Gaussian sigma in 32x32-image pixels"),
+            "seed": Option(0, "noise baseline: random seed"),
+        },
+    ),
+    "gradcam": MethodInfo(
+        "Grad-CAM: feature maps weighted by their mean gradient, ReLU, upsampled bilinearly",
+        {
+            "target_layer": Option(None, "layer with a 4-D output (None: the last such layer)"),
+            "plus_plus": Option(False, "use the Grad-CAM++ weights (Chattopadhay et al. 2018)"),
+        },
+        channels=False,
+    ),
+    "guided_backprop": MethodInfo(
+        "gradient passed through ReLUs only where input and incoming gradient are positive; "
+        "fails the model-randomisation sanity check (Adebayo et al. 2018)"
+    ),
+    "occlusion": MethodInfo(
+        "gradient-free: drop in the score when a patch covering the pixel is filled",
+        {
+            "patch": Option(4, "patch side in 32x32-image pixels"),
+            "stride": Option(None, "patch step in 32x32-image pixels (None: half the patch)"),
+            "fill": Option("mean", "fill value 0..255, an RGB triple, or 'mean' (image's mean)"),
+        },
+        channels=False,
+    ),
+}
+"""Every method, with its description and its own options (besides :data:`COMMON_OPTIONS`)."""
+
+
+@dataclass
+class Attribution:
+    """Result of :func:`attribute`.
+
+    ``values``: float32 ``(N, H, W, 3)`` signed attribution per pixel and channel, or
+    ``(N, H, W)`` for channel-free methods. ``scores``: ``(N,)`` the explained target score at
+    the image. ``weights``: ``(N, K)`` class (or channel) weights of the target. ``logits``:
+    ``(N, K)`` model outputs. For Integrated Gradients also ``baseline_scores`` ``(N,)`` and
+    ``completeness_gap`` ``(N,)`` = |sum of attributions - (f(x) - f(baseline))| / |f(x) -
+    f(baseline)|.
+    """
+
+    method: str
+    values: np.ndarray
+    scores: np.ndarray
+    weights: np.ndarray
+    logits: np.ndarray
+    baseline_scores: np.ndarray | None = None
+    completeness_gap: np.ndarray | None = None
+
+    @property
+    def has_channels(self) -> bool:
+        """True when ``values`` has an RGB axis."""
+        return self.values.ndim == 4
+
+
+# --------------------------------------------------------------------------------------------
+# Validation.
+
+
+def method_options(method: str, options: dict) -> dict:
+    """``options`` completed with the defaults of ``method``; unknown names raise ValueError."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
+    allowed = {**COMMON_OPTIONS, **METHODS[method].options}
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"method {method!r} has no option {unknown}; its options: {list(allowed)}")
+    return {name: options.get(name, option.default) for name, option in allowed.items()}
+
+
+def class_weights(class_mask, num_images: int, num_classes: int) -> np.ndarray:
+    """``(N, K)`` float64 weights from an int, a list of ints, or a weight vector / matrix.
+
+    Integers select classes (one-hot, or multi-hot for a list); a float vector of length K is
+    used as it is for every image, a float ``(N, K)`` array per image.
+    """
+    if isinstance(class_mask, (bool, np.bool_)):
+        raise ValueError("class_mask must be a class index, a list of them, or weights; got a bool")
+    array = np.asarray(class_mask)
+    if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"class_mask must be numeric, got {class_mask!r}")
+    if np.issubdtype(array.dtype, np.integer):
+        classes = array.reshape(-1)
+        if array.ndim > 1 or classes.size == 0:
+            raise ValueError(
+                f"class_mask must be a class index or a list of them, got {class_mask}"
+            )
+        bad = classes[(classes < 0) | (classes >= num_classes)]
+        if bad.size:
+            raise ValueError(
+                f"class {int(bad[0])} is out of range: classes are 0..{num_classes - 1}"
+            )
+        if len(set(classes.tolist())) != classes.size:
+            raise ValueError(
+                f"class_mask {classes.tolist()} repeats a class; pass weights as floats instead"
+            )
+        row = np.zeros(num_classes)
+        row[classes] = 1.0
+        return np.tile(row, (num_images, 1))
+    weights = array.astype(np.float64)
+    if not np.isfinite(weights).all():
+        raise ValueError("class_mask weights hold NaN or infinite values")
+    if weights.ndim == 1:
+        if weights.size != num_classes:
+            raise ValueError(
+                f"a class weight vector needs {num_classes} values, got {weights.size}"
+            )
+        return np.tile(weights, (num_images, 1))
+    if weights.shape != (num_images, num_classes):
+        raise ValueError(
+            f"class weights must have shape ({num_classes},) or ({num_images}, {num_classes}), "
+            f"got {weights.shape}"
+        )
+    return weights
+
+
+def _channel_weights(channel, num_images: int, num_channels: int) -> np.ndarray:
+    if channel is None:
+        return np.ones((num_images, num_channels))
+    if isinstance(channel, (bool, np.bool_)) or not isinstance(channel, (int, np.integer)):
+        raise ValueError(f"channel must be an integer or None, got {channel!r}")
+    if not 0 <= channel < num_channels:
+        raise ValueError(f"channel {channel} is out of range: the layer has {num_channels}")
+    weights = np.zeros((num_images, num_channels))
+    weights[:, channel] = 1.0
+    return weights
+
+
+def _images(model, images) -> np.ndarray:
+    batch = as_batch(images)  # shape check; ValueError on NaN or infinite values
+    spec = engine.input_signature(model)
+    expected = spec.shape[1:]
+    if not expected.is_compatible_with(batch.shape[1:]):
+        raise ValueError(f"the model takes images of shape {expected}, got {batch.shape[1:]}")
+    dtype = spec.dtype.as_numpy_dtype
+    if dtype == np.float32:
+        return batch
+    return np.asarray(images, dtype=dtype).reshape(batch.shape)
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _choice(name: str, value, choices: tuple) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def _scaled(value, size: int, name: str) -> int:
+    """A length in 32x32-image pixels as pixels of an image of side ``size`` (at least 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return max(1, min(size, round(value * size / REFERENCE_SIZE)))
+
+
+# --------------------------------------------------------------------------------------------
+# The methods. Each takes a _Job and returns values (and optionally extra fields).
+
+
+@dataclass
+class _Job:
+    model: object
+    target: engine.Target
+    images: np.ndarray
+    weights: np.ndarray
+    scores: np.ndarray
+    options: dict
+
+    @property
+    def max_batch(self) -> int:
+        return engine.batch_size(self.options["max_batch"], *self.images.shape[1:3])
+
+    def report(self, fraction: float) -> None:
+        if self.options["progress"] is not None:
+            self.options["progress"](float(min(max(fraction, 0.0), 1.0)))
+
+    def gradients(self, images, weights, guided: bool = False) -> np.ndarray:
+        _, grads, _ = engine.gradients(
+            self.model, self.target, images, weights, max_batch=self.max_batch, guided=guided
+        )
+        return grads
+
+    def sampled_gradient_sums(self, count: int, make_samples: Callable) -> tuple:
+        """Sums over ``count`` samples per image of the gradient and its square, float64.
+
+        ``make_samples(image_index, sample_index)`` returns the sample images for the given
+        flat arrays of indices; samples of all images are batched together.
+        """
+        n = len(self.images)
+        total = n * count
+        sums = np.zeros(self.images.shape, np.float64)
+        squares = np.zeros(self.images.shape, np.float64)
+        for start in range(0, total, self.max_batch):
+            flat = np.arange(start, min(start + self.max_batch, total))
+            image_index, sample_index = flat // count, flat % count
+            grads = self.gradients(
+                make_samples(image_index, sample_index), self.weights[image_index]
+            ).astype(np.float64)
+            for i in np.unique(image_index):
+                rows = image_index == i
+                sums[i] += grads[rows].sum(axis=0)
+                squares[i] += np.square(grads[rows]).sum(axis=0)
+            self.report((flat[-1] + 1) / total)
+        return sums, squares
+
+
+def _gradient(job: _Job) -> dict:
+    return {"values": job.gradients(job.images, job.weights)}
+
+
+def _gradient_x_input(job: _Job) -> dict:
+    return {"values": job.gradients(job.images, job.weights) * job.images}
+
+
+def _smoothgrad(job: _Job) -> dict:
+    opts = job.options
+    samples = _positive_int("samples", opts["samples"])
+    variant = _choice("variant", opts["variant"], ("mean", "squared", "vargrad"))
+    noise = opts["noise"]
+    if not isinstance(noise, (int, float, np.number)) or not 0 <= noise < math.inf:
+        raise ValueError(f"noise must be a non-negative fraction of 0..255, got {noise!r}")
+    sigma = float(noise) * 255.0
+    rng = np.random.default_rng(opts["seed"])
+
+    def make_samples(image_index, _sample_index):
+        base = job.images[image_index]
+        return base + rng.normal(0.0, sigma, base.shape).astype(base.dtype)
+
+    sums, squares = job.sampled_gradient_sums(samples, make_samples)
+    mean = sums / samples
+    if variant == "mean":
+        values = mean
+    elif variant == "squared":
+        values = squares / samples
+    else:
+        values = np.maximum(squares / samples - np.square(mean), 0.0)
+    return {"values": values}
+
+
+def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
+    """``(N, H, W, C)`` images blurred by a Gaussian of ``sigma`` pixels (reflected borders)."""
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    out = np.asarray(images, np.float64)
+    for axis in (1, 2):
+        pad = [(0, 0)] * out.ndim
+        pad[axis] = (radius, radius)
+        padded = np.pad(out, pad, mode="reflect" if out.shape[axis] > 1 else "edge")
+        out = sum(
+            w * np.take(padded, np.arange(k, k + out.shape[axis]), axis=axis)
+            for k, w in enumerate(kernel)
+        )
+    return out.astype(np.asarray(images).dtype)
+
+
+def _baseline(job: _Job) -> np.ndarray:
+    kind = _choice("baseline", job.options["baseline"], ("black", "blurred", "noise"))
+    images = job.images
+    if kind == "black":
+        return np.zeros_like(images)
+    if kind == "noise":
+        rng = np.random.default_rng(job.options["seed"])
+        return rng.uniform(0.0, 255.0, images.shape).astype(images.dtype)
+    sigma = job.options["blur_sigma"]
+    if not isinstance(sigma, (int, float, np.number)) or not 0 < sigma < math.inf:
+        raise ValueError(f"blur_sigma must be a positive number, got {sigma!r}")
+    return gaussian_blur(images, float(sigma) * min(images.shape[1:3]) / REFERENCE_SIZE)
+
+
+def _integrated_gradients(job: _Job) -> dict:
+    steps = _positive_int("steps", job.options["steps"])
+    baseline = _baseline(job)
+    delta = job.images - baseline
+    alphas = ((np.arange(steps) + 0.5) / steps).astype(job.images.dtype)
+
+    def make_samples(image_index, step_index):
+        a = alphas[step_index][:, None, None, None]
+        return baseline[image_index] + a * delta[image_index]
+
+    sums, _ = job.sampled_gradient_sums(steps, make_samples)
+    values = delta * (sums / steps)
+    baseline_scores, _ = engine.forward(
+        job.model, job.target, baseline, job.weights, max_batch=job.max_batch
+    )
+    change = job.scores.astype(np.float64) - baseline_scores
+    total = values.reshape(len(values), -1).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.abs(total - change) / np.abs(change)
+    gap = np.where((change == 0) & (total == 0), 0.0, gap)
+    return {"values": values, "baseline_scores": baseline_scores, "completeness_gap": gap}
+
+
+def _gradcam(job: _Job) -> dict:
+    layer = job.options["target_layer"] or engine.last_spatial_layer(job.model)
+    features, grads, _, _ = engine.feature_gradients(
+        job.model, job.target, layer, job.images, job.weights, max_batch=job.max_batch
+    )
+    if features.ndim != 4:
+        raise ValueError(
+            f"Grad-CAM needs a layer with a 4-D output; {layer!r} has shape {features.shape}"
+        )
+    features = features.astype(np.float64)
+    grads = grads.astype(np.float64)
+    if job.options["plus_plus"]:
+        g2 = np.square(grads)
+        denominator = 2.0 * g2 + features.sum(axis=(1, 2), keepdims=True) * g2 * grads
+        alpha = g2 / np.where(denominator != 0.0, denominator, 1.0)
+        channel_weights = (alpha * np.maximum(grads, 0.0)).sum(axis=(1, 2))
+    else:
+        channel_weights = grads.mean(axis=(1, 2))
+    cam = np.maximum(np.einsum("nhwc,nc->nhw", features, channel_weights), 0.0)
+    height, width = job.images.shape[1:3]
+    upsampled = tf.image.resize(cam[..., None], (height, width), method="bilinear")
+    return {"values": np.maximum(upsampled.numpy()[..., 0], 0.0)}
+
+
+def _guided_backprop(job: _Job) -> dict:
+    return {"values": job.gradients(job.images, job.weights, guided=True)}
+
+
+def _positions(size: int, patch: int, stride: int) -> list[int]:
+    starts = list(range(0, size - patch + 1, stride))
+    if starts[-1] != size - patch:
+        starts.append(size - patch)
+    return starts
+
+
+def _occlusion(job: _Job) -> dict:
+    images = job.images
+    n, height, width, _ = images.shape
+    ph, pw = (_scaled(job.options["patch"], s, "patch") for s in (height, width))
+    stride = job.options["stride"]
+    stride = job.options["patch"] / 2 if stride is None else stride
+    sh, sw = (_scaled(stride, s, "stride") for s in (height, width))
+    fill = job.options["fill"]
+    if isinstance(fill, str):
+        _choice("fill", fill, ("mean",))
+        colours = images.mean(axis=(1, 2))
+    else:
+        colour = np.broadcast_to(np.asarray(fill, np.float64), (3,))
+        if not np.isfinite(colour).all():
+            raise ValueError(f"fill must be finite, got {fill!r}")
+        colours = np.tile(colour, (n, 1))
+    colours = colours.astype(images.dtype)
+    patches = [(y, x) for y in _positions(height, ph, sh) for x in _positions(width, pw, sw)]
+    count = len(patches)
+    total = n * count
+    drops = np.zeros((n, height, width), np.float64)
+    covered = np.zeros((height, width), np.float64)
+    for y, x in patches:
+        covered[y : y + ph, x : x + pw] += 1.0
+    for start in range(0, total, job.max_batch):
+        flat = np.arange(start, min(start + job.max_batch, total))
+        image_index, patch_index = flat // count, flat % count
+        batch = images[image_index].copy()
+        for row, (i, p) in enumerate(zip(image_index, patch_index, strict=True)):
+            y, x = patches[p]
+            batch[row, y : y + ph, x : x + pw] = colours[i]
+        scores, _ = engine.forward(
+            job.model, job.target, batch, job.weights[image_index], max_batch=job.max_batch
+        )
+        for row, (i, p) in enumerate(zip(image_index, patch_index, strict=True)):
+            y, x = patches[p]
+            drops[i, y : y + ph, x : x + pw] += job.scores[i] - scores[row]
+        job.report((flat[-1] + 1) / total)
+    return {"values": drops / covered}
+
+
+_RUNNERS: dict[str, Callable[[_Job], dict]] = {
+    "gradient": _gradient,
+    "gradient_x_input": _gradient_x_input,
+    "smoothgrad": _smoothgrad,
+    "integrated_gradients": _integrated_gradients,
+    "gradcam": _gradcam,
+    "guided_backprop": _guided_backprop,
+    "occlusion": _occlusion,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry point.
+
+
+def _warn_if_saturated(logits: np.ndarray, values: np.ndarray, gradient_based: bool) -> None:
+    top = softmax(logits).max(axis=1)
+    saturated = top > SATURATION_THRESHOLD
+    vanished = ~np.any(values.reshape(len(values), -1) != 0, axis=1) & gradient_based
+    if saturated.any() or vanished.any():
+        worst = float(top.max())
+        warnings.warn(
+            f"the softmax is saturated (largest class probability {worst:.6f} for "
+            f"{int((saturated | vanished).sum())} of {len(top)} images): the gradient of the "
+            "probability vanishes. Use layer='logits' (the default) or 'log_probabilities'.",
+            SaturationWarning,
+            stacklevel=3,
+        )
+
+
+def attribute(
+    model,
+    images,
+    *,
+    method: str = "gradient",
+    layer: str = "logits",
+    class_mask=None,
+    **options,
+) -> Attribution:
+    """Attribute the target score of ``images`` to their pixels with ``method``.
+
+    ``images``: ``(N, H, W, 3)`` or ``(H, W, 3)`` pixel values 0..255 of any size the model
+    takes. ``layer``: "logits", "probabilities", "log_probabilities" or a layer's name or path
+    (differentiating the ``layer_reduction`` of its output, or of one ``channel``).
+    ``class_mask`` (output targets only): None for each image's predicted class, a class
+    index, a list of them, or a length-K weight vector; the score is ``sum_c w_c out_c``.
+    ``options``: see :data:`METHODS` and :data:`COMMON_OPTIONS`. Raises ValueError on bad
+    arguments and on NaN or infinite pixels; warns :class:`SaturationWarning` when a
+    probability's gradient vanishes.
+    """
+    opts = method_options(method, options)
+    _positive_int("max_batch", opts["max_batch"])
+    target = engine.make_target(model, layer, opts["layer_reduction"])
+    batch = _images(model, images)
+    n = len(batch)
+    size = engine.weight_size(model, target)
+    dtype = batch.dtype
+    if target.is_output:
+        if opts["channel"] is not None:
+            raise ValueError("channel applies to an inner layer; for classes use class_mask")
+        if class_mask is None:
+            _, logits = engine.forward(
+                model, target, batch, np.zeros((n, size), dtype), max_batch=opts["max_batch"]
+            )
+            weights = np.eye(size)[logits.argmax(axis=1)] if n else np.zeros((0, size))
+        else:
+            weights = class_weights(class_mask, n, size)
+    else:
+        if class_mask is not None:
+            raise ValueError(
+                "class_mask applies to logits, probabilities and log_probabilities; "
+                "for an inner layer use the channel option"
+            )
+        weights = _channel_weights(opts["channel"], n, size)
+    weights = weights.astype(dtype)
+    channels = METHODS[method].channels
+    if n == 0:
+        shape = batch.shape if channels else batch.shape[:3]
+        empty = np.zeros(0, np.float32)
+        return Attribution(
+            method, np.zeros(shape, np.float32), empty, weights, np.zeros((0, size), np.float32)
+        )
+    scores, logits = engine.forward(model, target, batch, weights, max_batch=opts["max_batch"])
+    result = _RUNNERS[method](_Job(model, target, batch, weights, scores, opts))
+    values = np.asarray(result.pop("values"), np.float32)
+    if not np.isfinite(values).all():
+        raise ValueError(f"{method} produced non-finite values (the model overflowed)")
+    if target.layer == "probabilities" and method != "occlusion":
+        _warn_if_saturated(logits, values, gradient_based=METHODS[method].channels)
+    if opts["progress"] is not None:
+        opts["progress"](1.0)
+    extras = {k: np.asarray(v, np.float32) for k, v in result.items()}
+    return Attribution(
+        method,
+        values,
+        scores.astype(np.float32),
+        weights.astype(np.float32),
+        logits.astype(np.float32),
+        **extras,
+    )

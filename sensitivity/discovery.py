@@ -1,0 +1,210 @@
+"""Object discovery: boxes around the regions of a saliency map that hold most of its mass.
+
+Boxes are :class:`Box` ``(x0, y0, x1, y1, score)`` in the pixel coordinates of the map:
+``x`` counts columns, ``y`` rows, ``(x0, y0)`` is the top-left pixel inside the box and
+``x1, y1`` are exclusive, so the box covers ``map[y0:y1, x0:x1]`` and its area is
+``(x1 - x0) * (y1 - y0)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from sensitivity.filters import gaussian_smooth
+
+
+class Box(NamedTuple):
+    """A box ``map[y0:y1, x0:x1]`` (``x1``, ``y1`` exclusive) and its score (0..1)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    score: float = 1.0
+
+    @property
+    def width(self) -> int:
+        """Number of columns."""
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        """Number of rows."""
+        return self.y1 - self.y0
+
+    @property
+    def area(self) -> int:
+        """Number of pixels."""
+        return max(0, self.width) * max(0, self.height)
+
+
+def as_map(saliency_map: np.ndarray) -> np.ndarray:
+    """A finite ``(H, W)`` map as float64, or ValueError."""
+    values = np.asarray(saliency_map, dtype=np.float64)
+    if values.ndim != 2 or values.size == 0:
+        raise ValueError(f"expected an (H, W) saliency map, got shape {np.shape(saliency_map)}")
+    if not np.isfinite(values).all():
+        raise ValueError("the saliency map holds NaN or infinite values")
+    return values
+
+
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of an ``(H, W)`` bool mask.
+
+    Returns ``(labels, count)``: ``labels`` int64 ``(H, W)`` with 0 for background and
+    ``1..count`` numbered in raster order of each component's first pixel.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"expected an (H, W) mask, got shape {mask.shape}")
+    height, width = mask.shape
+    index = np.full(mask.shape, -1, dtype=np.int64)
+    n = int(mask.sum())
+    index[mask] = np.arange(n)
+    # Pairs of neighbouring foreground pixels: right, down, down-right, down-left.
+    pairs = []
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        a = index[: height - dy, max(0, -dx) : width - max(0, dx)]
+        b = index[dy:, max(0, dx) : width + min(0, dx)]
+        both = (a >= 0) & (b >= 0)
+        pairs.append((a[both], b[both]))
+    first = np.concatenate([p[0] for p in pairs])
+    second = np.concatenate([p[1] for p in pairs])
+    # Vectorised union-find: hook each root to the smallest root it touches, then compress
+    # the paths fully; every parent is at most its child, so no cycles can form.
+    parent = np.arange(n)
+    while True:
+        root_a, root_b = parent[first], parent[second]
+        differ = root_a != root_b
+        if not differ.any():
+            break
+        low = np.minimum(root_a[differ], root_b[differ])
+        high = np.maximum(root_a[differ], root_b[differ])
+        np.minimum.at(parent, high, low)
+        while True:
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+    roots, compact = np.unique(parent, return_inverse=True)
+    labels = np.zeros(mask.shape, dtype=np.int64)
+    labels[mask] = compact + 1  # roots are the smallest index, so raster order is kept
+    return labels, len(roots)
+
+
+def discover_objects(
+    saliency_map: np.ndarray,
+    *,
+    smooth_sigma: float = 1.0,
+    keep_fraction: float = 0.2,
+    max_objects: int = 3,
+    min_area: int = 4,
+) -> list[Box]:
+    """Boxes around the strongest regions of an ``(H, W)`` saliency map, strongest first.
+
+    The rule:
+
+    1. Negative values are set to zero (a signed map counts only its positive evidence).
+    2. The map is smoothed by a Gaussian of ``smooth_sigma`` pixels (0: no smoothing).
+    3. The top ``keep_fraction`` of pixels of the smoothed map are kept: those at least as
+       large as its ``ceil(keep_fraction * H * W)``-th largest value, and above zero.
+    4. Kept pixels are grouped into 8-connected components; components of fewer than
+       ``min_area`` pixels are dropped.
+    5. Each component is scored by the fraction of the map's total (non-negative,
+       unsmoothed) mass that lies on its pixels, and gets its bounding box.
+    6. The ``max_objects`` highest-scoring boxes are returned, sorted by score, descending
+       (ties: the component met first in raster order first).
+
+    An all-zero map gives an empty list.
+    """
+    values = np.maximum(as_map(saliency_map), 0.0)
+    if not 0 < keep_fraction <= 1:
+        raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction!r}")
+    if not (isinstance(smooth_sigma, (int, float, np.number)) and 0 <= smooth_sigma < math.inf):
+        raise ValueError(f"smooth_sigma must be a non-negative number, got {smooth_sigma!r}")
+    if isinstance(max_objects, bool) or not isinstance(max_objects, (int, np.integer)):
+        raise ValueError(f"max_objects must be a whole number, got {max_objects!r}")
+    if max_objects < 1:
+        raise ValueError(f"max_objects must be at least 1, got {max_objects}")
+    if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 1:
+        raise ValueError(f"min_area must be a positive whole number, got {min_area!r}")
+    total = values.sum()
+    if total <= 0:
+        return []
+    smoothed = gaussian_smooth(values, smooth_sigma)
+    keep_count = max(1, math.ceil(keep_fraction * values.size))
+    threshold = np.partition(smoothed.ravel(), values.size - keep_count)[values.size - keep_count]
+    mask = (smoothed >= threshold) & (smoothed > 0)
+    labels, count = label_components(mask)
+    if count == 0:
+        return []
+    flat = labels.ravel()
+    areas = np.bincount(flat, minlength=count + 1)
+    masses = np.bincount(flat, weights=values.ravel(), minlength=count + 1)
+    rows, cols = np.nonzero(labels)
+    comp = labels[rows, cols]
+    y0 = np.full(count + 1, values.shape[0])
+    x0 = np.full(count + 1, values.shape[1])
+    y1 = np.zeros(count + 1, np.int64)
+    x1 = np.zeros(count + 1, np.int64)
+    np.minimum.at(y0, comp, rows)
+    np.minimum.at(x0, comp, cols)
+    np.maximum.at(y1, comp, rows + 1)
+    np.maximum.at(x1, comp, cols + 1)
+    candidates = [c for c in range(1, count + 1) if areas[c] >= min_area]
+    candidates.sort(key=lambda c: -masses[c])  # stable: raster order breaks ties
+    return [
+        Box(int(x0[c]), int(y0[c]), int(x1[c]), int(y1[c]), float(masses[c] / total))
+        for c in candidates[:max_objects]
+    ]
+
+
+def iou(box_a, box_b) -> float:
+    """Intersection over union of two boxes ``(x0, y0, x1, y1, ...)`` (exclusive ends), 0..1."""
+    ax0, ay0, ax1, ay1 = (float(v) for v in tuple(box_a)[:4])
+    bx0, by0, bx1, by1 = (float(v) for v in tuple(box_b)[:4])
+    inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    union = (
+        max(0.0, ax1 - ax0) * max(0.0, ay1 - ay0)
+        + max(0.0, bx1 - bx0) * max(0.0, by1 - by0)
+        - inter
+    )
+    return inter / union if union > 0 else 0.0
+
+
+def boxes_to_image(boxes, map_shape: tuple[int, int], image_shape: tuple[int, ...]) -> list[Box]:
+    """Boxes on the network's input (the resized centred square) mapped onto the photo.
+
+    ``map_shape``: ``(h, w)`` of the map / network input; ``image_shape``: ``(H, W[, 3])`` of
+    the original photo, whose centred square (:func:`sensitivity.images.center_square_box`)
+    was resized to ``(h, w)``. Edges are scaled and shifted, then rounded outwards (``x0``,
+    ``y0`` down, ``x1``, ``y1`` up) so the photo box covers every pixel that contributed;
+    scores are kept.
+    """
+    from sensitivity.images import center_square_box
+
+    map_h, map_w = (int(v) for v in map_shape[:2])
+    height, width = (int(v) for v in image_shape[:2])
+    if min(map_h, map_w, height, width) < 1:
+        raise ValueError("map and image sizes must be positive")
+    sx0, sy0, sx1, sy1 = center_square_box(height, width)
+    scale_x = (sx1 - sx0) / map_w
+    scale_y = (sy1 - sy0) / map_h
+    eps = 1e-9  # keeps exact multiples exact despite rounding in the scale
+    out = []
+    for box in boxes:
+        x0, y0, x1, y1 = (float(v) for v in tuple(box)[:4])
+        score = float(tuple(box)[4]) if len(tuple(box)) > 4 else 1.0
+        out.append(
+            Box(
+                max(sx0, math.floor(sx0 + x0 * scale_x + eps)),
+                max(sy0, math.floor(sy0 + y0 * scale_y + eps)),
+                min(sx1, math.ceil(sx0 + x1 * scale_x - eps)),
+                min(sy1, math.ceil(sy0 + y1 * scale_y - eps)),
+                score,
+            )
+        )
+    return out

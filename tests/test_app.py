@@ -1,0 +1,149 @@
+"""The page, driven headlessly with Streamlit's AppTest on the committed model."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import PHOTOS_DIR, ROOT
+
+APP = str(ROOT / "app.py")  # absolute: AppTest resolves relative paths against this file
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly figures on the page by their title (JSON specs)."""
+    found = {}
+    for element in at.get("plotly_chart"):
+        spec = json.loads(element.proto.spec)
+        title = spec.get("layout", {}).get("title", {}).get("text", "")
+        found.setdefault(title, spec)
+    return found
+
+
+def array(value) -> np.ndarray:
+    """A Plotly JSON array: a plain list, or a typed array ``{"dtype", "bdata", "shape"}``."""
+    if isinstance(value, dict):
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        if isinstance(shape, str):
+            shape = [int(v) for v in shape.split(",")]
+        return flat.reshape(shape) if shape else flat
+    return np.asarray(value)
+
+
+def heat_values(at: AppTest) -> np.ndarray:
+    return array(charts(at)["sensitivity"]["data"][0]["z"]).astype(float)
+
+
+def mask_pixels(at: AppTest) -> np.ndarray:
+    spec = next(s for t, s in charts(at).items() if t.startswith("top "))
+    return array(spec["data"][0]["z"])[..., 0] == 0
+
+
+@pytest.fixture()
+def app():
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    assert not at.exception
+    return at
+
+
+@pytest.fixture()
+def dog_app(app):
+    app.file_uploader[0].upload("dog.jpg", (PHOTOS_DIR / "dog.jpg").read_bytes(), "image/jpeg")
+    app.run()
+    assert not app.exception
+    return app
+
+
+def widget(at: AppTest, kind: str, label: str):
+    return next(w for w in getattr(at, kind) if w.label == label)
+
+
+def test_empty_page_invites_an_upload(app):
+    assert any("Upload an image" in info.value for info in app.info)
+    assert not app.error
+
+
+def test_upload_shows_prediction_that_sums_to_100_percent(dog_app):
+    table = dog_app.dataframe[0].value
+    assert len(table) == 10
+    assert table["probability (%)"].sum() == pytest.approx(100.0, abs=0.1)
+    assert any("chance that there is at least one" in m.value for m in dog_app.markdown)
+    heat = heat_values(dog_app)
+    assert heat.shape == (32, 32) and np.isfinite(heat).all() and heat.max() > 0
+    assert mask_pixels(dog_app).sum() == 100
+
+
+def test_each_control_changes_what_is_shown(dog_app):
+    at = dog_app
+    before = heat_values(at)
+
+    widget(at, "radio", "Sign").set_value("signed").run()
+    signed = heat_values(at)
+    assert (signed < 0).any() and not np.allclose(signed, before)
+
+    widget(at, "radio", "Sign").set_value("abs").run()
+    np.testing.assert_allclose(heat_values(at), before, rtol=1e-5)
+
+    widget(at, "multiselect", "Class mask").set_value(["truck"]).run()
+    truck = heat_values(at)
+    assert not np.allclose(truck, before)
+
+    widget(at, "slider", "Top-k pixels").set_value(10).run()
+    assert mask_pixels(at).sum() == 10
+    np.testing.assert_allclose(heat_values(at), truck, rtol=1e-5)  # display-only change
+
+    widget(at, "selectbox", "Layer").set_value("group2_block1").run()
+    inner = heat_values(at)
+    assert not at.exception and not np.allclose(inner, truck)
+
+    widget(at, "selectbox", "Layer").set_value("logits").run()
+    np.testing.assert_allclose(heat_values(at), truck, rtol=1e-5)  # the class mask came back
+
+    widget(at, "selectbox", "Method").set_value("gradcam").run()
+    cam = heat_values(at)
+    assert not at.exception and (cam >= 0).all() and not np.allclose(cam, truck)
+    assert at.query_params["method"] == ["gradcam"] or at.query_params["method"] == "gradcam"
+
+
+def test_bad_upload_gets_an_error_box_and_the_good_one_is_still_analysed(app):
+    good = png_bytes(np.full((40, 40, 3), 120, np.uint8))
+    app.file_uploader[0].set_value([("broken.png", b"not really a png", "image/png"),
+                                    ("grey.png", good, "image/png")]).run()
+    assert not app.exception
+    assert any("broken.png" in e.value for e in app.error)
+    assert len(app.dataframe) == 1
+
+
+def test_settings_come_from_the_link():
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["sign"] = "signed"
+    at.query_params["k"] = "7"
+    at.query_params["method"] = "no-such-method"
+    at.run()
+    assert not at.exception
+    assert widget(at, "radio", "Sign").value == "signed"
+    assert widget(at, "slider", "Top-k pixels").value == 7
+    assert any("ignored method" in w.value for w in at.warning)
+
+
+def test_compare_methods_side_by_side(dog_app):
+    at = dog_app
+    widget(at, "selectbox", "Side by side").set_value("methods").run()
+    widget(at, "multiselect", "Methods to compare").set_value(["gradient", "gradcam"]).run()
+    assert not at.exception
+    titles = charts(at)
+    assert "gradient" in titles and "gradcam" in titles

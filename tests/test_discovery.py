@@ -1,0 +1,125 @@
+"""Object discovery on synthetic maps with known blobs, IoU, and boxes mapped onto photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sensitivity.discovery import Box, boxes_to_image, discover_objects, iou, label_components
+
+
+def _two_blobs(second_value: float = 1.0) -> np.ndarray:
+    values = np.zeros((32, 32), np.float32)
+    values[3:9, 4:12] = 1.0  # 6 x 8 = 48 pixels
+    values[20:28, 18:30] = second_value  # 8 x 12 = 96 pixels
+    return values
+
+
+def test_blobs_are_found_exactly_without_smoothing():
+    values = _two_blobs(0.25)  # masses 48 and 24: fractions 2/3 and 1/3
+    boxes = discover_objects(values, smooth_sigma=0, keep_fraction=144 / 1024)
+    assert boxes == [
+        Box(4, 3, 12, 9, pytest.approx(2 / 3)),
+        Box(18, 20, 30, 28, pytest.approx(1 / 3)),
+    ]
+    assert boxes[0].width == 8 and boxes[0].height == 6 and boxes[0].area == 48
+
+
+def test_equal_blobs_are_found_exactly_after_smoothing():
+    # Gaussian smoothing keeps the blobs' own pixels on top when just their area is kept.
+    boxes = discover_objects(_two_blobs(), smooth_sigma=1.0, keep_fraction=144 / 1024)
+    assert [tuple(b[:4]) for b in boxes] == [(18, 20, 30, 28), (4, 3, 12, 9)]
+    assert boxes[0].score == pytest.approx(96 / 144)
+    assert boxes[1].score == pytest.approx(48 / 144)
+
+
+def test_sorted_by_mass_truncated_and_small_specks_dropped():
+    values = _two_blobs()
+    values[0, 31] = 120.0  # one very strong pixel: most of the mass, but a 1-pixel component
+    boxes = discover_objects(values, smooth_sigma=0, keep_fraction=145 / 1024, min_area=2)
+    assert [tuple(b[:4]) for b in boxes] == [(18, 20, 30, 28), (4, 3, 12, 9)]
+    assert boxes[0].score == pytest.approx(96 / 264)
+    kept = discover_objects(values, smooth_sigma=0, keep_fraction=145 / 1024, min_area=1)
+    assert tuple(kept[0][:4]) == (31, 0, 32, 1) and kept[0].score == pytest.approx(120 / 264)
+    one = discover_objects(values, smooth_sigma=0, keep_fraction=145 / 1024, max_objects=1)
+    assert len(one) == 1 and tuple(one[0][:4]) == (18, 20, 30, 28)
+
+
+def test_negative_values_are_ignored_and_empty_maps_give_no_boxes():
+    values = _two_blobs()
+    values[10:16, 10:16] = -5.0
+    boxes = discover_objects(values, smooth_sigma=0, keep_fraction=144 / 1024)
+    assert [tuple(b[:4]) for b in boxes] == [(18, 20, 30, 28), (4, 3, 12, 9)]
+    assert discover_objects(np.zeros((8, 8))) == []
+    assert discover_objects(-np.ones((8, 8))) == []
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="NaN"):
+        discover_objects(np.full((4, 4), np.nan))
+    with pytest.raises(ValueError, match="shape"):
+        discover_objects(np.ones((4, 4, 3)))
+    with pytest.raises(ValueError, match="keep_fraction"):
+        discover_objects(np.ones((4, 4)), keep_fraction=0)
+    with pytest.raises(ValueError, match="max_objects"):
+        discover_objects(np.ones((4, 4)), max_objects=0)
+
+
+def test_eight_connected_labelling():
+    mask = np.array(
+        [
+            [1, 0, 0, 0, 1],
+            [0, 1, 0, 0, 1],
+            [0, 0, 0, 0, 0],
+            [1, 1, 0, 1, 0],
+            [0, 0, 1, 0, 0],
+        ],
+        dtype=bool,
+    )
+    labels, count = label_components(mask)
+    # Diagonal neighbours join; numbering follows each component's first pixel in raster order.
+    expected = np.array(
+        [
+            [1, 0, 0, 0, 2],
+            [0, 1, 0, 0, 2],
+            [0, 0, 0, 0, 0],
+            [3, 3, 0, 3, 0],
+            [0, 0, 3, 0, 0],
+        ]
+    )
+    assert count == 3
+    np.testing.assert_array_equal(labels, expected)
+    assert label_components(np.zeros((3, 3), bool))[1] == 0
+    assert label_components(np.ones((3, 3), bool))[1] == 1
+
+
+def test_labelling_a_serpentine_is_one_component():
+    # Rows 0, 2, 4, ... joined alternately at the right and the left end: one long path whose
+    # order differs from raster order, so labels must propagate through many merges.
+    mask = np.zeros((21, 21), bool)
+    mask[::2] = True
+    for row in range(1, 21, 2):
+        mask[row, 20 if row % 4 == 1 else 0] = True
+    labels, count = label_components(mask)
+    assert count == 1 and (labels[mask] == 1).all() and (labels[~mask] == 0).all()
+    mask[1, 20] = False  # cut the path after the first row: two components
+    assert label_components(mask)[1] == 2
+
+
+def test_iou_by_hand():
+    assert iou((0, 0, 2, 2), (0, 0, 2, 2)) == 1.0
+    assert iou((0, 0, 2, 2), (2, 0, 4, 2)) == 0.0  # touching edges share no pixel
+    assert iou((0, 0, 2, 2), (1, 0, 3, 2)) == pytest.approx(2 / 6)
+    assert iou(Box(0, 0, 4, 4, 0.3), (1, 1, 3, 3)) == pytest.approx(4 / 16)
+    assert iou((0, 0, 0, 5), (0, 0, 0, 5)) == 0.0
+
+
+def test_boxes_map_back_to_the_photo():
+    # dog.jpg is 768 x 576: its centred square is x 96..672, every map pixel of a 32x32
+    # input covers 18 x 18 photo pixels.
+    shape = (576, 768, 3)
+    assert boxes_to_image([Box(0, 0, 32, 32, 0.5)], (32, 32), shape) == [Box(96, 0, 672, 576, 0.5)]
+    assert boxes_to_image([(2, 3, 5, 7)], (32, 32), shape) == [Box(132, 54, 186, 126, 1.0)]
+    # person.jpg is 640 x 424 (portrait crop of a landscape photo: square x 108..532).
+    (box,) = boxes_to_image([(1, 2, 3, 4)], (32, 32), (424, 640))
+    assert box == Box(108 + 13, 26, 108 + 40, 53, 1.0)  # 13.25 -> 13, 26.5 -> 26, 39.75 -> 40

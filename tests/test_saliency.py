@@ -1,0 +1,566 @@
+"""Tests of the gradient engine and the attribution methods, on tiny models only."""
+
+from __future__ import annotations
+
+import warnings
+
+import sensitivity  # noqa: F401  (sets the TensorFlow environment before TF is imported)
+
+# isort: split
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sensitivity import gradients as engine
+from sensitivity.saliency import (
+    CHANNEL_REDUCTIONS,
+    METHODS,
+    SIGNS,
+    SaturationWarning,
+    attribute,
+    describe_methods,
+    layer_names,
+    saliency,
+    to_map,
+    tracing_count,
+)
+from sensitivity.wrn import build_wrn
+
+# --------------------------------------------------------------------------------------------
+# Models.
+
+
+def _randomise_batch_norm(model, rng) -> None:
+    """Non-trivial moving statistics, so inference-mode batch norm matters."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape).astype(gamma.dtype),
+                    rng.normal(0.0, 0.1, beta.shape).astype(beta.dtype),
+                    rng.normal(0.0, 0.2, mean.shape).astype(mean.dtype),
+                    rng.uniform(0.5, 1.5, var.shape).astype(var.dtype),
+                ]
+            )
+
+
+@pytest.fixture(scope="module")
+def wrn():
+    keras.utils.set_random_seed(0)
+    model = build_wrn(10, 1)
+    _randomise_batch_norm(model, np.random.default_rng(0))
+    return model
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+
+
+def _dense_model(weights: np.ndarray, bias: np.ndarray | None = None, side: int = 4):
+    """Flatten + Dense: the gradient of logit c at pixel (i, j, ch) is weights[flat, c]."""
+    inputs = keras.Input((side, side, 3))
+    dense = keras.layers.Dense(weights.shape[1], name="logits")
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    dense.set_weights([weights, np.zeros(weights.shape[1]) if bias is None else bias])
+    return model
+
+
+@pytest.fixture(scope="module")
+def linear():
+    """A Dense model over 4x4 pixels with known weights ``W`` of shape (48, 10)."""
+    weights = np.random.default_rng(2).normal(0, 1, (48, 10)).astype(np.float32)
+    return _dense_model(weights), weights
+
+
+def _pointwise_model(kernel: np.ndarray):
+    """1x1 convolution (3 -> 10, no bias) and global average pooling: fully convolutional."""
+    inputs = keras.Input((None, None, 3))
+    conv = keras.layers.Conv2D(10, 1, use_bias=False, name="pointwise")
+    pooled = keras.layers.GlobalAveragePooling2D()(conv(inputs))
+    model = keras.Model(inputs, pooled)
+    conv.set_weights([kernel.reshape(1, 1, 3, 10)])
+    return model
+
+
+def _tape_gradient(fn, x: np.ndarray) -> np.ndarray:
+    """Independent eager gradient of ``sum(fn(x))`` with respect to ``x``."""
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(fn(x))
+    return tape.gradient(total, x).numpy()
+
+
+def _close(actual: np.ndarray, expected: np.ndarray, rtol: float = 1e-4) -> None:
+    scale = float(np.abs(expected).max())
+    assert scale > 0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+def _raw(model, x, **kwargs) -> np.ndarray:
+    return saliency(model, x, sign="signed", reduce_channels="none", **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Correctness of the gradient.
+
+
+def test_gradient_matches_central_finite_differences_in_float64():
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((5, 5, 3), dtype="float64")
+    h = keras.layers.Conv2D(4, 3, activation="tanh", dtype="float64")(inputs)
+    h = keras.layers.BatchNormalization(dtype="float64")(h)
+    h = keras.layers.Flatten(dtype="float64")(h)
+    model = keras.Model(inputs, keras.layers.Dense(10, dtype="float64")(h))
+    _randomise_batch_norm(model, np.random.default_rng(3))
+    for layer in model.layers:  # scale weights so that 0..255 pixels keep tanh unsaturated
+        if isinstance(layer, keras.layers.Conv2D):
+            layer.set_weights([w * 0.002 for w in layer.get_weights()])
+    x = np.random.default_rng(4).uniform(0, 255, (1, 5, 5, 3))
+    for layer, cls in (("logits", 2), ("log_probabilities", 7)):
+        ours = _raw(model, x, layer=layer, class_mask=cls)[0].astype(np.float64)
+        eps = 1e-3
+        basis = np.eye(x.size).reshape(-1, 5, 5, 3) * eps
+        plus = model(x + basis, training=False).numpy()
+        minus = model(x - basis, training=False).numpy()
+        if layer == "log_probabilities":
+            plus, minus = (v - np.log(np.exp(v).sum(1, keepdims=True)) for v in (plus, minus))
+        fd = ((plus[:, cls] - minus[:, cls]) / (2 * eps)).reshape(5, 5, 3)
+        error = np.linalg.norm(ours - fd) / np.linalg.norm(fd)
+        assert error < 1e-3, (layer, error)
+
+
+def test_gradients_match_an_eager_tape(wrn, images):
+    logits = wrn(images, training=False).numpy()
+    predicted = logits.argmax(axis=1)
+    onehot = tf.one_hot(predicted, 10)
+    expected = _tape_gradient(lambda x: wrn(x, training=False) * onehot, images)
+    _close(_raw(wrn, images), expected)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SaturationWarning)  # not saturated here
+        ours = _raw(wrn, images, layer="probabilities", class_mask=3)
+    expected = _tape_gradient(lambda x: tf.nn.softmax(wrn(x, training=False))[:, 3], images)
+    _close(ours, expected)
+
+    inner = keras.Model(wrn.input, wrn.get_layer("group2_block1").output)
+    expected = _tape_gradient(lambda x: inner(x, training=False), images)
+    _close(_raw(wrn, images, layer="group2_block1"), expected)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean", "l2"])
+@pytest.mark.parametrize("channel", [None, 5])
+def test_inner_layer_reductions(wrn, images, reduction, channel):
+    inner = keras.Model(wrn.input, wrn.get_layer("group1_block1_conv1").output)
+
+    def score(x):
+        h = inner(x, training=False)
+        h = h if channel is None else h[..., channel : channel + 1]
+        if reduction == "sum":
+            return tf.reduce_sum(h, axis=[1, 2, 3])
+        if reduction == "mean":
+            return tf.reduce_mean(h, axis=[1, 2, 3])
+        return tf.norm(tf.reshape(h, [tf.shape(h)[0], -1]), axis=1)
+
+    ours = _raw(
+        wrn, images[:1], layer="group1_block1_conv1", layer_reduction=reduction, channel=channel
+    )
+    _close(ours, _tape_gradient(score, images[:1]))
+
+
+def test_class_mask_is_linear(wrn, images):
+    g1 = _raw(wrn, images, class_mask=1)
+    g4 = _raw(wrn, images, class_mask=4)
+    weights = np.zeros(10)
+    weights[[1, 4]] = [0.7, -2.0]
+    _close(_raw(wrn, images, class_mask=weights), 0.7 * g1 - 2.0 * g4)
+    _close(_raw(wrn, images, class_mask=[1, 4]), g1 + g4)
+
+
+@pytest.mark.parametrize("sign", list(SIGNS))
+@pytest.mark.parametrize("reduction", list(CHANNEL_REDUCTIONS))
+def test_sign_and_channel_reduction_by_hand(linear, sign, reduction):
+    model, weights = linear
+    x = np.full((1, 4, 4, 3), 100.0, np.float32)
+    grad = weights[:, 6].reshape(4, 4, 3)  # the gradient of logit 6, by hand
+    processed = {
+        "abs": np.abs(grad),
+        "positive": np.maximum(grad, 0),
+        "negative": np.maximum(-grad, 0),
+        "signed": grad,
+    }[sign]
+    if reduction == "max":
+        index = np.abs(processed).argmax(axis=-1)
+        expected = np.take_along_axis(processed, index[..., None], axis=-1)[..., 0]
+    elif reduction == "sum":
+        expected = processed.sum(axis=-1)
+    elif reduction == "l2":
+        expected = np.sqrt((processed**2).sum(axis=-1))
+    else:
+        expected = processed
+    ours = saliency(model, x, class_mask=6, sign=sign, reduce_channels=reduction)
+    assert ours.dtype == np.float32
+    assert ours.shape == (1, 4, 4) + ((3,) if reduction == "none" else ())
+    np.testing.assert_allclose(ours[0], expected, rtol=1e-6, atol=1e-7)
+
+
+def test_signed_max_keeps_the_sign_of_the_largest_magnitude():
+    values = np.array([[[[0.5, -2.0, 1.0]]]], np.float32)
+    assert to_map(values, "signed", "max")[0, 0, 0] == -2.0
+    assert to_map(values, "abs", "max")[0, 0, 0] == 2.0
+    assert to_map(values, "positive", "max")[0, 0, 0] == 1.0
+
+
+def test_gradient_x_input_by_hand(linear):
+    model, weights = linear
+    x = np.random.default_rng(5).uniform(0, 255, (1, 4, 4, 3)).astype(np.float32)
+    ours = _raw(model, x, method="gradient_x_input", class_mask=2)[0]
+    np.testing.assert_allclose(ours, weights[:, 2].reshape(4, 4, 3) * x[0], rtol=1e-5)
+
+
+def test_dropout_stays_off(linear):
+    _, weights = linear
+    inputs = keras.Input((4, 4, 3))
+    dense = keras.layers.Dense(10)
+    hidden = keras.layers.Dropout(0.9)(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, dense(hidden))
+    dense.set_weights([weights, np.zeros(10)])
+    x = np.full((3, 4, 4, 3), 10.0, np.float32)
+    ours = _raw(model, x, class_mask=1)
+    np.testing.assert_allclose(ours, np.broadcast_to(weights[:, 1].reshape(4, 4, 3), x.shape))
+
+
+def test_single_image_and_predicted_class(linear):
+    model, weights = linear
+    x = np.random.default_rng(6).uniform(0, 255, (4, 4, 3)).astype(np.float32)
+    predicted = int((x.reshape(-1) @ weights).argmax())
+    ours = _raw(model, x)
+    assert ours.shape == (1, 4, 4, 3)
+    np.testing.assert_allclose(ours[0], weights[:, predicted].reshape(4, 4, 3), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation.
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"class_mask": 10}, "out of range"),
+        ({"class_mask": -1}, "out of range"),
+        ({"class_mask": [1, 12]}, "out of range"),
+        ({"class_mask": [1, 1]}, "repeats"),
+        ({"class_mask": np.ones(9)}, "needs 10 values"),
+        ({"class_mask": np.r_[np.ones(9), np.nan]}, "NaN"),
+        ({"class_mask": True}, "bool"),
+        ({"class_mask": "cat"}, "numeric"),
+        ({"layer": "no_such_layer"}, "no layer"),
+        ({"layer": "group1_block1_conv1", "class_mask": 3}, "inner layer"),
+        ({"layer": "group1_block1_conv1", "channel": 16}, "out of range"),
+        ({"layer": "group1_block1_conv1", "layer_reduction": "max"}, "layer_reduction"),
+        ({"channel": 1}, "inner layer"),
+        ({"method": "lime"}, "unknown method"),
+        ({"samples": 5}, "no option"),
+        ({"method": "smoothgrad", "samples": 0}, "positive integer"),
+        ({"method": "smoothgrad", "variant": "median"}, "variant"),
+        ({"method": "integrated_gradients", "baseline": "white"}, "baseline"),
+        ({"method": "gradcam", "target_layer": "pool"}, "4-D"),
+        ({"sign": "both"}, "sign"),
+        ({"reduce_channels": "mean"}, "reduce_channels"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(wrn, images, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        saliency(wrn, images[:1], **kwargs)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_images_are_rejected(wrn, images, bad):
+    x = images[:1].copy()
+    x[0, 3, 4, 1] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        saliency(wrn, x)
+
+
+def test_methods_are_described():
+    described = {entry["name"]: entry for entry in describe_methods()}
+    assert (
+        set(described)
+        == set(METHODS)
+        == {
+            "gradient",
+            "gradient_x_input",
+            "smoothgrad",
+            "integrated_gradients",
+            "gradcam",
+            "guided_backprop",
+            "occlusion",
+        }
+    )
+    assert described["smoothgrad"]["options"]["samples"]["default"] == 50
+    assert all(entry["description"] for entry in described.values())
+
+
+# --------------------------------------------------------------------------------------------
+# SmoothGrad and Integrated Gradients.
+
+
+def test_smoothgrad_on_a_linear_model(linear):
+    model, weights = linear
+    x = np.full((2, 4, 4, 3), 128.0, np.float32)
+    grad = weights[:, 3].reshape(4, 4, 3)
+    fractions = []
+    kw = {"method": "smoothgrad", "class_mask": 3, "samples": 10, "max_batch": 6}
+    mean = _raw(model, x, progress=fractions.append, **kw)
+    squared = _raw(model, x, variant="squared", **kw)
+    vargrad = _raw(model, x, variant="vargrad", **kw)
+    np.testing.assert_allclose(mean, np.broadcast_to(grad, mean.shape), rtol=1e-5)
+    np.testing.assert_allclose(squared, np.broadcast_to(grad**2, mean.shape), rtol=1e-5)
+    assert np.abs(vargrad).max() < 1e-6 * np.abs(grad).max() ** 2
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) >= 4
+
+
+def test_smoothgrad_is_reproducible_and_smooths(wrn, images):
+    a = _raw(wrn, images[:1], method="smoothgrad", samples=6, seed=1)
+    b = _raw(wrn, images[:1], method="smoothgrad", samples=6, seed=1)
+    np.testing.assert_array_equal(a, b)
+    c = _raw(wrn, images[:1], method="smoothgrad", samples=6, seed=2)
+    assert not np.allclose(a, c)
+    zero = _raw(wrn, images[:1], method="smoothgrad", samples=3, noise=0.0, class_mask=2)
+    _close(zero, _raw(wrn, images[:1], class_mask=2))
+
+
+def test_integrated_gradients_on_a_linear_model(linear):
+    model, weights = linear
+    x = np.random.default_rng(7).uniform(0, 255, (2, 4, 4, 3)).astype(np.float32)
+    result = attribute(model, x, method="integrated_gradients", steps=4, class_mask=8)
+    np.testing.assert_allclose(result.values, x * weights[:, 8].reshape(4, 4, 3), rtol=1e-4)
+    assert result.completeness_gap.max() < 1e-4
+
+
+@pytest.mark.parametrize("baseline", ["black", "blurred", "noise"])
+def test_integrated_gradients_completeness(wrn, images, baseline):
+    result = attribute(wrn, images, method="integrated_gradients", steps=64, baseline=baseline)
+    change = result.scores.astype(np.float64) - result.baseline_scores
+    total = result.values.reshape(len(images), -1).sum(axis=1, dtype=np.float64)
+    gap = np.abs(total - change) / np.abs(change)
+    np.testing.assert_allclose(result.completeness_gap, gap, rtol=1e-3)
+    if baseline != "noise":  # a noise baseline scores close to the image: |change| is small
+        assert gap.max() < 0.02, gap
+
+
+# --------------------------------------------------------------------------------------------
+# Grad-CAM.
+
+
+@pytest.mark.parametrize("plus_plus", [False, True])
+@pytest.mark.parametrize("shape", [(32, 32), (40, 48)])
+def test_gradcam_is_non_negative_and_input_sized(wrn, plus_plus, shape):
+    x = np.random.default_rng(8).uniform(0, 255, (2, *shape, 3)).astype(np.float32)
+    maps = saliency(wrn, x, method="gradcam", plus_plus=plus_plus)
+    assert maps.shape == (2, *shape)
+    assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() > 0
+
+
+def test_gradcam_equals_the_class_activation_map_of_a_linear_head(wrn, images):
+    # final_relu -> global average pooling -> dense: the gradient on feature map k is
+    # W[k, c] / (h w), so Grad-CAM is ReLU(sum_k W[k, c] A_k) / (h w) (Zhou et al.'s CAM).
+    features = keras.Model(wrn.input, wrn.get_layer("final_relu").output)(images).numpy()
+    kernel = wrn.get_layer("logits").get_weights()[0]
+    cls = 4
+    cam = np.maximum(np.einsum("nhwk,k->nhw", features, kernel[:, cls]), 0) / 64.0
+    expected = tf.image.resize(cam[..., None], (32, 32), method="bilinear").numpy()[..., 0]
+    ours = saliency(wrn, images, method="gradcam", target_layer="final_relu", class_mask=cls)
+    _close(ours, expected, rtol=1e-4)
+    assert engine.last_spatial_layer(wrn) == "final_relu"
+    _close(saliency(wrn, images, method="gradcam", class_mask=cls), expected, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# Guided backpropagation.
+
+
+def test_guided_backprop_by_hand():
+    rng = np.random.default_rng(9)
+    w1, w2 = rng.normal(0, 0.1, (12, 6)), rng.normal(0, 1, (6, 10))
+    inputs = keras.Input((2, 2, 3))
+    first = keras.layers.Dense(6)
+    second = keras.layers.Dense(10)
+    model = keras.Model(inputs, second(keras.layers.ReLU()(first(keras.layers.Flatten()(inputs)))))
+    first.set_weights([w1, np.zeros(6)])
+    second.set_weights([w2, np.zeros(10)])
+    x = rng.uniform(0, 255, (1, 2, 2, 3)).astype(np.float32)
+    z = x.reshape(1, -1) @ w1
+    guided = w1 @ ((z[0] > 0) * np.maximum(w2[:, 5], 0))
+    ours = _raw(model, x, method="guided_backprop", class_mask=5)
+    np.testing.assert_allclose(ours[0], guided.reshape(2, 2, 3), rtol=1e-4, atol=1e-7)
+    plain = w1 @ ((z[0] > 0) * w2[:, 5])
+    np.testing.assert_allclose(_raw(model, x, class_mask=5)[0], plain.reshape(2, 2, 3), rtol=1e-4)
+
+
+def test_guided_backprop_leaves_the_model_alone(wrn, images):
+    before = wrn(images, training=False).numpy()
+    names = [layer.name for layer in wrn.layers]
+    maps = saliency(wrn, images, method="guided_backprop")
+    assert maps.shape == (2, 32, 32)
+    assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() > 0
+    np.testing.assert_array_equal(wrn(images, training=False).numpy(), before)
+    assert [layer.name for layer in wrn.layers] == names
+    assert not np.allclose(_raw(wrn, images, method="guided_backprop"), _raw(wrn, images))
+
+
+# --------------------------------------------------------------------------------------------
+# Occlusion.
+
+
+def _occlusion_reference(kernel, x, cls, patch, stride, fill):
+    """Drop of the pooled score, by brute force over patch positions."""
+    height, width = x.shape[:2]
+
+    def score(image):
+        return (image @ kernel[:, cls]).mean()
+
+    starts = list(range(0, height - patch + 1, stride))
+    if starts[-1] != height - patch:
+        starts.append(height - patch)
+    total = np.zeros((height, width))
+    count = np.zeros((height, width))
+    for y in starts:
+        for x0 in starts:
+            occluded = x.copy()
+            occluded[y : y + patch, x0 : x0 + patch] = fill
+            total[y : y + patch, x0 : x0 + patch] += score(x) - score(occluded)
+            count[y : y + patch, x0 : x0 + patch] += 1
+    return total / count
+
+
+@pytest.mark.parametrize(("patch", "stride"), [(4, 4), (4, None), (6, 4)])
+def test_occlusion_on_a_pointwise_model(patch, stride):
+    kernel = np.random.default_rng(10).normal(0, 1, (3, 10)).astype(np.float32)
+    model = _pointwise_model(kernel)
+    x = np.random.default_rng(11).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
+    ours = saliency(
+        model,
+        x,
+        method="occlusion",
+        class_mask=7,
+        sign="signed",
+        patch=patch,
+        stride=stride,
+        fill=0.0,
+        max_batch=50,
+    )
+    expected = _occlusion_reference(kernel, x[0], 7, patch, stride or patch // 2, 0.0)
+    _close(ours[0], expected, rtol=1e-4)
+
+
+def test_occlusion_scales_the_patch_with_the_image(wrn):
+    x = np.random.default_rng(12).uniform(0, 255, (1, 64, 64, 3)).astype(np.float32)
+    fractions = []
+    maps = saliency(wrn, x, method="occlusion", sign="signed", progress=fractions.append)
+    assert maps.shape == (1, 64, 64) and np.isfinite(maps).all()
+    # patch 4 at 32x32 is 8 pixels here: neighbouring pixels inside a 4x4 stride cell agree
+    assert np.allclose(maps[0, :4, :4], maps[0, 0, 0])
+    assert fractions[-1] == 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# Nested models.
+
+
+@pytest.fixture(scope="module")
+def nested():
+    keras.utils.set_random_seed(13)
+    inner_in = keras.Input((None, None, 4))
+    h = keras.layers.Conv2D(5, 3, padding="same", name="inner_conv")(inner_in)
+    h = keras.layers.BatchNormalization(name="inner_bn")(h)
+    h = keras.layers.ReLU(name="inner_relu")(h)
+    block = keras.Model(inner_in, h, name="block")
+    tail = keras.Sequential(
+        [keras.Input((None, None, 5)), keras.layers.Conv2D(6, 1, activation="relu", name="mix")],
+        name="tail",
+    )
+    inputs = keras.Input((None, None, 3))
+    pre = keras.layers.Conv2D(4, 3, padding="same", name="pre")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(tail(block(pre)))
+    model = keras.Model(inputs, keras.layers.Dense(10, name="head")(pooled))
+    _randomise_batch_norm(block, np.random.default_rng(13))
+    return model
+
+
+def test_nested_model_inner_layers(nested, images):
+    assert {"block/inner_relu", "tail/mix", "block", "tail", "head"} <= set(layer_names(nested))
+    prefix = keras.Model(nested.input, nested.get_layer("pre").output)
+    block = nested.get_layer("block")
+    inner = keras.Model(block.input, block.get_layer("inner_relu").output)
+    expected = _tape_gradient(lambda x: inner(prefix(x), training=False), images)
+    _close(_raw(nested, images, layer="block/inner_relu"), expected)
+    _close(_raw(nested, images, layer="inner_relu"), expected)  # a unique name is enough
+    expected = _tape_gradient(lambda x: nested(x, training=False)[:, 2], images)
+    _close(_raw(nested, images, class_mask=2), expected)
+    cam = saliency(nested, images, method="gradcam", target_layer="block/inner_relu")
+    assert cam.shape == (2, 32, 32) and cam.min() >= 0
+    guided = saliency(nested, images, method="guided_backprop")
+    assert np.isfinite(guided).all() and guided.max() > 0
+
+
+# --------------------------------------------------------------------------------------------
+# Compilation: one trace per method family.
+
+
+def test_no_retracing_across_sizes_classes_and_signs(wrn):
+    rng = np.random.default_rng(14)
+    sizes = [(32, 32), (40, 48), (64, 64)]
+    families = [
+        {"method": "gradient"},
+        {"method": "gradcam"},
+        {"method": "guided_backprop"},
+    ]
+    for kwargs in families:  # first call per family traces
+        saliency(wrn, rng.uniform(0, 255, (1, 32, 32, 3)), **kwargs)
+    traced = tracing_count(wrn)
+    calls = [
+        {"method": "gradient"},
+        {"method": "gradient_x_input"},
+        {"method": "smoothgrad", "samples": 3},
+        {"method": "integrated_gradients", "steps": 3},
+        {"method": "gradcam", "plus_plus": True},
+        {"method": "guided_backprop"},
+        {"method": "occlusion", "patch": 16},
+    ]
+    for i in range(20):
+        size = sizes[i % 3]
+        n = 1 + i % 3
+        mask = [None, int(rng.integers(10)), [1, 2], rng.normal(size=10)][i % 4]
+        saliency(
+            wrn,
+            rng.uniform(0, 255, (n, *size, 3)),
+            class_mask=mask,
+            sign=list(SIGNS)[i % 4],
+            reduce_channels=list(CHANNEL_REDUCTIONS)[i % 4],
+            **calls[i % len(calls)],
+        )
+    assert tracing_count(wrn) == traced
+    saliency(wrn, rng.uniform(0, 255, (1, 32, 32, 3)), layer="log_probabilities")
+    assert tracing_count(wrn) == traced + 2  # a new target: its forward and gradient functions
+
+
+# --------------------------------------------------------------------------------------------
+# Saturation.
+
+
+def test_saturated_probabilities_warn(linear):
+    _, weights = linear
+    bias = np.zeros(10, np.float32)
+    bias[4] = 1000.0
+    model = _dense_model(weights * 1e-3, bias)
+    x = np.full((1, 4, 4, 3), 50.0, np.float32)
+    with pytest.warns(SaturationWarning, match="logits"):
+        saliency(model, x, layer="probabilities")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SaturationWarning)
+        maps = saliency(model, x)  # logits: no warning, a useful gradient
+    assert maps.max() > 0
