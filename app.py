@@ -13,11 +13,13 @@ import numpy as np
 import streamlit as st
 
 import sensitivity
-from sensitivity import export, figures, gallery
+from sensitivity import export, figures, gallery, metrics
+from sensitivity.discovery import boxes_to_image, discover_objects
 from sensitivity.labels import CLASS_NAMES
 from sensitivity.postprocess import top_k_mask
 from sensitivity.report import probability_table, verdict
 from sensitivity.saliency import METHODS, Attribution, attribute, layer_names, to_map
+from sensitivity.scenes import make_scene
 from sensitivity.settings import (
     BASELINES,
     CHANNEL_REDUCTIONS,
@@ -83,6 +85,20 @@ def explain(x: np.ndarray, method: str, layer: str, classes: tuple[int, ...],
     return attribute(get_model(), x, method=method, layer=layer,
                      class_mask=list(classes) if classes else None,
                      progress=_progress, **dict(options))
+
+
+@st.cache_data(max_entries=128, ttl=3600, show_spinner="Measuring faithfulness...")
+def faithfulness(x: np.ndarray, saliency_map: np.ndarray, class_index: int) -> list:
+    """Deletion and insertion curves of one map (blurred-image fill)."""
+    model = get_model()
+    return [metrics.deletion_curve(model, x, saliency_map, class_index),
+            metrics.insertion_curve(model, x, saliency_map, class_index)]
+
+
+@st.cache_data(max_entries=128, ttl=3600, show_spinner="Predicting again...")
+def counterfactual(x: np.ndarray, saliency_map: np.ndarray, class_index: int, k: int,
+                   mode: str) -> metrics.Counterfactual:
+    return metrics.counterfactual(get_model(), x, saliency_map, class_index, k, mode=mode)
 
 
 @st.cache_data(max_entries=16, show_spinner="Reading the sample images...")
@@ -205,6 +221,12 @@ def sidebar(layers: list[tuple[str, str]]) -> None:
                      help="viridis and cividis stay readable with colour blindness; signed "
                           "maps use a blue-white-red scale centred at zero.")
         st.checkbox("Shared colour scale across panels", key="w_shared_scale")
+        st.checkbox("Draw the discovered objects' boxes", key="w_boxes",
+                    help="Boxes around the strongest regions of the map (smoothed, top 20% of "
+                         "pixels, connected components), also mapped back onto your photo.")
+        st.checkbox("Faithfulness panel", key="w_faithfulness",
+                    help="Deletion and insertion curves, and predicting again without the "
+                         "top-k pixels.")
 
         st.header("Compare")
         st.selectbox("Side by side", COMPARE_MODES, key="w_compare")
@@ -244,14 +266,34 @@ def collect_images() -> list[tuple[str, np.ndarray | bytes]]:
                 "Sample CIFAR-10 test images", range(len(pool)),
                 format_func=lambda i: f"{CLASS_NAMES[pool[i].label]} ({pool[i].name})")
             items += [(f"sample: {CLASS_NAMES[pool[i].label]}", pool[i].image) for i in picked]
+            scene_builder(pool, items)
     return items
+
+
+def scene_builder(pool: list[gallery.Sample], items: list) -> None:
+    """Two sample images pasted on one 96x96 canvas, added to the images on the page."""
+    st.markdown("**Scene builder**: two objects on one 96x96 canvas, to watch a class mask "
+                "separate them (set the analysis size to 96 to keep every pixel).")
+    left, right, seed_col = st.columns([2, 2, 1])
+    label = lambda i: f"{CLASS_NAMES[pool[i].label]} ({pool[i].name})"  # noqa: E731
+    first = left.selectbox("First object", [None, *range(len(pool))], key="scene_a",
+                           format_func=lambda i: "-" if i is None else label(i))
+    second = right.selectbox("Second object", [None, *range(len(pool))], key="scene_b",
+                             format_func=lambda i: "-" if i is None else label(i))
+    seed = seed_col.number_input("Layout", 0, 999, 0, key="scene_seed")
+    if first is not None and second is not None:
+        scene = make_scene([pool[first].image, pool[second].image],
+                           [pool[first].label, pool[second].label], size=96, seed=int(seed))
+        names = " + ".join(CLASS_NAMES[c] for c in scene.labels)
+        items.append((f"scene: {names}", scene.image))
 
 
 def show_prediction(probabilities: np.ndarray) -> None:
     st.markdown(f"**{verdict(probabilities)}**")
     st.plotly_chart(figures.probability_bars(probabilities), width="stretch",
                     config={"displayModeBar": False})
-    st.dataframe(probability_table(probabilities), hide_index=True, width="stretch")
+    with st.expander("All ten classes as a table"):
+        st.dataframe(probability_table(probabilities), hide_index=True, width="stretch")
 
 
 def compute_map(x: np.ndarray, settings: ViewSettings, *, method: str | None = None,
@@ -275,11 +317,20 @@ def compute_map(x: np.ndarray, settings: ViewSettings, *, method: str | None = N
     return to_map(result, settings.sign, settings.reduce_channels)[0]
 
 
-def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray, settings: ViewSettings) -> None:
+def target_class(probabilities: np.ndarray, settings: ViewSettings) -> int:
+    """The class a map explains: the first of the mask, else the predicted one."""
+    return settings.classes[0] if settings.classes else int(np.argmax(probabilities))
+
+
+def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray,
+              settings: ViewSettings) -> tuple[np.ndarray, list]:
+    """Heatmap, overlay, top-k mask and downloads; returns the map and discovered boxes."""
     saliency_map = compute_map(x, settings)
     signed = settings.sign == "signed"
     k = min(settings.k, saliency_map.size)
-    mask = top_k_mask(np.abs(saliency_map) if signed else saliency_map, k)
+    magnitude = np.abs(saliency_map) if signed else saliency_map
+    mask = top_k_mask(magnitude, k)
+    boxes = discover_objects(magnitude) if settings.boxes else []
     target = ", ".join(CLASS_NAMES[i] for i in settings.classes) if settings.classes else (
         f"predicted: {CLASS_NAMES[int(np.argmax(probabilities))]}")
     if settings.layer not in OUTPUT_LAYERS:
@@ -287,13 +338,14 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray, settings: Vie
     st.caption(f"{settings.method} of {settings.layer} ({target}), sign {settings.sign}")
     heat, over, top = st.columns(3)
     common = dict(signed=signed, colour_scale=settings.colour_scale)
-    heat.plotly_chart(figures.saliency_heatmap(saliency_map, title="sensitivity", **common),
+    heat.plotly_chart(figures.saliency_heatmap(saliency_map, title="sensitivity", boxes=boxes,
+                                               **common),
                       width="stretch", key=f"heat-{name}")
     over.plotly_chart(figures.overlay(x, saliency_map, opacity=settings.opacity,
-                                      title="overlay", **common),
+                                      title="overlay", boxes=boxes, **common),
                       width="stretch", key=f"over-{name}")
-    top.plotly_chart(figures.mask_figure(mask, title=f"top {k} pixels"), width="stretch",
-                     key=f"mask-{name}")
+    top.plotly_chart(figures.mask_figure(mask, title=f"top {k} pixels", boxes=boxes),
+                     width="stretch", key=f"mask-{name}")
     stem = "".join(c if c.isalnum() else "_" for c in name)[:40] or "image"
     cols = st.columns(4)
     cols[0].download_button("Heatmap (PNG)", export.heatmap_png(saliency_map, **common),
@@ -304,6 +356,36 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray, settings: Vie
                             f"{stem}-probabilities.csv", "text/csv", key=f"dl-csv-{name}")
     cols[3].download_button("Settings (JSON)", export.settings_json(dataclasses.asdict(settings)),
                             f"{stem}-settings.json", "application/json", key=f"dl-json-{name}")
+    return saliency_map, boxes
+
+
+def show_faithfulness(name: str, x: np.ndarray, saliency_map: np.ndarray,
+                      probabilities: np.ndarray, settings: ViewSettings) -> None:
+    """Deletion/insertion curves, and the top-k pixels removed or kept alone, predicted again."""
+    class_index = target_class(probabilities, settings)
+    magnitude = np.abs(saliency_map)
+    curves_col, again_col = st.columns(2)
+    curves_col.plotly_chart(
+        figures.perturbation_curves(faithfulness(x, magnitude, class_index),
+                                    title=f"faithfulness for {CLASS_NAMES[class_index]}"),
+        width="stretch", key=f"curves-{name}")
+    curves_col.caption("Deletion: the most salient pixels are replaced by a blurred copy first; "
+                       "a faithful map makes the probability fall fast (low area). Insertion: "
+                       "they are put back first into the blurred image (high area).")
+    with again_col:
+        k = min(settings.k, magnitude.size)
+        mode = st.radio("Then predict again", ["remove", "keep"], horizontal=True,
+                        key=f"cf-mode-{name}",
+                        format_func=lambda m: f"remove the top {k} pixels" if m == "remove"
+                        else f"keep only the top {k} pixels")
+        if st.button("Predict again", key=f"cf-{name}"):
+            result = counterfactual(x, magnitude, class_index, k, mode)
+            st.metric(f"{CLASS_NAMES[class_index]} probability", f"{100 * result.after:.1f}%",
+                      delta=f"{100 * (result.after - result.before):+.1f} points")
+            st.caption(f"Before: {100 * result.before:.1f}%. The same change on {k} random "
+                       f"pixels instead ({len(result.random_trials)} tries): "
+                       f"{100 * result.random_after:.1f}% on average. Changed pixels take the "
+                       "blurred image's values.")
 
 
 def show_comparison(inputs: list[tuple[str, np.ndarray, np.ndarray]],
@@ -366,20 +448,28 @@ def main() -> None:
         key = f"{index}-{hashlib.sha1(x.tobytes()).hexdigest()[:8]}"
         inputs.append((key, x, probabilities))
         st.subheader(name, divider="gray")
-        left, right = st.columns([1, 2])
-        with left:
-            st.plotly_chart(figures.image_figure(image, title="your image", size_px=240,
-                                                 boxes=[figures.center_square_outline(image)]),
-                            width="stretch", key=f"orig-{key}")
-            st.plotly_chart(figures.image_figure(x, title=f"after processing ({settings.size}"
-                                                 f"x{settings.size})", size_px=240),
+        first, second, third = st.columns([1, 1, 2])
+        original = first.empty()
+        original.plotly_chart(figures.image_figure(image, title="your image", size_px=260,
+                                                   boxes=[figures.center_square_outline(image)]),
+                              width="stretch", key=f"orig-{key}")
+        second.plotly_chart(figures.image_figure(x, title=f"after processing ({settings.size}"
+                                                 f"x{settings.size})", size_px=260),
                             width="stretch", key=f"input-{key}")
-        with right:
+        with third:
             show_prediction(probabilities)
         try:
-            show_maps(key, x, probabilities, settings)
+            saliency_map, boxes = show_maps(key, x, probabilities, settings)
+            if settings.faithfulness:
+                show_faithfulness(key, x, saliency_map, probabilities, settings)
         except ValueError as exc:
             st.error(f"{name}: {exc}")
+            continue
+        if boxes:
+            outlines = boxes_to_image(boxes, saliency_map.shape, image.shape)
+            original.plotly_chart(figures.image_figure(image, title="objects found",
+                                                       size_px=240, boxes=outlines),
+                                  width="stretch", key=f"found-{key}")
     if inputs and settings.compare != "none":
         st.subheader("Side by side", divider="gray")
         try:

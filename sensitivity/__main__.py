@@ -1,4 +1,4 @@
-"""Command line: ``python -m sensitivity {train,evaluate} ...``."""
+"""Command line: ``python -m sensitivity {train,evaluate,explain,benchmark-maps} ...``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from sensitivity import explain, maps_benchmark
 from sensitivity.model_io import DEFAULT_MODEL_PATH
 
 
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--limit", type=_positive_int, help="a class-balanced subset of this many images"
     )
+
+    explain.add_parser(commands)
+    maps_benchmark.add_parser(commands)
     return parser
 
 
@@ -151,8 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     from sensitivity.images import ImageError
     from sensitivity.model_io import ModelError
 
+    commands = {
+        "train": _train,
+        "evaluate": _evaluate,
+        "explain": explain.run,
+        "benchmark-maps": maps_benchmark.run,
+    }
     try:
-        return {"train": _train, "evaluate": _evaluate}[args.command](args)
+        return commands[args.command](args)
     except (DataError, ModelError, ImageError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ def probability_bars(probabilities: np.ndarray, highlight: int | None = None) ->
     figure.update_layout(
         xaxis=dict(title="probability (%)", range=[0, 115]),
         margin=dict(l=10, r=10, t=10, b=40),
-        height=320,
+        height=260,
     )
     return figure
 
@@ -170,3 +170,30 @@ def center_square_outline(image: np.ndarray) -> tuple[int, int, int, int]:
     from sensitivity.images import center_square_box
 
     return center_square_box(*np.shape(image)[:2])
+
+
+def perturbation_curves(curves: list, title: str = "") -> go.Figure:
+    """Deletion and insertion curves (``metrics.Curve``): class probability against the
+    fraction of pixels removed or inserted, with the area under each in the legend."""
+    figure = go.Figure()
+    colours = {"deletion": "#D55E00", "insertion": "#0072B2"}
+    for curve in curves:
+        figure.add_trace(
+            go.Scatter(
+                x=100 * np.asarray(curve.fractions),
+                y=100 * np.asarray(curve.probabilities),
+                mode="lines",
+                name=f"{curve.kind} (area {curve.auc:.3f})",
+                line=dict(color=colours.get(curve.kind)),
+                hovertemplate="%{x:.1f}% of pixels: %{y:.1f}%<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        title=dict(text=title, x=0.0, font=dict(size=13)) if title else None,
+        xaxis=dict(title="pixels changed, most salient first (%)", range=[0, 100]),
+        yaxis=dict(title="class probability (%)", range=[0, 100]),
+        legend=dict(orientation="h", y=-0.3),
+        margin=dict(l=10, r=10, t=30, b=10),
+        height=320,
+    )
+    return figure

@@ -21,7 +21,9 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
         raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
     radius = max(1, math.ceil(3 * float(sigma)))
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (offsets / float(sigma)) ** 2)
+    # Clipped exponent: a tiny sigma gives a unit impulse instead of an overflow.
+    with np.errstate(over="ignore", divide="ignore"):
+        kernel = np.exp(-0.5 * np.minimum((offsets / float(sigma)) ** 2, 1e4))
     return kernel / kernel.sum()
 
 

@@ -57,6 +57,7 @@ class ViewSettings:
     colour_scale: str = "viridis"
     shared_scale: bool = True
     boxes: bool = False
+    faithfulness: bool = False
     compare: str = "none"
     compare_items: tuple[str, ...] = field(default_factory=tuple)
 
@@ -119,7 +120,7 @@ def _parse(name: str, text: str):
         if any(not 0 <= v < NUM_CLASSES for v in values):
             raise ValueError(f"class indices from 0 to {NUM_CLASSES - 1}")
         return values
-    if name in ("shared_scale", "boxes"):
+    if name in ("shared_scale", "boxes", "faithfulness"):
         if text not in ("0", "1"):
             raise ValueError("0 or 1")
         return text == "1"

@@ -1,0 +1,87 @@
+"""Property-based tests: whatever the input, a valid result or a clear ImageError."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from sensitivity import ImageError, load_image, preprocess
+from sensitivity.discovery import discover_objects
+
+MODES = ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I", "I;16", "F"]
+FORMATS = ["PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"]
+
+
+@st.composite
+def encoded_images(draw):
+    width = draw(st.integers(1, 64))
+    height = draw(st.integers(1, 64))
+    mode = draw(st.sampled_from(MODES))
+    fmt = draw(st.sampled_from(FORMATS))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    image = Image.frombytes("L", (width, height), rng.integers(0, 256, width * height,
+                                                                dtype=np.uint8).tobytes())
+    image = image.convert(mode) if mode not in ("I;16",) else image.convert("I").convert("I;16")
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format=fmt)
+    except (OSError, ValueError, KeyError):
+        image.convert("RGB").save(buffer, format=fmt)  # a mode the format cannot store
+    data = buffer.getvalue()
+    cut = draw(st.sampled_from([None, None, None, len(data) // 2, 8]))
+    return data if cut is None else data[:cut], (height, width)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(encoded_images())
+def test_any_encoded_image_decodes_or_raises_image_error(case):
+    data, (height, width) = case
+    try:
+        image = load_image(data)
+    except ImageError as exc:
+        assert str(exc)
+        return
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    assert image.shape[:2] in ((height, width), (width, height))
+    x = preprocess(image, 32)
+    assert x.shape == (32, 32, 3) and np.isfinite(x).all()
+    assert x.min() >= 0 and x.max() <= 255
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=256))
+def test_random_bytes_never_escape_as_another_error(data):
+    try:
+        load_image(data)
+    except ImageError:
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 200), st.integers(1, 200), st.sampled_from([8, 32, 65]),
+       st.sampled_from([np.uint8, np.uint16, np.float32, np.float64, np.int64]))
+def test_preprocess_any_size_and_dtype(height, width, size, dtype):
+    rng = np.random.default_rng(height * 1000 + width)
+    array = (rng.random((height, width, 3)) * 255).astype(dtype)
+    x = preprocess(array, size)
+    assert x.shape == (size, size, 3) and x.dtype == np.float32
+    assert np.isfinite(x).all() and x.min() >= 0 and x.max() <= 255
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 48), st.integers(1, 48), st.integers(0, 2**16),
+       st.floats(0.01, 1.0), st.floats(0.0, 3.0))
+def test_discovered_boxes_lie_inside_the_map(height, width, seed, keep, sigma):
+    rng = np.random.default_rng(seed)
+    saliency_map = rng.random((height, width)) * (rng.random((height, width)) > 0.7)
+    boxes = discover_objects(saliency_map, keep_fraction=keep, smooth_sigma=sigma, min_area=1)
+    for box in boxes:
+        assert 0 <= box.x0 < box.x1 <= width and 0 <= box.y0 < box.y1 <= height
+        assert 0 <= box.score <= 1 + 1e-9
+    scores = [b.score for b in boxes]
+    assert scores == sorted(scores, reverse=True)
