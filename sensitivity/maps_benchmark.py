@@ -77,6 +77,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=_positive_int, default=16, help="deletion/insertion steps")
     parser.add_argument("--fill", default="blur", choices=FILLS, help="removed pixels become")
     parser.add_argument("--size", type=_positive_int, default=96, help="scene side in pixels")
+    parser.add_argument(
+        "--photos-dir",
+        default=str(Path(__file__).resolve().parent.parent.parent / "shared/datasets/photos"),
+        help="photographs of PHOTO_OBJECTS for the real-photo check (skipped if missing)",
+    )
     return parser
 
 
@@ -259,6 +264,76 @@ def report_html(summary: dict[str, dict[str, tuple[float, float]]], notes: str =
     )
 
 
+PHOTO_OBJECTS: dict[str, dict[str, tuple[tuple[int, ...], tuple[int, int, int, int]]]] = {
+    # Rough boxes (x0, y0, x1, y1) read by eye, from ../shared/datasets/photos/README.md;
+    # each object has the classes of its mask (the pickup counts as automobile or truck).
+    "dog.jpg": {"dog": ((5,), (130, 222, 310, 540)), "pickup": ((1, 9), (467, 73, 690, 170))},
+    "person.jpg": {"dog": ((5,), (62, 263, 205, 345)), "horse": ((7,), (405, 138, 602, 345))},
+}
+"""Photographs with two objects of different classes, for the real-photo check."""
+
+PHOTO_WIDTH = 160
+"""The whole photograph is resized to this width (aspect kept) for the real-photo check."""
+
+
+def photo_check(model, photos_dir: str | os.PathLike, methods: list[str]) -> list[dict]:
+    """Class-masked maps on real photographs: does the map point at the masked object?
+
+    Each photograph of :data:`PHOTO_OBJECTS` is resized whole to :data:`PHOTO_WIDTH` pixels
+    wide (the network is fully convolutional). For each object, the class mask is set to its
+    classes; ``pointing`` is whether the map's maximum lies in its box, ``share`` the map's
+    mass in its box over the mass in both objects' boxes (0.5 = no preference).
+    """
+    from sensitivity.images import as_rgb_array, load_image, resize
+    from sensitivity.metrics import box_mass, pointing_game
+    from sensitivity.saliency import saliency
+
+    rows = []
+    for photo, objects in PHOTO_OBJECTS.items():
+        path = Path(photos_dir) / photo
+        if not path.is_file():
+            continue
+        image = load_image(path)
+        scale = PHOTO_WIDTH / image.shape[1]
+        height = round(image.shape[0] * scale)
+        x = resize(as_rgb_array(image), height, PHOTO_WIDTH)
+        boxes = {
+            name: tuple(int(round(v * scale)) for v in box) for name, (_, box) in objects.items()
+        }
+        for method in methods:
+            if method in CONTROLS:
+                continue
+            for name, (classes, _) in objects.items():
+                saliency_map = saliency(model, x, method=method, class_mask=list(classes))[0]
+                other = next(b for n, b in boxes.items() if n != name)
+                own = box_mass(saliency_map, boxes[name])
+                rival = box_mass(saliency_map, other)
+                rows.append(
+                    {
+                        "photo": photo,
+                        "object": name,
+                        "method": method,
+                        "pointing": float(pointing_game(saliency_map, boxes[name])),
+                        "share": own / (own + rival) if own + rival > 0 else 0.5,
+                    }
+                )
+    return rows
+
+
+def format_photo_table(rows: list[dict]) -> str:
+    """Real-photo rows as a Markdown table."""
+    lines = [
+        "| photo | object (class mask) | method | pointing | share of mass |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['photo']} | {row['object']} | {row['method']} | "
+            f"{'yes' if row['pointing'] else 'no'} | {row['share']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def run(args) -> int:
     """Run the benchmark for parsed ``args`` (see :func:`add_parser`); returns 0."""
     from sensitivity.data import load_split
@@ -307,5 +382,11 @@ def run(args) -> int:
     )
     (out / "maps_benchmark.html").write_text(report_html(summary, notes), encoding="utf-8")
     print(format_table(summary))
+    photos_dir = Path(args.photos_dir)
+    if photos_dir.is_dir():
+        photo_rows = photo_check(model, photos_dir, methods)
+        write_csv(photo_rows, out / "maps_benchmark_photos.csv")
+        print()
+        print(format_photo_table(photo_rows))
     print(f"wrote {out / 'maps_benchmark.csv'}, {out / 'maps_benchmark.html'}")
     return 0

@@ -93,6 +93,13 @@ def test_run_writes_csv_and_self_contained_html(tmp_path, cifar_dir, tiny_model,
     assert (out / "maps_benchmark_summary.csv").exists()
     printed = capsys.readouterr().out
     assert "deletion_auc" in printed and "gradient" in printed
+    # The real-photo check ran on the shared photographs: two objects in each of two photos.
+    with open(out / "maps_benchmark_photos.csv") as fh:
+        photo_rows = list(csv.DictReader(fh))
+    assert {(r["photo"], r["object"]) for r in photo_rows} == {
+        ("dog.jpg", "dog"), ("dog.jpg", "pickup"), ("person.jpg", "dog"), ("person.jpg", "horse")}
+    assert all(0 <= float(r["share"]) <= 1 and r["pointing"] in ("0.0", "1.0") for r in photo_rows)
+    assert "| dog.jpg | pickup | gradient |" in printed
     bad = _parse(["--data-dir", str(cifar_dir), "--methods", "nope", "--out", str(out)])
     with pytest.raises(ValueError, match="unknown method"):
         run(bad)

@@ -1,0 +1,178 @@
+"""The explain command: the four files per image, skipped files, bad arguments, class names."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sensitivity.__main__ import main
+from sensitivity.explain import output_stems, parse_classes
+from sensitivity.labels import CLASS_NAMES
+
+SIZE = 16
+TOP_K = 10
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A tiny random WRN-10-1 saved with its card; returns the path."""
+    import keras
+
+    from sensitivity.model_io import write_model_card
+    from sensitivity.wrn import build_wrn
+
+    keras.utils.set_random_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    build_wrn(10, 1).save(path)
+    write_model_card(path, {"name": "tiny", "depth": 10, "width": 1})
+    return path
+
+
+def _image(path, width: int = 40, height: int = 30, seed: int = 0):
+    """Write a random RGB image with Pillow (format from the suffix); returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _explain(model_file, out, *args: str) -> int:
+    return main(
+        [
+            "explain",
+            *args,
+            "--model",
+            str(model_file),
+            "--out",
+            str(out),
+            "--size",
+            str(SIZE),
+            "--top-k",
+            str(TOP_K),
+        ]
+    )
+
+
+def test_writes_four_files_per_image_with_unique_names(tmp_path, model_file, capsys):
+    # Two inputs with the same base name in different folders must not overwrite each other.
+    first = _image(tmp_path / "one" / "photo.png", seed=1)
+    second = _image(tmp_path / "two" / "photo.jpg", width=32, height=32, seed=2)
+    out = tmp_path / "out"
+    code = _explain(model_file, out, str(first), str(second), "--method", "integrated_gradients")
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "2/2" in captured.err  # the progress bar
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{stem}{suffix}"
+        for stem in ("photo", "photo-2")
+        for suffix in ("_heatmap.png", "_mask.png", "_map.npy", ".json")
+    )
+    for stem, source in (("photo", first), ("photo-2", second)):
+        saliency_map = np.load(out / f"{stem}_map.npy", allow_pickle=False)
+        assert saliency_map.shape == (SIZE, SIZE) and saliency_map.dtype == np.float32
+        assert np.isfinite(saliency_map).all()
+        with Image.open(out / f"{stem}_heatmap.png") as heatmap:
+            assert heatmap.size == (8 * SIZE, 8 * SIZE)
+        with Image.open(out / f"{stem}_mask.png") as mask_image:
+            mask = np.asarray(mask_image)
+        assert mask.shape == (SIZE, SIZE)
+        assert int((mask == 0).sum()) == TOP_K and int((mask == 255).sum()) == SIZE * SIZE - TOP_K
+        record = json.loads((out / f"{stem}.json").read_text())
+        assert list(record["probabilities"]) == list(CLASS_NAMES)
+        assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert record["predicted_class"] == max(
+            record["probabilities"], key=record["probabilities"].get
+        )
+        assert record["explained_classes"] == [record["predicted_class"]]
+        assert record["image"] == str(source)
+        assert record["settings"]["method"] == "integrated_gradients"
+        assert record["settings"]["top_k"] == TOP_K and record["settings"]["size"] == SIZE
+        assert np.isfinite(record["completeness_gap"]) and record["completeness_gap"] >= 0
+
+
+def test_unreadable_files_are_skipped_and_listed(tmp_path, model_file, capsys):
+    good = _image(tmp_path / "good.png")
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8 this is not really a JPEG")
+    missing = tmp_path / "missing.png"
+    out = tmp_path / "out"
+    code = _explain(model_file, out, str(corrupt), str(good), str(missing))
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "skipped 2 file(s)" in captured.err
+    assert str(corrupt) in captured.err and str(missing) in captured.err
+    assert "Traceback" not in captured.err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "good.json",
+        "good_heatmap.png",
+        "good_map.npy",
+        "good_mask.png",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--method", "magic", "unknown method 'magic'"),
+        ("--class", "unicorn", "unknown class 'unicorn'"),
+        ("--sign", "both", "unknown sign 'both'"),
+        ("--layer", "no_such_layer", "no_such_layer"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(tmp_path, model_file, capsys, flag, value, message):
+    image = _image(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert _explain(model_file, out, str(image), flag, value) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_class_by_name_or_index(tmp_path, model_file, capsys):
+    from sensitivity import load_image, load_model, preprocess
+    from sensitivity.saliency import saliency
+
+    image = _image(tmp_path / "a.png")
+    by_name, by_index = tmp_path / "by_name", tmp_path / "by_index"
+    assert _explain(model_file, by_name, str(image), "--class", "Cat,dog") == 0
+    assert _explain(model_file, by_index, str(image), "--class", "3", "--class", "5") == 0
+    capsys.readouterr()
+    record = json.loads((by_name / "a.json").read_text())
+    assert record["explained_classes"] == ["cat", "dog"]
+    assert record["settings"]["classes"] == ["cat", "dog"]
+    named = np.load(by_name / "a_map.npy", allow_pickle=False)
+    np.testing.assert_array_equal(named, np.load(by_index / "a_map.npy", allow_pickle=False))
+    expected = saliency(
+        load_model(model_file), preprocess(load_image(image), SIZE), class_mask=[3, 5]
+    )[0]
+    np.testing.assert_allclose(named, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_output_stems_are_safe_and_unique():
+    paths = [
+        "../../etc/passwd",
+        "a/x.png",
+        "b/x.png",
+        "B/X.jpg",
+        "..",
+        "we ird:name!.png",
+        ".hidden.png",
+        "C:\\photos\\cat.jpg",
+    ]
+    assert output_stems(paths) == [
+        "passwd",
+        "x",
+        "x-2",
+        "X-3",
+        "image",
+        "we_ird_name_",
+        "hidden",
+        "cat",
+    ]
+    assert parse_classes(None) is None
+    assert parse_classes(["cat, 5", "CAT"]) == [3, 5]
+    with pytest.raises(ValueError, match="unknown class '10'"):
+        parse_classes(["10"])
