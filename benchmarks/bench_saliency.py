@@ -60,6 +60,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from sensitivity.cli_args import positive_int  # noqa: E402  (after the path is set)
+
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"
 DEFAULT_OUT = ROOT / "benchmarks" / "results.md"
 METHODS = (
@@ -772,16 +774,6 @@ def format_report(
 # Command line.
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
 def _list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [t for t in items if t not in allowed]
@@ -804,11 +796,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--quick", action="store_true", help="a tiny random WRN-10-1 instead (smoke test)"
     )
-    parser.add_argument("--repeats", type=_positive_int, default=10, help="timed calls per case")
-    parser.add_argument("--warmup", type=_positive_int, default=1, help="untimed calls first")
+    parser.add_argument("--repeats", type=positive_int, default=10, help="timed calls per case")
+    parser.add_argument("--warmup", type=positive_int, default=1, help="untimed calls first")
     parser.add_argument(
         "--batches",
-        type=lambda t: [_positive_int(v) for v in t.split(",") if v.strip()],
+        type=lambda t: [positive_int(v) for v in t.split(",") if v.strip()],
         default=[1, 32],
         help="comma-separated batch sizes (default 1,32)",
     )
@@ -824,14 +816,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(IMPLEMENTATIONS),
         help=f"comma-separated, from {','.join(IMPLEMENTATIONS)} (default: all)",
     )
-    parser.add_argument("--samples", type=_positive_int, default=50, help="SmoothGrad samples")
-    parser.add_argument("--steps", type=_positive_int, default=50, help="integrated-gradient steps")
+    parser.add_argument("--samples", type=positive_int, default=50, help="SmoothGrad samples")
+    parser.add_argument("--steps", type=positive_int, default=50, help="integrated-gradient steps")
     parser.add_argument(
         "--data-dir",
         default=str(DEFAULT_DATA_DIR),
         help="CIFAR-10 class folders with test/ (random images if absent)",
     )
-    parser.add_argument("--matmul-size", type=_positive_int, default=2048, help="n of n x n matmul")
+    parser.add_argument("--matmul-size", type=positive_int, default=2048, help="n of n x n matmul")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="Markdown file for the table")
     return parser
 

@@ -7,17 +7,8 @@ import os
 import sys
 
 from sensitivity import explain, maps_benchmark
+from sensitivity.cli_args import positive_int
 from sensitivity.model_io import DEFAULT_MODEL_PATH
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
 
 
 def _non_negative_float(text: str) -> float:
@@ -50,15 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", action="store_true", help="continue the run saved in --checkpoint-dir"
     )
-    train.add_argument("--depth", type=_positive_int, default=16)
-    train.add_argument("--width", type=_positive_int, default=2)
+    train.add_argument("--depth", type=positive_int, default=16)
+    train.add_argument("--width", type=positive_int, default=2)
     train.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="epochs in all (default 30); with --resume, changes the length of the run",
     )
-    train.add_argument("--batch-size", type=_positive_int, default=128)
+    train.add_argument("--batch-size", type=positive_int, default=128)
     train.add_argument("--peak-lr", type=_non_negative_float, default=0.2)
     train.add_argument("--weight-decay", type=_non_negative_float, default=5e-4)
     train.add_argument("--label-smoothing", type=_non_negative_float, default=0.1)
@@ -66,11 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--low-res-epochs", type=int, default=0, help="first epochs at --low-res-size"
     )
-    train.add_argument("--low-res-size", type=_positive_int, default=24)
+    train.add_argument("--low-res-size", type=positive_int, default=24)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--log", help="also append one line per epoch to this file")
     train.add_argument(
-        "--stop-after", type=_positive_int, help="train at most this many epochs now"
+        "--stop-after", type=positive_int, help="train at most this many epochs now"
     )
 
     evaluate = commands.add_parser(
@@ -82,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", required=True, help="class folders, or a folder with test/")
     evaluate.add_argument("--split", default="test", choices=["train", "test"])
     evaluate.add_argument(
-        "--limit", type=_positive_int, help="a class-balanced subset of this many images"
+        "--limit", type=positive_int, help="a class-balanced subset of this many images"
     )
 
     explain.add_parser(commands)

@@ -28,22 +28,14 @@ from typing import TextIO
 
 import numpy as np
 
+from sensitivity.cli_args import positive_int
+
 DEFAULT_OUT = "explanations"
 REDUCTIONS = ("max", "sum", "l2")
 """Channel reductions offered here (``"none"`` would give three maps per image)."""
 
 MAX_STEM = 80
 """Longest output file stem taken from an input name, in characters."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -83,13 +75,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="how RGB values become one per pixel: max (default), sum, l2",
     )
     parser.add_argument(
-        "--top-k", type=_positive_int, default=100, help="pixels in the mask (default 100)"
+        "--top-k", type=positive_int, default=100, help="pixels in the mask (default 100)"
     )
     parser.add_argument(
-        "--size", type=_positive_int, default=32, help="side of the network's input (default 32)"
+        "--size", type=positive_int, default=32, help="side of the network's input (default 32)"
     )
     parser.add_argument(
-        "--scale", type=_positive_int, default=8, help="heatmap PNG pixels per map pixel"
+        "--scale", type=positive_int, default=8, help="heatmap PNG pixels per map pixel"
     )
     parser.add_argument(
         "--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT}/)"

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sensitivity.cli_args import positive_int
+
 CONTROLS = ("random", "edge", "center")
 """Maps that ignore the model: uniform noise, Sobel edges of the image, a centred bump."""
 
@@ -39,16 +41,6 @@ BETTER = {"deletion_auc": "lower", **{m: "higher" for m in MEASURES[1:]}}
 
 DEFAULT_METHODS = "gradient,smoothgrad,integrated_gradients,gradcam"
 OBJECT_SIZE = 32
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -65,7 +57,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--data-dir", required=True, help="class folders, or a folder with test/")
-    parser.add_argument("--n", type=_positive_int, default=20, help="number of scene seeds")
+    parser.add_argument("--n", type=positive_int, default=20, help="number of scene seeds")
     parser.add_argument(
         "--methods",
         default=DEFAULT_METHODS,
@@ -74,9 +66,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", default="maps-benchmark", help="folder for the CSV and HTML")
     parser.add_argument("--model", default=None, help="a .keras file with its card")
     parser.add_argument("--seed", type=int, default=0, help="seed of the scenes")
-    parser.add_argument("--steps", type=_positive_int, default=16, help="deletion/insertion steps")
+    parser.add_argument("--steps", type=positive_int, default=16, help="deletion/insertion steps")
     parser.add_argument("--fill", default="blur", choices=FILLS, help="removed pixels become")
-    parser.add_argument("--size", type=_positive_int, default=96, help="scene side in pixels")
+    parser.add_argument("--size", type=positive_int, default=96, help="scene side in pixels")
     parser.add_argument(
         "--photos-dir",
         default=str(Path(__file__).resolve().parent.parent.parent / "shared/datasets/photos"),
