@@ -102,7 +102,9 @@ def test_upload_predict_heatmap_and_class_mask(server, browser):
     cold_start = time.monotonic() - server_started
 
     # The prediction table and the three maps are there, and the caption names the target.
-    assert page.locator(".js-plotly-plot").count() >= 5
+    # (the charts are drawn one after another, so wait until all are there)
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 5",
+                           timeout=60_000)
     caption = page.get_by_text("gradient of logits (predicted:").first
     caption.wait_for(timeout=30_000)
 
