@@ -15,6 +15,7 @@ import streamlit as st
 import sensitivity
 from sensitivity import export, figures, gallery, metrics
 from sensitivity.discovery import boxes_to_image, discover_objects
+from sensitivity.gradients import OUTPUT_TARGETS
 from sensitivity.labels import CLASS_NAMES
 from sensitivity.postprocess import top_k_mask
 from sensitivity.report import probability_table, verdict
@@ -33,7 +34,7 @@ from sensitivity.settings import (
     settings_from_query,
 )
 
-OUTPUT_LAYERS = ("logits", "probabilities", "log_probabilities")
+OUTPUT_LAYERS = OUTPUT_TARGETS
 SLOW_METHODS = ("smoothgrad", "integrated_gradients", "occlusion")
 
 st.set_page_config(page_title="sensitivity", page_icon=":mag:", layout="wide")

@@ -22,7 +22,14 @@ import numpy as np
 import tensorflow as tf
 
 from sensitivity import gradients as engine
+from sensitivity.filters import correlate_axis, gaussian_kernel
 from sensitivity.inference import as_batch, softmax
+
+SMOOTHGRAD_VARIANTS = ("mean", "squared", "vargrad")
+"""SmoothGrad's variants: mean of gradients, mean of their squares, their variance."""
+
+BASELINES = ("black", "blurred", "noise")
+"""Integrated Gradients' baselines."""
 
 SATURATION_THRESHOLD = 0.999
 """Largest class probability above which the probability's gradient counts as vanished."""
@@ -307,7 +314,7 @@ def _gradient_x_input(job: _Job) -> dict:
 def _smoothgrad(job: _Job) -> dict:
     opts = job.options
     samples = _positive_int("samples", opts["samples"])
-    variant = _choice("variant", opts["variant"], ("mean", "squared", "vargrad"))
+    variant = _choice("variant", opts["variant"], SMOOTHGRAD_VARIANTS)
     noise = opts["noise"]
     if not isinstance(noise, (int, float, np.number)) or not 0 <= noise < math.inf:
         raise ValueError(f"noise must be a non-negative fraction of 0..255, got {noise!r}")
@@ -331,24 +338,16 @@ def _smoothgrad(job: _Job) -> dict:
 
 def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
     """``(N, H, W, C)`` images blurred by a Gaussian of ``sigma`` pixels (reflected borders)."""
-    radius = max(1, math.ceil(3 * sigma))
-    offsets = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel /= kernel.sum()
+    kernel = gaussian_kernel(sigma)
     out = np.asarray(images, np.float64)
     for axis in (1, 2):
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (radius, radius)
-        padded = np.pad(out, pad, mode="reflect" if out.shape[axis] > 1 else "edge")
-        out = sum(
-            w * np.take(padded, np.arange(k, k + out.shape[axis]), axis=axis)
-            for k, w in enumerate(kernel)
-        )
+        mode = "reflect" if out.shape[axis] > 1 else "edge"
+        out = correlate_axis(out, kernel, axis, mode)
     return out.astype(np.asarray(images).dtype)
 
 
 def _baseline(job: _Job) -> np.ndarray:
-    kind = _choice("baseline", job.options["baseline"], ("black", "blurred", "noise"))
+    kind = _choice("baseline", job.options["baseline"], BASELINES)
     images = job.images
     if kind == "black":
         return np.zeros_like(images)

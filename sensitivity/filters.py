@@ -27,12 +27,15 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
     return kernel / kernel.sum()
 
 
-def _correlate_axis(values: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
-    """Correlate ``values`` with an odd-length ``kernel`` along ``axis`` (mirrored border)."""
+def correlate_axis(
+    values: np.ndarray, kernel: np.ndarray, axis: int, mode: str = "symmetric"
+) -> np.ndarray:
+    """Correlate ``values`` with an odd-length ``kernel`` along ``axis``; ``mode`` is
+    ``np.pad``'s border mode (default: mirrored, edge pixel repeated)."""
     radius = len(kernel) // 2
     pad = [(0, 0)] * values.ndim
     pad[axis] = (radius, radius)
-    padded = np.pad(values, pad, mode="symmetric")
+    padded = np.pad(values, pad, mode=mode)
     size = values.shape[axis]
     out = np.zeros_like(values)
     for k, weight in enumerate(kernel):
@@ -52,7 +55,7 @@ def gaussian_smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     if sigma == 0:
         return array.copy()
     kernel = gaussian_kernel(sigma)
-    return _correlate_axis(_correlate_axis(array, kernel, 0), kernel, 1)
+    return correlate_axis(correlate_axis(array, kernel, 0), kernel, 1)
 
 
 def grey(image: np.ndarray) -> np.ndarray:
@@ -76,6 +79,6 @@ def sobel_magnitude(values: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected an (H, W) array, got shape {array.shape}")
     smooth = np.array([1.0, 2.0, 1.0])
     diff = np.array([-1.0, 0.0, 1.0])
-    gx = _correlate_axis(_correlate_axis(array, smooth, 0), diff, 1)
-    gy = _correlate_axis(_correlate_axis(array, diff, 0), smooth, 1)
+    gx = correlate_axis(correlate_axis(array, smooth, 0), diff, 1)
+    gy = correlate_axis(correlate_axis(array, diff, 0), smooth, 1)
     return np.hypot(gx, gy)

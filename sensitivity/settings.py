@@ -11,22 +11,16 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sensitivity.attribution import BASELINES, SMOOTHGRAD_VARIANTS
+from sensitivity.attribution import METHODS as _ENGINE_METHODS
+from sensitivity.gradients import LAYER_REDUCTIONS
 from sensitivity.labels import NUM_CLASSES
+from sensitivity.saliency import CHANNEL_REDUCTIONS as _ENGINE_CHANNEL_REDUCTIONS
+from sensitivity.saliency import SIGNS as _ENGINE_SIGNS
 
-METHODS = (
-    "gradient",
-    "gradient_x_input",
-    "smoothgrad",
-    "integrated_gradients",
-    "gradcam",
-    "guided_backprop",
-    "occlusion",
-)
-SIGNS = ("abs", "positive", "negative", "signed")
-CHANNEL_REDUCTIONS = ("max", "sum", "l2")
-LAYER_REDUCTIONS = ("sum", "mean", "l2")
-SMOOTHGRAD_VARIANTS = ("mean", "squared", "vargrad")
-BASELINES = ("black", "blurred", "noise")
+METHODS = tuple(_ENGINE_METHODS)
+SIGNS = tuple(_ENGINE_SIGNS)
+CHANNEL_REDUCTIONS = tuple(c for c in _ENGINE_CHANNEL_REDUCTIONS if c != "none")  # one map
 COLOUR_SCALES = ("viridis", "cividis", "greys")
 COMPARE_MODES = ("none", "layers", "classes", "methods", "images")
 SIZES = (32, 64, 96, 128, 160, 224)
@@ -88,8 +82,13 @@ _CHOICES = {
     "colour_scale": COLOUR_SCALES,
     "compare": COMPARE_MODES,
 }
-_INT_RANGES = {"size": (8, 512), "samples": (1, 256), "steps": (2, 512), "patch": (1, 64),
-               "k": (1, 512 * 512)}
+_INT_RANGES = {
+    "size": (8, 512),
+    "samples": (1, 256),
+    "steps": (2, 512),
+    "patch": (1, 64),
+    "k": (1, 512 * 512),
+}
 _FLOAT_RANGES = {"noise": (0.0, 1.0), "opacity": (0.0, 1.0)}
 
 
