@@ -17,6 +17,7 @@ from sensitivity import export, figures, gallery, metrics
 from sensitivity.discovery import boxes_to_image, discover_objects
 from sensitivity.gradients import OUTPUT_TARGETS
 from sensitivity.labels import CLASS_NAMES
+from sensitivity.model_io import model_path
 from sensitivity.postprocess import top_k_mask
 from sensitivity.report import probability_table, verdict
 from sensitivity.saliency import METHODS, Attribution, attribute, layer_names, to_map
@@ -44,11 +45,16 @@ st.set_page_config(page_title="sensitivity", page_icon=":mag:", layout="wide")
 
 
 @st.cache_resource(show_spinner="Loading the model...")
-def get_model():
-    """The committed model, loaded once per server, its gradient functions traced at load."""
-    model = sensitivity.load_model()
+def load_traced_model(path: str):
+    """The model at ``path``, loaded once per server, its gradient functions traced at load."""
+    model = sensitivity.load_model(path)
     attribute(model, np.zeros((1, 32, 32, 3), np.float32))  # trace now, not under the first user
     return model
+
+
+def get_model():
+    """The operator's model (``$SENSITIVITY_MODEL_PATH``) or the committed default."""
+    return load_traced_model(str(model_path()))
 
 
 @st.cache_resource
@@ -289,10 +295,10 @@ def scene_builder(pool: list[gallery.Sample], items: list) -> None:
         items.append((f"scene: {names}", scene.image))
 
 
-def show_prediction(probabilities: np.ndarray) -> None:
+def show_prediction(key: str, probabilities: np.ndarray) -> None:
     st.markdown(f"**{verdict(probabilities)}**")
     st.plotly_chart(figures.probability_bars(probabilities), width="stretch",
-                    config={"displayModeBar": False})
+                    config={"displayModeBar": False}, key=f"bars-{key}")
     with st.expander("All ten classes as a table"):
         st.dataframe(probability_table(probabilities), hide_index=True, width="stretch")
 
@@ -458,7 +464,7 @@ def main() -> None:
                                                  f"x{settings.size})", size_px=260),
                             width="stretch", key=f"input-{key}")
         with third:
-            show_prediction(probabilities)
+            show_prediction(key, probabilities)
         try:
             saliency_map, boxes = show_maps(key, x, probabilities, settings)
             if settings.faithfulness:

@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--low-res-size", type=positive_int, default=24)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--init-from",
+        help="start from the weights of this .keras model (same depth and width): a warm restart",
+    )
     train.add_argument("--log", help="also append one line per epoch to this file")
     train.add_argument(
         "--stop-after", type=positive_int, help="train at most this many epochs now"
@@ -104,6 +108,7 @@ def _train(args) -> int:
         low_res_epochs=args.low_res_epochs,
         low_res_size=args.low_res_size,
         data_dir=os.path.abspath(args.data_dir) if args.data_dir else None,
+        init_from=os.path.abspath(args.init_from) if args.init_from else None,
     )
     if args.log:
         os.makedirs(os.path.dirname(os.path.abspath(args.log)), exist_ok=True)

@@ -17,8 +17,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 40_000_000
 """Largest image (width x height) that is decoded; larger ones raise :class:`ImageError`."""
 
-MAX_BYTES = 50 * 1024 * 1024
-"""Largest encoded file that is read."""
+MAX_BYTES = 20 * 1024 * 1024
+"""Largest encoded file that is read (the dashboard's upload limit, ``server.maxUploadSize``)."""
 
 # Pillow's own guard against decompression bombs, set deliberately: it raises above twice this.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS

@@ -62,7 +62,12 @@ def verify_model_file(path: str | os.PathLike) -> dict:
     """Check that ``path`` exists and matches the sha256 of its card; returns the card."""
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"model file not found: {path}")
+        expected = ""
+        try:
+            expected = f" (its card expects sha256 {read_model_card(path).get('sha256')})"
+        except ModelError:
+            pass
+        raise ModelError(f"model file not found: {path}{expected}")
     card = read_model_card(path)
     expected = card.get("sha256")
     actual = sha256_of(path)
@@ -74,6 +79,11 @@ def verify_model_file(path: str | os.PathLike) -> dict:
     return card
 
 
+def model_path() -> Path:
+    """The model the operator chose with ``$SENSITIVITY_MODEL_PATH``, else the default."""
+    return Path(os.environ.get(MODEL_PATH_ENV) or DEFAULT_MODEL_PATH)
+
+
 def load_model(path: str | os.PathLike | None = None):
     """Load a model in safe mode after checking its checksum against its card.
 
@@ -83,9 +93,7 @@ def load_model(path: str | os.PathLike | None = None):
     """
     import keras
 
-    if path is None:
-        path = os.environ.get(MODEL_PATH_ENV) or DEFAULT_MODEL_PATH
-    path = Path(path)
+    path = model_path() if path is None else Path(path)
     verify_model_file(path)
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)

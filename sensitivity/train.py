@@ -46,6 +46,7 @@ class TrainConfig:
     low_res_size: int = 24
     seed: int = 0
     data_dir: str | None = None
+    init_from: str | None = None  # a .keras model of the same architecture to start from
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
@@ -237,6 +238,29 @@ class _EpochLog:
         print(line, file=self.log_file, flush=True)
 
 
+def _warm_start(model, path: str) -> dict:
+    """Copy the weights of the model at ``path`` into ``model``; return what its card says.
+
+    A warm restart (a new one-cycle schedule from trained weights, as in SGDR) lets a run that
+    ended too early go on in a later sitting. The card of the earlier model gives the epochs and
+    wall time it cost, so that the new card can report the whole cost.
+    """
+    from sensitivity.model_io import load_model
+
+    earlier = load_model(path)
+    if len(earlier.get_weights()) != len(model.get_weights()):
+        raise ValueError(f"{path} is not a {model.name} of this depth and width")
+    model.set_weights(earlier.get_weights())
+    card_path = Path(path).with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    return {
+        "path": str(path),
+        "epochs": card.get("epochs", 0),
+        "train_wall_time_minutes": card.get("train_wall_time_minutes", 0.0),
+        "recipe": card.get("recipe"),
+    }
+
+
 def _write_json(path: Path, payload: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2))
@@ -313,6 +337,8 @@ def train(
             std=state["std"],
             weight_decay=config.weight_decay / 2,  # L2(c) adds c*w^2: gradient 2c*w = wd*w
         )
+        if config.init_from:
+            state["init_from"] = _warm_start(model, config.init_from)
         compile_for_training(model, config, steps)
     state["first_epoch"] = state["epoch"]
     logger = _EpochLog(checkpoint_dir, config, state, log_file)
@@ -342,6 +368,7 @@ def train(
     from sensitivity.evaluate import accuracy_report
 
     report = accuracy_report(final, *test) if test is not None else None
+    earlier = state.get("init_from") or {"epochs": 0, "train_wall_time_minutes": 0.0}
     card = {
         "name": out.stem,
         "architecture": {
@@ -370,8 +397,10 @@ def train(
             "area-downscaled to low_res_size (the network is fully convolutional)",
             "loss": "categorical cross-entropy with label smoothing on the logits",
         },
-        "epochs": state["epoch"],
-        "train_wall_time_minutes": round(state["train_seconds"] / 60, 1),
+        "epochs": state["epoch"] + earlier["epochs"],
+        "train_wall_time_minutes": round(
+            state["train_seconds"] / 60 + earlier["train_wall_time_minutes"], 1
+        ),
         "machine": machine_description(),
         "final_validation_accuracy": state["history"][-1].get("val_accuracy")
         if state["history"]
@@ -381,5 +410,10 @@ def train(
         "test_set": "CIFAR-10 test split as found in the data source" if report else None,
         "keras_version": keras.__version__,
     }
+    if state.get("init_from"):
+        card["warm_start"] = state["init_from"] | {
+            "note": "this run started from the weights of an earlier run (a warm restart with a "
+            "new one-cycle schedule); 'epochs' and 'train_wall_time_minutes' count both runs"
+        }
     write_model_card(out, card)
     return card

@@ -147,3 +147,52 @@ def test_compare_methods_side_by_side(dog_app):
     assert not at.exception
     titles = charts(at)
     assert "gradient" in titles and "gradcam" in titles
+
+
+@pytest.mark.parametrize("damage", ["altered", "truncated", "missing"])
+def test_a_damaged_model_file_stops_the_page_with_its_name_and_checksum(damage, tmp_path,
+                                                                         monkeypatch):
+    import shutil
+
+    from sensitivity.model_io import DEFAULT_MODEL_PATH, read_model_card
+
+    model = tmp_path / "wrn-16-2.keras"
+    shutil.copy(DEFAULT_MODEL_PATH, model)
+    shutil.copy(DEFAULT_MODEL_PATH.with_suffix(".json"), model.with_suffix(".json"))
+    data = bytearray(model.read_bytes())
+    if damage == "altered":
+        data[len(data) // 2] ^= 0xFF
+        model.write_bytes(bytes(data))
+    elif damage == "truncated":
+        model.write_bytes(bytes(data[: len(data) // 3]))
+    else:
+        model.unlink()
+    monkeypatch.setenv("SENSITIVITY_MODEL_PATH", str(model))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    assert not at.exception
+    expected = read_model_card(model)["sha256"]
+    message = " ".join(e.value for e in at.error)
+    assert str(model) in message and expected in message
+    assert not at.file_uploader  # the page stopped before offering anything
+
+
+def test_hostile_corpus_in_one_upload_errors_per_file_and_the_rest_is_analysed(app):
+    from tests.hostile import corpus
+
+    cases = corpus()
+    app.file_uploader[0].set_value([(c.name, c.data, "application/octet-stream")
+                                    for c in cases]).run()
+    assert not app.exception
+    errors = [e.value for e in app.error]
+    for case in cases:
+        refused = [e for e in errors if e.startswith(case.name)]
+        assert bool(refused) == (case.shape is None), case.name
+    assert len(app.dataframe) == sum(c.shape is not None for c in cases)
+    # The name holding HTML and script is shown as text, never as markup.
+    assert any("<script>" in h.value for h in app.subheader)
+
+
+def test_no_user_string_reaches_unsafe_html():
+    sources = [ROOT / "app.py", *sorted((ROOT / "sensitivity").glob("*.py"))]
+    assert not [p.name for p in sources if "unsafe_allow_html" in p.read_text()]

@@ -78,3 +78,42 @@ def test_cli_trains_stops_and_resumes(tmp_path, monkeypatch):
     assert 0.0 <= card["test_accuracy"] <= 1.0
     model = load_model(out)
     assert model.output.shape[-1] == 10
+
+
+def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(tmp_path, monkeypatch):
+    monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
+    import numpy as np
+
+    from sensitivity.__main__ import main
+    from sensitivity.train import _warm_start
+    from sensitivity.wrn import build_wrn
+    from tests.helpers import write_class_folders
+
+    data = write_class_folders(tmp_path / "data", per_class=3)
+    tiny = ["--depth", "10", "--width", "1", "--batch-size", "8", "--val-size", "10"]
+    first = tmp_path / "first.keras"
+    assert main(["train", "--data-dir", str(data), "--out", str(first), "--checkpoint-dir",
+                 str(tmp_path / "c1"), "--epochs", "1", *tiny]) == 0
+    first_card = json.loads(first.with_suffix(".json").read_text())
+
+    # The copied weights are exactly the earlier model's.
+    fresh = build_wrn(10, 1)
+    info = _warm_start(fresh, str(first))
+    from sensitivity.model_io import load_model
+
+    for a, b in zip(fresh.get_weights(), load_model(first).get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert info["epochs"] == 1
+
+    second = tmp_path / "second.keras"
+    assert main(["train", "--data-dir", str(data), "--out", str(second), "--checkpoint-dir",
+                 str(tmp_path / "c2"), "--epochs", "2", "--init-from", str(first), *tiny]) == 0
+    card = json.loads(second.with_suffix(".json").read_text())
+    assert card["epochs"] == 3
+    assert card["warm_start"]["epochs"] == 1
+    assert card["train_wall_time_minutes"] >= first_card["train_wall_time_minutes"]
+    # A model of another width is refused with a message.
+    import pytest
+
+    with pytest.raises(ValueError):
+        _warm_start(build_wrn(10, 2), str(first))

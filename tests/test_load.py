@@ -1,0 +1,172 @@
+"""Many users at once: 8 browser contexts on one server, each with its own image, for a minute.
+
+Each context uploads its own CIFAR-10 test image (one class per context, each a fresh variant:
+one pixel changed, so every upload is a new analysis), flips the sign setting, and checks after
+every step that the page shows its own prediction and no error. Latency per step (p50, p95) and
+the server's resident memory after warm-up and at the end go to ``test-artifacts/load-test.json``;
+the figures in benchmarks/README.md come from these runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sensitivity import predict
+from sensitivity.data import load_split
+from sensitivity.labels import CLASS_NAMES
+from tests.browser_support import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    require_chromium,
+    streamlit_server,
+)
+
+CONTEXTS = 8
+MIN_SECONDS = 60.0
+MIN_ANALYSES = 200
+TIMEOUT_MS = 180_000
+
+
+def confident_images(model, cifar_dir) -> list[tuple[int, np.ndarray]]:
+    """One test image per class for the first CONTEXTS classes, predicted as it with p > 0.9."""
+    images, labels = load_split(cifar_dir, "test", limit=400)
+    probabilities = predict(model, images.astype(np.float32))
+    chosen = []
+    for cls in range(CONTEXTS):
+        good = np.flatnonzero((labels == cls) & (probabilities[:, cls] > 0.9))
+        assert len(good), f"no confident {CLASS_NAMES[cls]} among the first test images"
+        chosen.append((cls, images[good[0]]))
+    return chosen
+
+
+def variant_png(image: np.ndarray, round_: int) -> bytes:
+    """The image with one pixel nudged by one grey level: new bytes, the same prediction."""
+    changed = image.copy()
+    row, col = divmod(round_ % (32 * 32), 32)
+    changed[row, col, 0] = changed[row, col, 0] ^ 1
+    buffer = io.BytesIO()
+    Image.fromarray(changed).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+SETTLED = ("!document.querySelector('[data-testid=stStatusWidgetRunningIcon]') && "
+           "document.querySelectorAll('[data-stale=true]').length === 0")
+
+
+async def own_prediction_shown(page, cls: int) -> None:
+    """Once the run is over, the page shows one prediction, this context's, and no exception."""
+    await page.wait_for_function(SETTLED, timeout=TIMEOUT_MS)
+    sentences = page.get_by_text("chance that there is at least one")
+    await sentences.first.wait_for(timeout=TIMEOUT_MS)
+    texts = await sentences.all_inner_texts()
+    assert len(texts) == 1 and f"at least one {CLASS_NAMES[cls]} " in texts[0], texts
+    assert await page.locator("[data-testid=stException]").count() == 0
+
+
+async def user(browser, url: str, index: int, cls: int, image: np.ndarray, record: dict) -> None:
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    page.on("pageerror", lambda error: record["page_errors"].append(str(error)))
+    await page.goto(url)
+    uploader = page.locator("input[type=file]").first
+    await uploader.wait_for(state="attached", timeout=TIMEOUT_MS)
+    sign = "abs"
+    round_ = 0
+    while True:
+        # A new variant of this context's image: decoded, predicted and differentiated anew.
+        name = f"user{index}-round{round_}.png"
+        if round_:  # the uploader keeps adding files: remove the last one first
+            await page.locator("[data-testid=stFileChipDeleteBtn]").first.click()
+            await page.get_by_text("Upload an image (JPEG").wait_for(timeout=TIMEOUT_MS)
+        started = time.monotonic()
+        await uploader.set_input_files(files=[{"name": name, "mimeType": "image/png",
+                                               "buffer": variant_png(image, round_)}])
+        await page.get_by_text(name).first.wait_for(timeout=TIMEOUT_MS)
+        await page.get_by_text("top 100 pixels").first.wait_for(timeout=TIMEOUT_MS)
+        await own_prediction_shown(page, cls)
+        record["latencies"].append(time.monotonic() - started)
+        record["analyses"] += 1
+
+        # A setting: the sign flips; the caption follows, for this context's class.
+        sign = "signed" if sign == "abs" else "abs"
+        started = time.monotonic()
+        await page.locator("[data-testid=stSidebar]").get_by_text(sign, exact=True).click()
+        await page.get_by_text(f"(predicted: {CLASS_NAMES[cls]}), sign {sign}").first.wait_for(
+            timeout=TIMEOUT_MS)
+        await own_prediction_shown(page, cls)
+        record["latencies"].append(time.monotonic() - started)
+
+        round_ += 1
+        if round_ == 2:
+            record["warm"].set()
+        if record["stop"].is_set():
+            break
+    await context.close()
+
+
+async def watch(users: list[asyncio.Task], done) -> None:
+    """Wait until ``done()``; a user that failed fails the test at once."""
+    while not done():
+        await asyncio.sleep(0.5)
+        for task in users:
+            if task.done():
+                task.result()
+
+
+async def drive(url: str, images, server) -> dict:
+    from playwright.async_api import async_playwright
+
+    records = [{"latencies": [], "analyses": 0, "page_errors": [], "warm": asyncio.Event(),
+                "stop": asyncio.Event()} for _ in images]
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        users = [asyncio.create_task(user(browser, url, i, cls, image, records[i]))
+                 for i, (cls, image) in enumerate(images)]
+        await watch(users, lambda: all(r["warm"].is_set() for r in records))
+        warm_mb = server.resident_mb()
+        warm_analyses = sum(r["analyses"] for r in records)
+        started = time.monotonic()
+        await watch(users, lambda: time.monotonic() - started >= MIN_SECONDS and sum(
+            r["analyses"] for r in records) - warm_analyses >= MIN_ANALYSES)
+        for r in records:
+            r["stop"].set()
+        await asyncio.gather(*users)
+        await browser.close()
+    latencies = np.array([t for r in records for t in r["latencies"]])
+    return {
+        "contexts": len(images),
+        "seconds_after_warm_up": round(time.monotonic() - started, 1),
+        "steps": int(latencies.size),
+        "analyses_after_warm_up": sum(r["analyses"] for r in records) - warm_analyses,
+        "latency_p50_s": round(float(np.percentile(latencies, 50)), 2),
+        "latency_p95_s": round(float(np.percentile(latencies, 95)), 2),
+        "resident_mb_after_warm_up": round(warm_mb, 1),
+        "resident_mb_at_end": round(server.resident_mb(), 1),
+        "page_errors": [e for r in records for e in r["page_errors"]],
+    }
+
+
+def test_eight_users_at_once_see_their_own_results_without_errors(default_model, cifar_dir):
+    require_chromium()
+    images = confident_images(default_model, cifar_dir)
+    with streamlit_server("load") as server:
+        report = asyncio.run(drive(server.url, images, server))
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "load-test.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(report)
+    assert report["page_errors"] == []
+    assert report["analyses_after_warm_up"] >= MIN_ANALYSES
+    growth = report["resident_mb_at_end"] / report["resident_mb_after_warm_up"] - 1
+    assert growth < 0.10, f"resident memory grew {100 * growth:.1f}% over the run"
+
+
+if __name__ == "__main__":
+    pytest.main([__file__, "-s", "-q"])
