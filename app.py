@@ -22,6 +22,7 @@ from sensitivity.postprocess import top_k_mask
 from sensitivity.report import probability_table, verdict
 from sensitivity.saliency import METHODS, Attribution, attribute, layer_names, to_map
 from sensitivity.scenes import make_scene
+from sensitivity.serving import ready_model
 from sensitivity.settings import (
     BASELINES,
     CHANNEL_REDUCTIONS,
@@ -46,10 +47,9 @@ st.set_page_config(page_title="sensitivity", page_icon=":mag:", layout="wide")
 
 @st.cache_resource(show_spinner="Loading the model...")
 def load_traced_model(path: str):
-    """The model at ``path``, loaded once per server, its gradient functions traced at load."""
-    model = sensitivity.load_model(path)
-    attribute(model, np.zeros((1, 32, 32, 3), np.float32))  # trace now, not under the first user
-    return model
+    """The model at ``path``, loaded once per server and warmed (traced) before any user's call:
+    ``python -m sensitivity serve`` has it loading while the server starts."""
+    return ready_model(path)
 
 
 def get_model():

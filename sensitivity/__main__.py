@@ -1,10 +1,11 @@
-"""Command line: ``python -m sensitivity {train,evaluate,explain,benchmark-maps} ...``."""
+"""Command line: ``python -m sensitivity {serve,train,evaluate,explain,benchmark-maps} ...``."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from sensitivity import explain, maps_benchmark
 from sensitivity.cli_args import positive_int
@@ -27,6 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate and explain the CIFAR-10 wide ResNet.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser(
+        "serve",
+        help="start the dashboard (streamlit run app.py) with the model loaded while it starts",
+        description="Start the dashboard: 'streamlit run app.py', in this process, while a "
+        "background thread loads and warms the model, so the first visitor does not wait for "
+        "TensorFlow. Any further arguments go to 'streamlit run' (e.g. --server.port 8502).",
+    )
 
     train = commands.add_parser("train", help="train a WRN (checkpoint every epoch, --resume)")
     train.add_argument(
@@ -145,13 +154,36 @@ def _evaluate(args) -> int:
     return 0
 
 
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def _serve(args) -> int:
+    from sensitivity.model_io import model_path, verify_model_file
+    from sensitivity.serving import preload
+
+    if not APP.is_file():
+        raise FileNotFoundError(f"the dashboard {APP} is missing (run from a project checkout)")
+    verify_model_file(model_path())  # a missing or altered model stops the server at start
+    preload()
+    from streamlit.web import cli as streamlit_cli
+
+    sys.argv = ["streamlit", "run", str(APP), *args.streamlit_args]
+    return streamlit_cli.main()
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "serve":
+        args.streamlit_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from sensitivity.data import DataError
     from sensitivity.images import ImageError
     from sensitivity.model_io import ModelError
 
     commands = {
+        "serve": _serve,
         "train": _train,
         "evaluate": _evaluate,
         "explain": explain.run,

@@ -1,13 +1,16 @@
 """``python -m sensitivity benchmark-maps``: objective measures of saliency methods on scenes.
 
-For each of ``--n`` seeds the command builds two scenes from the test split
-(:mod:`sensitivity.scenes`): one with a single object, one with two objects of different
-classes. Every method in ``--methods`` and the controls (:data:`CONTROLS`) gives a map of
-the single-object scene for the object's true class, and one map per object of the
-two-object scene. Measured per scene (:mod:`sensitivity.metrics`):
+For each of ``--n`` seeds the command takes one test image at the network's native 32x32 and
+builds two scenes from the test split (:mod:`sensitivity.scenes`): one with a single object,
+one with two objects of different classes. Every method in ``--methods`` and the controls
+(:data:`CONTROLS`) gives a map of the test image and of the single-object scene for the true
+class, and one map per object of the two-object scene. Measured per seed
+(:mod:`sensitivity.metrics`):
 
 - ``deletion_auc`` (lower is better) and ``insertion_auc`` (higher is better) of the true
-  class's probability, ``--steps`` steps, ``--fill`` fill;
+  class's probability on the native test image, ``--steps`` steps, ``--fill`` fill (on the
+  scenes the network is far less sure of the class from the start, so the curves barely
+  move and measure little);
 - ``pointing``: the map's maximum lies in the object's box (1 or 0);
 - ``corloc``: the strongest box of :func:`sensitivity.discovery.discover_objects` has IoU >=
   0.5 with the object's box (the ``center`` control uses a centred box of the object's size);
@@ -120,7 +123,10 @@ def benchmark(
     size: int = 96,
     progress=None,
 ) -> list[dict]:
-    """Rows ``{method, scene, label, background, <measures>}`` for every method and control.
+    """Rows ``{method, scene, label, background, test_image, <measures>}`` per method and control.
+
+    ``test_image`` is the index in ``images`` of the native image the deletion and insertion
+    curves were measured on.
 
     ``images`` ``(M, 32, 32, 3)`` uint8 and ``labels`` ``(M,)``: the pool objects are drawn
     from. ``progress(text)`` is called before each method, when given.
@@ -142,15 +148,20 @@ def benchmark(
     single_classes = np.array([s.labels[0] for s in singles])
     pair_images = np.repeat(np.stack([p.image for p in pairs]).astype(np.float32), 2, axis=0)
     pair_classes = np.array([c for p in pairs for c in p.labels])
+    picked = np.random.default_rng([seed, 2]).choice(len(images), size=n, replace=len(images) < n)
+    native_images = images[picked].astype(np.float32)
+    native_classes = labels[picked]
     rows = []
     for method in [*methods, *CONTROLS]:
         if progress is not None:
             progress(method)
         maps = _maps(method, model, single_images, single_classes, seeds)
         pair_maps = _maps(method, model, pair_images, pair_classes, np.repeat(seeds, 2))
+        native_maps = _maps(method, model, native_images, native_classes, seeds)
         curves = {
             kind: perturbation_curves(
-                model, single_images, maps, single_classes, kind=kind, steps=steps, fill=fill
+                model, native_images, native_maps, native_classes, kind=kind, steps=steps,
+                fill=fill,
             )[2]
             for kind in ("deletion", "insertion")
         }
@@ -167,6 +178,7 @@ def benchmark(
                     "scene": i,
                     "label": int(scene.labels[0]),
                     "background": scene.background,
+                    "test_image": int(picked[i]),
                     "deletion_auc": float(curves["deletion"][i]),
                     "insertion_auc": float(curves["insertion"][i]),
                     "pointing": float(pointing_game(maps[i], truth)),

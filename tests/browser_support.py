@@ -54,16 +54,21 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 120.0) ->
 
 
 @contextlib.contextmanager
-def streamlit_server(log_name: str) -> Iterator[Server]:
-    """``streamlit run app.py`` on a free local port, stopped on exit."""
+def streamlit_server(log_name: str, launcher: str = "serve") -> Iterator[Server]:
+    """The dashboard on a free local port, stopped on exit.
+
+    ``launcher`` "serve": ``python -m sensitivity serve`` (the README's command, which loads the
+    model while the server starts); "streamlit": plain ``streamlit run app.py``.
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = ROOT / f"test-artifacts-{log_name}.log"
     log = open(log_path, "w")  # noqa: SIM115
+    start = {"serve": [sys.executable, "-m", "sensitivity", "serve"],
+             "streamlit": [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py")]}
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-         "--server.headless", "true", "--server.port", str(port),
+        [*start[launcher], "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ),
     )

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from sensitivity.labels import CLASS_NAMES
 from tests.conftest import PHOTOS_DIR, ROOT
 
 APP = str(ROOT / "app.py")  # absolute: AppTest resolves relative paths against this file
@@ -196,3 +197,44 @@ def test_hostile_corpus_in_one_upload_errors_per_file_and_the_rest_is_analysed(a
 def test_no_user_string_reaches_unsafe_html():
     sources = [ROOT / "app.py", *sorted((ROOT / "sensitivity").glob("*.py"))]
     assert not [p.name for p in sources if "unsafe_allow_html" in p.read_text()]
+
+
+def test_boxes_faithfulness_and_predict_again_panels(dog_app):
+    widget(dog_app, "checkbox", "Draw the discovered objects' boxes").check()
+    widget(dog_app, "checkbox", "Faithfulness panel").check()
+    dog_app.run()
+    assert not dog_app.exception
+    shown = charts(dog_app)
+    # Boxes: outlined on the heatmap and mapped back onto the photograph.
+    assert "objects found" in shown
+    assert shown["sensitivity"]["layout"].get("shapes")
+    # Deletion and insertion curves of the predicted class, probabilities in percent.
+    title = next(t for t in shown if t.startswith("faithfulness for "))
+    target = title.removeprefix("faithfulness for ")
+    assert target in CLASS_NAMES
+    curves = shown[title]["data"]
+    assert len(curves) == 2
+    for curve in curves:
+        values = array(curve["y"])
+        assert values.size > 2 and np.all((values >= 0) & (values <= 100))  # percent
+    # Remove the top-k pixels and predict again: the new probability beside the old.
+    next(b for b in dog_app.button if b.label == "Predict again").click().run()
+    assert not dog_app.exception
+    metric = next(m for m in dog_app.metric if m.label == f"{target} probability")
+    assert 0 <= float(metric.value.rstrip("%")) <= 100
+    assert any("random" in c.value and "Before:" in c.value for c in dog_app.caption)
+
+
+def test_scene_builder_puts_two_samples_on_one_canvas(app):
+    first = widget(app, "selectbox", "First object")
+    options = first.options
+    assert len(options) > 3  # "-" and the samples
+    first.set_value(0)
+    second = widget(app, "selectbox", "Second object")
+    # A sample of another class than the first (the gallery holds two of each class).
+    second.set_value(2)
+    app.run()
+    assert not app.exception
+    scene = [h.value for h in app.subheader if h.value.startswith("scene: ")]
+    assert len(scene) == 1 and " + " in scene[0]
+    assert len(app.dataframe) == 1 and "after processing (32x32)" in charts(app)

@@ -1,8 +1,9 @@
 """A real browser against a real server: Playwright drives Debian's Chromium.
 
-Starts ``streamlit run app.py`` on a free local port, uploads the dog photograph, waits for the
-prediction and the heatmap, changes the class mask, and keeps a screenshot and the timings in
-``test-artifacts/`` (the figures in benchmarks/README.md come from these runs).
+Starts ``python -m sensitivity serve`` (the README's command) on a free local port, uploads the
+dog photograph, waits for the prediction and the heatmap, changes the class mask, and keeps a
+screenshot and the timings in ``test-artifacts/``. The cold-start figures in
+benchmarks/README.md come from ``benchmarks/cold_start.py`` (median of repeats).
 """
 
 from __future__ import annotations

@@ -65,6 +65,14 @@ def test_controls_give_their_known_values(tiny_model):
         box = scene.boxes[0]
         inside = box.x0 <= 35 < box.x1 and box.y0 <= 35 < box.y1  # first maximum of the bump
         assert row["pointing"] == float(inside)
+    # Deletion and insertion are measured on the native 32x32 test image the row names.
+    from sensitivity.metrics import deletion_curve, edge_map
+
+    for row in (r for r in rows if r["method"] == "edge"):
+        image = images[row["test_image"]].astype(np.float32)
+        label = int(labels[row["test_image"]])
+        expected = deletion_curve(tiny_model, image, edge_map(image), label, steps=2).auc
+        assert row["deletion_auc"] == pytest.approx(expected, abs=1e-6)
     summary = summarise(rows)
     assert list(summary) == ["gradient", *CONTROLS]
     table = format_table(summary)

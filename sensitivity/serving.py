@@ -1,0 +1,73 @@
+"""The model a server shares between its users, loaded and warmed once per process.
+
+:func:`ready_model` loads a model (checked, safe mode), traces its gradient function and runs
+once through every step the page takes (prediction, attribution, figures), so that no user pays
+for a first call. :func:`preload` does it on a background thread: ``python -m sensitivity
+serve`` calls it before Streamlit starts, so that importing TensorFlow and loading the model
+overlap the server's start and the browser's first page load.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+_lock = threading.Lock()
+_models: dict[str, object] = {}
+
+
+def warm_up(model) -> None:
+    """One pass through the page's work on a blank 32x32 image (traces, first-use imports)."""
+    import numpy as np
+
+    from sensitivity import figures
+    from sensitivity.attribution import attribute
+    from sensitivity.inference import predict
+    from sensitivity.postprocess import top_k_mask
+    from sensitivity.saliency import to_map
+
+    image = np.full((32, 32, 3), 128.0, np.float32)
+    probabilities = predict(model, image)[0]
+    saliency_map = to_map(attribute(model, image), "abs", "max")[0]
+    for figure in (
+        figures.probability_bars(probabilities),
+        figures.image_figure(image.astype(np.uint8), title="warm-up"),
+        figures.saliency_heatmap(saliency_map, title="warm-up"),
+        figures.overlay(image, saliency_map, title="warm-up"),
+        figures.mask_figure(top_k_mask(saliency_map, 100), title="warm-up"),
+    ):
+        figure.to_json()
+
+
+def ready_model(path: str | os.PathLike | None = None):
+    """The model at ``path`` (default: :func:`sensitivity.model_io.model_path`), loaded and
+    warmed once per process; concurrent callers wait for the first load instead of repeating it.
+
+    Raises :class:`sensitivity.ModelError` when the file is missing, altered or unreadable.
+    """
+    from sensitivity.model_io import load_model, model_path
+
+    key = str(Path(path) if path is not None else model_path())
+    with _lock:
+        if key not in _models:
+            model = load_model(key)
+            warm_up(model)
+            _models[key] = model
+        return _models[key]
+
+
+def preload(path: str | os.PathLike | None = None) -> threading.Thread:
+    """Start :func:`ready_model` on a daemon thread; errors are left for the page to show."""
+
+    def run() -> None:
+        from sensitivity.model_io import ModelError
+
+        try:
+            ready_model(path)
+        except ModelError:
+            pass  # the page calls ready_model again and shows the message
+
+    thread = threading.Thread(target=run, name="sensitivity-preload", daemon=True)
+    thread.start()
+    return thread
