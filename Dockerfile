@@ -16,4 +16,4 @@ USER app
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
     CMD curl --fail http://localhost:8501/_stcore/health || exit 1
-CMD ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0"]
+CMD ["python", "-m", "sensitivity", "serve", "--server.port=8501", "--server.address=0.0.0.0"]

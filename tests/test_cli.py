@@ -56,3 +56,28 @@ def test_evaluate_prints_accuracy_and_confusion_matrix(cifar_dir):
     assert "top-1 accuracy" in result.stdout and "confusion matrix" in result.stdout
     rows = [line for line in result.stdout.splitlines() if line.startswith("airplane ")]
     assert len(rows) == 1 and sum(int(v) for v in rows[0].split()[1:]) == 20
+
+
+def test_serve_refuses_to_start_on_an_altered_model(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from sensitivity.model_io import DEFAULT_MODEL_PATH, read_model_card
+
+    model = tmp_path / "wrn-16-2.keras"
+    shutil.copy(DEFAULT_MODEL_PATH.with_suffix(".json"), model.with_suffix(".json"))
+    model.write_bytes(DEFAULT_MODEL_PATH.read_bytes()[:-10])
+    monkeypatch.setenv("SENSITIVITY_MODEL_PATH", str(model))
+    assert main(["serve", "--server.port", "1"]) == 2  # stops before Streamlit starts
+    message = capsys.readouterr().err
+    assert str(model) in message and read_model_card(model)["sha256"] in message
+
+
+def test_upload_limit_of_the_page_and_of_the_decoder_agree():
+    import tomllib
+
+    from sensitivity.images import MAX_BYTES
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] * 2**20 == MAX_BYTES
+    assert config["server"]["enableXsrfProtection"] is True
+    assert config["client"]["showErrorDetails"] == "none"
