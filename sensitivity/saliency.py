@@ -111,7 +111,7 @@ def combine_channels(values: np.ndarray, how: str = "max") -> np.ndarray:
     """``(..., 3)`` float32 values to ``(...)`` (or unchanged for ``"none"``).
 
     ``"max"`` takes the channel of largest magnitude with its sign (for non-negative values
-    that is the plain maximum).
+    that is the plain maximum); ``"sum"`` and ``"l2"`` saturate at float32's largest value.
     """
     values = np.asarray(values, np.float32)
     if how == "none":
@@ -119,10 +119,12 @@ def combine_channels(values: np.ndarray, how: str = "max") -> np.ndarray:
     if how == "max":
         index = np.abs(values).argmax(axis=-1)[..., None]
         return np.take_along_axis(values, index, axis=-1)[..., 0]
-    if how == "sum":
-        return values.sum(axis=-1)
-    if how == "l2":
-        return np.sqrt(np.square(values).sum(axis=-1))
+    if how in ("sum", "l2"):
+        # In float64, then saturated at float32's range: extreme gradients never become inf.
+        wide = values.astype(np.float64)
+        combined = wide.sum(axis=-1) if how == "sum" else np.sqrt(np.square(wide).sum(axis=-1))
+        limit = np.finfo(np.float32).max
+        return np.clip(combined, -limit, limit).astype(np.float32)
     raise ValueError(f"reduce_channels must be one of {list(CHANNEL_REDUCTIONS)}, got {how!r}")
 
 

@@ -72,7 +72,10 @@ async def own_prediction_shown(page, cls: int) -> None:
 
 
 async def user(browser, url: str, index: int, cls: int, image: np.ndarray, record: dict) -> None:
+    await asyncio.sleep(index)  # people arrive a second apart, not in the same millisecond
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
     page = await context.new_page()
     page.on("pageerror", lambda error: record["page_errors"].append(str(error)))
     await page.goto(url)
@@ -116,9 +119,11 @@ async def watch(users: list[asyncio.Task], done) -> None:
     """Wait until ``done()``; a user that failed fails the test at once."""
     while not done():
         await asyncio.sleep(0.5)
-        for task in users:
-            if task.done():
-                task.result()
+        failed = [task for task in users if task.done() and task.exception()]
+        if failed:
+            for task in users:
+                task.cancel()
+            raise failed[0].exception()
 
 
 async def drive(url: str, images, server) -> dict:

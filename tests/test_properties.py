@@ -7,10 +7,13 @@ import io
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from sensitivity import ImageError, load_image, preprocess
 from sensitivity.discovery import discover_objects
+from sensitivity.postprocess import normalize_map, top_k_mask
+from sensitivity.saliency import CHANNEL_REDUCTIONS, SIGNS, to_map
 
 MODES = ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I", "I;16", "F"]
 FORMATS = ["PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"]
@@ -85,3 +88,21 @@ def test_discovered_boxes_lie_inside_the_map(height, width, seed, keep, sigma):
         assert 0 <= box.score <= 1 + 1e-9
     scores = [b.score for b in boxes]
     assert scores == sorted(scores, reverse=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 9),
+                                    st.just(3)),
+              elements=st.floats(allow_nan=False, allow_infinity=False, width=32)),
+       st.sampled_from(list(SIGNS)), st.sampled_from(list(CHANNEL_REDUCTIONS)))
+def test_maps_from_any_finite_gradient_are_finite(values, sign, reduce_channels):
+    """Even float32 extremes (the l2 of three values near 3e38 overflows naively) are finite."""
+    maps = to_map(values, sign, reduce_channels)
+    assert np.isfinite(maps).all()
+    assert maps.shape[:3] == values.shape[:3]
+    if sign in ("abs", "positive", "negative"):
+        assert (maps >= 0).all()
+    k = max(1, maps[0].size // 4)
+    if reduce_channels != "none":
+        assert top_k_mask(maps[0], k).sum() == k
+        assert np.isfinite(normalize_map(maps[0])).all()
