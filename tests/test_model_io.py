@@ -37,9 +37,8 @@ def test_committed_model_accuracy_on_1000_test_images(default_model, cifar_dir):
     # The card's figure is measured on all 10,000 test images; these 1,000 agree with it.
     card = json.loads(card_path(DEFAULT_MODEL_PATH).read_text())
     assert abs(accuracy - card["test_accuracy"]) < 0.03, (accuracy, card["test_accuracy"])
-    # Issue 2 asks for 88% here (and 91% on the whole split); the 14-epoch CPU model reaches
-    # 86.9%, so this floor guards against a broken model, not that target (see the card).
-    assert accuracy >= 0.85, accuracy
+    # Issue 2 asks for 88% here (and 91% on the whole split, not reached yet: see the card).
+    assert accuracy >= 0.88, accuracy
 
 
 def _tiny_model_file(tmp_path):
