@@ -1,5 +1,9 @@
 """Many users at once: 8 browser contexts on one server, each with its own image, for a minute.
 
+Run ``python benchmarks/load_test.py`` on an idle machine (it takes well over ten minutes on
+2 cores); it exits non-zero when a check fails. Not part of the default test run yet: its first
+full run had not finished when it was moved here.
+
 Each context uploads its own CIFAR-10 test image (one class per context, each a fresh variant:
 one pixel changed, so every upload is a new analysis), flips the sign setting, and checks after
 every step that the page shows its own prediction and no error. Latency per step (p50, p95) and
@@ -12,16 +16,19 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from sensitivity import predict
-from sensitivity.data import load_split
-from sensitivity.labels import CLASS_NAMES
-from tests.browser_support import (
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sensitivity import load_model, predict  # noqa: E402
+from sensitivity.data import load_split  # noqa: E402
+from sensitivity.labels import CLASS_NAMES  # noqa: E402
+from tests.browser_support import (  # noqa: E402
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -174,4 +181,6 @@ def test_eight_users_at_once_see_their_own_results_without_errors(default_model,
 
 
 if __name__ == "__main__":
-    pytest.main([__file__, "-s", "-q"])
+    from tests.conftest import CIFAR_DIR
+
+    test_eight_users_at_once_see_their_own_results_without_errors(load_model(), CIFAR_DIR)
