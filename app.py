@@ -36,7 +36,6 @@ from sensitivity.settings import (
     settings_from_query,
 )
 
-OUTPUT_LAYERS = OUTPUT_TARGETS
 SLOW_METHODS = ("smoothgrad", "integrated_gradients", "occlusion")
 
 st.set_page_config(page_title="sensitivity", page_icon=":mag:", layout="wide")
@@ -158,7 +157,7 @@ def method_options(settings: ViewSettings, method: str | None = None) -> tuple:
     """The options of ``method`` (default: the chosen one) as a hashable tuple."""
     method = method or settings.method
     options: dict = {}
-    if settings.layer not in OUTPUT_LAYERS:
+    if settings.layer not in OUTPUT_TARGETS:
         options["layer_reduction"] = settings.layer_reduction
         options["channel"] = settings.channel
     if method == "smoothgrad":
@@ -193,13 +192,13 @@ def sidebar(layers: list[tuple[str, str]]) -> None:
         elif method == "occlusion":
             st.slider("Patch (pixels of 32x32)", 1, 16, key="w_patch")
 
-        names = list(OUTPUT_LAYERS) + [n for n, _ in layers if n not in OUTPUT_LAYERS]
+        names = list(OUTPUT_TARGETS) + [n for n, _ in layers if n not in OUTPUT_TARGETS]
         if st.session_state["w_layer"] not in names:
             st.session_state["w_layer"] = "logits"
         st.selectbox("Layer", names, key="w_layer",
                      format_func=lambda n: f"{n}  ({shapes[n]})" if n in shapes else n,
                      help="The output (logits by default) or any inner layer, by name.")
-        inner = st.session_state["w_layer"] not in OUTPUT_LAYERS
+        inner = st.session_state["w_layer"] not in OUTPUT_TARGETS
         if inner:
             st.selectbox("Layer reduction", LAYER_REDUCTIONS, key="w_layer_reduction",
                          help="How the layer's output becomes one number: 'sum' as in the "
@@ -309,7 +308,7 @@ def compute_map(x: np.ndarray, settings: ViewSettings, *, method: str | None = N
     method = method or settings.method
     layer = layer or settings.layer
     classes = settings.classes if classes is None else classes
-    if layer not in OUTPUT_LAYERS:
+    if layer not in OUTPUT_TARGETS:
         classes = ()
     options = method_options(dataclasses.replace(settings, layer=layer), method)
     bar = None
@@ -340,7 +339,7 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray,
     boxes = discover_objects(magnitude) if settings.boxes else []
     target = ", ".join(CLASS_NAMES[i] for i in settings.classes) if settings.classes else (
         f"predicted: {CLASS_NAMES[int(np.argmax(probabilities))]}")
-    if settings.layer not in OUTPUT_LAYERS:
+    if settings.layer not in OUTPUT_TARGETS:
         target = f"{settings.layer_reduction} of {settings.layer}"
     st.caption(f"{settings.method} of {settings.layer} ({target}), sign {settings.sign}")
     heat, over, top = st.columns(3)
@@ -410,7 +409,7 @@ def show_comparison(inputs: list[tuple[str, np.ndarray, np.ndarray]],
             panels = [(item, compute_map(x, settings, layer=item)) for item in items]
         elif mode == "classes":
             panels = [(item, compute_map(x, settings, layer="logits" if settings.layer not in
-                                         OUTPUT_LAYERS else settings.layer,
+                                         OUTPUT_TARGETS else settings.layer,
                                          classes=(CLASS_NAMES.index(item),)))
                       for item in items]
         else:
