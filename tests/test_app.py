@@ -102,23 +102,23 @@ def test_each_control_changes_what_is_shown(dog_app):
     predicted = next(c.value for c in at.caption if "(predicted: " in c.value)
     other = "airplane" if "(predicted: airplane)" not in predicted else "frog"
     widget(at, "multiselect", "Class mask").set_value([other]).run()
-    truck = heat_values(at)
-    assert not np.allclose(truck, before)
+    masked = heat_values(at)
+    assert not np.allclose(masked, before)
 
     widget(at, "slider", "Top-k pixels").set_value(10).run()
     assert mask_pixels(at).sum() == 10
-    np.testing.assert_allclose(heat_values(at), truck, rtol=1e-5)  # display-only change
+    np.testing.assert_allclose(heat_values(at), masked, rtol=1e-5)  # display-only change
 
     widget(at, "selectbox", "Layer").set_value("group2_block1").run()
     inner = heat_values(at)
-    assert not at.exception and not np.allclose(inner, truck)
+    assert not at.exception and not np.allclose(inner, masked)
 
     widget(at, "selectbox", "Layer").set_value("logits").run()
-    np.testing.assert_allclose(heat_values(at), truck, rtol=1e-5)  # the class mask came back
+    np.testing.assert_allclose(heat_values(at), masked, rtol=1e-5)  # the class mask came back
 
     widget(at, "selectbox", "Method").set_value("gradcam").run()
     cam = heat_values(at)
-    assert not at.exception and (cam >= 0).all() and not np.allclose(cam, truck)
+    assert not at.exception and (cam >= 0).all() and not np.allclose(cam, masked)
     assert at.query_params["method"] == ["gradcam"] or at.query_params["method"] == "gradcam"
 
 
