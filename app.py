@@ -19,7 +19,7 @@ from sensitivity.gradients import OUTPUT_TARGETS
 from sensitivity.labels import CLASS_NAMES
 from sensitivity.model_io import model_path
 from sensitivity.postprocess import top_k_mask
-from sensitivity.report import probability_table, verdict
+from sensitivity.report import completeness_note, probability_table, verdict
 from sensitivity.saliency import METHODS, Attribution, attribute, layer_names, to_map
 from sensitivity.scenes import make_scene
 from sensitivity.serving import ready_model
@@ -305,6 +305,14 @@ def show_prediction(key: str, probabilities: np.ndarray) -> None:
 def compute_map(x: np.ndarray, settings: ViewSettings, *, method: str | None = None,
                 layer: str | None = None, classes: tuple[int, ...] | None = None) -> np.ndarray:
     """The (H, W) map of one input; the gradient is cached, sign and channels are display."""
+    result = compute_attribution(x, settings, method=method, layer=layer, classes=classes)
+    return to_map(result, settings.sign, settings.reduce_channels)[0]
+
+
+def compute_attribution(x: np.ndarray, settings: ViewSettings, *, method: str | None = None,
+                        layer: str | None = None,
+                        classes: tuple[int, ...] | None = None) -> Attribution:
+    """The attribution of one input under the settings (cached), with a progress bar if slow."""
     method = method or settings.method
     layer = layer or settings.layer
     classes = settings.classes if classes is None else classes
@@ -320,7 +328,7 @@ def compute_map(x: np.ndarray, settings: ViewSettings, *, method: str | None = N
     finally:
         if bar is not None:
             bar.empty()
-    return to_map(result, settings.sign, settings.reduce_channels)[0]
+    return result
 
 
 def target_class(probabilities: np.ndarray, settings: ViewSettings) -> int:
@@ -331,7 +339,8 @@ def target_class(probabilities: np.ndarray, settings: ViewSettings) -> int:
 def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray,
               settings: ViewSettings) -> tuple[np.ndarray, list]:
     """Heatmap, overlay, top-k mask and downloads; returns the map and discovered boxes."""
-    saliency_map = compute_map(x, settings)
+    result = compute_attribution(x, settings)
+    saliency_map = to_map(result, settings.sign, settings.reduce_channels)[0]
     signed = settings.sign == "signed"
     k = min(settings.k, saliency_map.size)
     magnitude = np.abs(saliency_map) if signed else saliency_map
@@ -342,6 +351,9 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray,
     if settings.layer not in OUTPUT_TARGETS:
         target = f"{settings.layer_reduction} of {settings.layer}"
     st.caption(f"{settings.method} of {settings.layer} ({target}), sign {settings.sign}")
+    if result.baseline_scores is not None:
+        st.caption(completeness_note(float(result.scores[0]), float(result.baseline_scores[0]),
+                                     float(result.values[0].sum(dtype=np.float64))))
     heat, over, top = st.columns(3)
     common = dict(signed=signed, colour_scale=settings.colour_scale)
     heat.plotly_chart(figures.saliency_heatmap(saliency_map, title="sensitivity", boxes=boxes,

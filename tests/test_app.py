@@ -121,6 +121,11 @@ def test_each_control_changes_what_is_shown(dog_app):
     assert not at.exception and (cam >= 0).all() and not np.allclose(cam, masked)
     assert at.query_params["method"] == ["gradcam"] or at.query_params["method"] == "gradcam"
 
+    widget(at, "selectbox", "Method").set_value("integrated_gradients").run()
+    assert not at.exception and not np.allclose(heat_values(at), cam)
+    assert any(c.value.startswith("Completeness: the attributions add up to")
+               for c in at.caption)
+
 
 def test_bad_upload_gets_an_error_box_and_the_good_one_is_still_analysed(app):
     good = png_bytes(np.full((40, 40, 3), 120, np.uint8))

@@ -7,7 +7,7 @@ from PIL import Image
 from sensitivity import figures
 from sensitivity.colormaps import apply_colormap, plotly_scale, scale_for_display
 from sensitivity.export import heatmap_png, map_npy, mask_png, probabilities_csv
-from sensitivity.report import probability_table, verdict
+from sensitivity.report import completeness_note, probability_table, verdict
 
 
 def test_heatmap_hover_has_value_and_rank():
@@ -72,3 +72,10 @@ def test_probability_table_and_the_original_sentence():
     assert verdict(p) == ("There's about 99.8% chance that there is at least one bird "
                           "in the image")
     json.dumps(table)
+
+
+def test_completeness_note_gives_the_relative_gap_or_says_it_means_little():
+    note = completeness_note(score=7.0, baseline_score=2.0, total=4.9)
+    assert "add up to 4.9" in note and "changes by 5" in note and "gap 2.0%" in note
+    small = completeness_note(score=2.3, baseline_score=2.0, total=0.5)
+    assert "%" not in small and "means little" in small and "gap 0.2" in small

@@ -58,14 +58,25 @@ def test_an_inner_layer(default_model, images):
     np.testing.assert_allclose(ours, expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
 
 
-def test_integrated_gradients_completeness_on_the_default_model(default_model, images):
-    x, _ = images
-    result = attribute(default_model, x, method="integrated_gradients", steps=64)
-    assert result.completeness_gap is not None
-    # Midpoint rule: the mean gap over the images is under 2%; a single image can be a
-    # little above it (2.3% was seen), so each one is held to 5%.
-    assert float(np.mean(result.completeness_gap)) < 0.02, result.completeness_gap
-    assert float(np.max(result.completeness_gap)) < 0.05, result.completeness_gap
+def test_integrated_gradients_completeness_on_the_default_model(cifar_dir, default_model):
+    x, _ = load_split(cifar_dir, "test", limit=16, cache=False)
+    results = {
+        sampling: attribute(default_model, x.astype(np.float32), method="integrated_gradients",
+                            steps=64, path_sampling=sampling)
+        for sampling in ("adaptive", "uniform")
+    }
+    change = results["adaptive"].scores - results["adaptive"].baseline_scores
+    # The relative gap is ill-conditioned where black already scores about as high as the image
+    # (one of these 16 images: a change of 0.06 logits); the others are held to the 2%.
+    meaningful = np.abs(change) >= 1.0
+    assert meaningful.sum() >= 12
+    gaps = {name: r.completeness_gap[meaningful] for name, r in results.items()}
+    # With 64 steps the mean gap is under 2%, and placing the points where the slope along the
+    # path bends beats the midpoint rule. Single images can still be above 2% (a ReLU network's
+    # slope along the path jumps at many places; see benchmarks/README.md).
+    assert float(np.mean(gaps["adaptive"])) < 0.02, gaps
+    assert float(np.mean(gaps["adaptive"])) < float(np.mean(gaps["uniform"])), gaps
+    assert float(np.max(gaps["adaptive"])) < 0.03, gaps
 
 
 def test_gradcam_is_non_negative_and_input_sized(default_model, images):
