@@ -12,8 +12,27 @@ import hashlib
 import numpy as np
 import streamlit as st
 
+from sensitivity import figures  # NumPy and Plotly only: no TensorFlow yet
+
+# The header, the uploader and a first Plotly figure go out before TensorFlow is imported
+# (several seconds on a cold start), so a person can pick a file, and the browser load Plotly,
+# while the model loads. Hence the imports below the drawing (E402 is off for this file).
+st.set_page_config(page_title="sensitivity", page_icon=":mag:", layout="wide")
+st.title("sensitivity")
+st.caption("Which input pixels is a CIFAR-10 wide ResNet most sensitive to, and why? "
+           "Upload a photo; the heatmaps show |d output / d pixel|.")
+HEAD = st.empty()  # emptied if the model cannot load: nothing to offer then
+with HEAD.container():
+    UPLOADS = st.file_uploader("Upload images", accept_multiple_files=True,
+                               type=["jpg", "jpeg", "png", "webp", "bmp", "gif"])
+    LANDING = st.empty()
+if not UPLOADS:
+    LANDING.plotly_chart(figures.reading_guide(), width="stretch",
+                         config={"displayModeBar": False, "staticPlot": True},
+                         key="reading-guide")
+
 import sensitivity
-from sensitivity import export, figures, gallery, metrics
+from sensitivity import export, gallery, metrics
 from sensitivity.discovery import boxes_to_image, discover_objects
 from sensitivity.gradients import OUTPUT_TARGETS
 from sensitivity.labels import CLASS_NAMES
@@ -37,8 +56,6 @@ from sensitivity.settings import (
 )
 
 SLOW_METHODS = ("smoothgrad", "integrated_gradients", "occlusion")
-
-st.set_page_config(page_title="sensitivity", page_icon=":mag:", layout="wide")
 
 
 # --- Cached resources and computations --------------------------------------------------------
@@ -251,9 +268,7 @@ def sidebar(layers: list[tuple[str, str]]) -> None:
 def collect_images() -> list[tuple[str, np.ndarray | bytes]]:
     """(name, raw bytes or uint8 array) of every image brought to the page."""
     items: list[tuple[str, np.ndarray | bytes]] = []
-    uploads = st.file_uploader("Upload images", accept_multiple_files=True,
-                               type=["jpg", "jpeg", "png", "webp", "bmp", "gif"])
-    items += [(u.name, u.getvalue()) for u in uploads or []]
+    items += [(u.name, u.getvalue()) for u in UPLOADS or []]
     with st.expander("Camera and sample gallery"):
         if st.toggle("Use the camera"):
             shot = st.camera_input("Take a photo")
@@ -440,12 +455,10 @@ def show_comparison(inputs: list[tuple[str, np.ndarray, np.ndarray]],
 
 
 def main() -> None:
-    st.title("sensitivity")
-    st.caption("Which input pixels is a CIFAR-10 wide ResNet most sensitive to, and why? "
-               "Upload a photo; the heatmaps show |d output / d pixel|.")
     try:
         get_model()
     except sensitivity.ModelError as exc:
+        HEAD.empty()
         st.error(f"The model could not be loaded, so the page cannot work: {exc}")
         st.stop()
     init_state()
@@ -494,7 +507,9 @@ def main() -> None:
             show_comparison(inputs, settings)
         except ValueError as exc:
             st.error(str(exc))
-    if not inputs:
+    if inputs:
+        LANDING.empty()
+    else:
         st.info("Upload an image (JPEG, PNG, WebP, BMP or GIF), take one with the camera, or "
                 "pick a CIFAR-10 sample to start.")
 

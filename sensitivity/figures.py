@@ -59,6 +59,25 @@ def colour_range(maps: list[np.ndarray], signed: bool) -> tuple[float, float]:
     return (-top, top) if signed else (0.0, top)
 
 
+def reading_guide(colour_scale: str = "viridis") -> go.Figure:
+    """A strip of the heatmaps' colour scale, from pixels the score ignores to the ones it is
+    most sensitive to (the landing page shows it; drawing it early also loads Plotly in the
+    browser while the model loads)."""
+    from sensitivity.colormaps import plotly_scale
+
+    strip = go.Heatmap(z=[np.linspace(0.0, 1.0, 64)], colorscale=plotly_scale(colour_scale),
+                       showscale=False, hoverinfo="skip")
+    figure = go.Figure(strip)
+    figure.update_layout(
+        height=90, margin=dict(l=10, r=10, t=28, b=24),
+        title=dict(text="how to read the heatmaps", x=0.0, font=dict(size=13)),
+    )
+    figure.update_xaxes(tickvals=[0, 63], ticktext=["the score ignores the pixel",
+                                                      "the score is most sensitive to it"])
+    figure.update_yaxes(visible=False)
+    return figure
+
+
 def saliency_heatmap(
     saliency_map: np.ndarray,
     *,

@@ -76,6 +76,7 @@ def widget(at: AppTest, kind: str, label: str):
 def test_empty_page_invites_an_upload(app):
     assert any("Upload an image" in info.value for info in app.info)
     assert not app.error
+    assert "how to read the heatmaps" in charts(app)  # drawn before TensorFlow loads
 
 
 def test_upload_shows_prediction_that_sums_to_100_percent(dog_app):
@@ -85,6 +86,7 @@ def test_upload_shows_prediction_that_sums_to_100_percent(dog_app):
     assert any("chance that there is at least one" in m.value for m in dog_app.markdown)
     heat = heat_values(dog_app)
     assert heat.shape == (32, 32) and np.isfinite(heat).all() and heat.max() > 0
+    assert "how to read the heatmaps" not in charts(dog_app)
     assert mask_pixels(dog_app).sum() == 100
 
 
