@@ -22,7 +22,8 @@ implementations:
 
 Settings are the same everywhere: the target is each image's predicted class (one-hot), 50
 SmoothGrad samples with noise sigma 0.15 x 255 (tf-keras-vis: 0.15 x each image's value
-range), 50 integrated-gradient steps from a black baseline, Grad-CAM on the layer the engine
+range), 50 integrated-gradient steps from a black baseline (midpoint rule everywhere; the
+engine's default adaptive path sampling is not timed here), Grad-CAM on the layer the engine
 picks (the last 4-D layer), occlusion with 4x4 patches, stride 2. Peers run with batches of at
 most 64 images, like the engine. Each case is warmed up (tracing excluded), then the
 implementations of a method take turns for ``--repeats`` rounds; the table gives the median.
@@ -329,7 +330,10 @@ class Settings:
         """Options of :func:`sensitivity.saliency.saliency` for ``method``."""
         return {
             "smoothgrad": {"samples": self.samples, "noise": self.noise, "seed": self.seed},
-            "integrated_gradients": {"steps": self.steps, "baseline": "black"},
+            # The midpoint rule, as the peers run it (the engine's default adaptive sampling
+            # adds steps // 4 forward passes).
+            "integrated_gradients": {"steps": self.steps, "baseline": "black",
+                                     "path_sampling": "uniform"},
             "gradcam": {"target_layer": self.feature_layer},
             "occlusion": {"patch": self.patch, "stride": self.stride, "fill": "mean"},
         }.get(method, {})
@@ -716,7 +720,7 @@ def format_report(
         f"{matmul_n}x{matmul_n})",
         f"- Images: {image_source}; target: each image's predicted class (one-hot)",
         f"- Settings: SmoothGrad {settings.samples} samples, noise sigma {settings.noise} x 255; "
-        f"integrated gradients {settings.steps} steps, black baseline; Grad-CAM on "
+        f"integrated gradients {settings.steps} steps (midpoint rule), black baseline; Grad-CAM on "
         f"`{settings.feature_layer}`; occlusion {settings.patch}x{settings.patch} patches, "
         f"stride {settings.stride} ({patches} positions); batches of at most {MAX_BATCH}",
         f"- Timing: median of {repeats} calls per case after {warmup} warm-up call(s); "

@@ -1,8 +1,8 @@
 """Many users at once: 8 browser contexts on one server, each with its own image, for a minute.
 
-Run ``python benchmarks/load_test.py`` on an idle machine (it takes well over ten minutes on
-2 cores); it exits non-zero when a check fails. Not part of the default test run yet: its first
-full run had not finished when it was moved here.
+Run ``python benchmarks/load_test.py`` on an idle machine; it exits non-zero when a check
+fails. It takes about 20 minutes on 2 cores (8 pages rendering at once), which is why it is not
+part of the default test run; benchmarks/README.md has the figures of its last full run.
 
 Each context uploads its own CIFAR-10 test image (one class per context, each a fresh variant:
 one pixel changed, so every upload is a new analysis), flips the sign setting, and checks after
@@ -122,10 +122,15 @@ async def user(browser, url: str, index: int, cls: int, image: np.ndarray, recor
     await context.close()
 
 
-async def watch(users: list[asyncio.Task], done) -> None:
-    """Wait until ``done()``; a user that failed fails the test at once."""
+async def watch(users: list[asyncio.Task], done, records: list[dict]) -> None:
+    """Wait until ``done()``; a user that failed fails the test at once. Prints progress."""
+    started = last = time.monotonic()
     while not done():
         await asyncio.sleep(0.5)
+        if time.monotonic() - last >= 30:
+            last = time.monotonic()
+            print(f"  {last - started:.0f} s: {sum(r['analyses'] for r in records)} analyses, "
+                  f"{sum(len(r['latencies']) for r in records)} steps", flush=True)
         failed = [task for task in users if task.done() and task.exception()]
         if failed:
             for task in users:
@@ -142,12 +147,12 @@ async def drive(url: str, images, server) -> dict:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         users = [asyncio.create_task(user(browser, url, i, cls, image, records[i]))
                  for i, (cls, image) in enumerate(images)]
-        await watch(users, lambda: all(r["warm"].is_set() for r in records))
+        await watch(users, lambda: all(r["warm"].is_set() for r in records), records)
         warm_mb = server.resident_mb()
         warm_analyses = sum(r["analyses"] for r in records)
         started = time.monotonic()
         await watch(users, lambda: time.monotonic() - started >= MIN_SECONDS and sum(
-            r["analyses"] for r in records) - warm_analyses >= MIN_ANALYSES)
+            r["analyses"] for r in records) - warm_analyses >= MIN_ANALYSES, records)
         for r in records:
             r["stop"].set()
         await asyncio.gather(*users)
