@@ -37,6 +37,9 @@ PATH_SAMPLINGS = ("adaptive", "uniform")
 ADAPTIVE_POINTS_PER_SEGMENT = 4
 """Adaptive path sampling: ``steps // 4`` equal segments, each scored by one forward pass."""
 
+_SINGLE_PASS = ("gradient", "gradient_x_input", "guided_backprop", "gradcam")
+"""Methods whose one gradient pass also gives the scores and logits (no forward pass first)."""
+
 SATURATION_THRESHOLD = 0.999
 """Largest class probability above which the probability's gradient counts as vanished."""
 
@@ -273,7 +276,7 @@ class _Job:
     target: engine.Target
     images: np.ndarray
     weights: np.ndarray
-    scores: np.ndarray
+    scores: np.ndarray | None  # None for single-pass methods: their pass gives them
     options: dict
 
     @property
@@ -284,9 +287,9 @@ class _Job:
         if self.options["progress"] is not None:
             self.options["progress"](float(min(max(fraction, 0.0), 1.0)))
 
-    def gradients(self, images, weights, guided: bool = False) -> np.ndarray:
+    def gradients(self, images, weights) -> np.ndarray:
         _, grads, _ = engine.gradients(
-            self.model, self.target, images, weights, max_batch=self.max_batch, guided=guided
+            self.model, self.target, images, weights, max_batch=self.max_batch
         )
         return grads
 
@@ -320,12 +323,21 @@ class _Job:
         return sums, squares
 
 
+def _single_pass(job: _Job, guided: bool = False) -> dict:
+    scores, grads, logits = engine.gradients(
+        job.model, job.target, job.images, job.weights, max_batch=job.max_batch, guided=guided
+    )
+    return {"values": grads, "scores": scores, "logits": logits}
+
+
 def _gradient(job: _Job) -> dict:
-    return {"values": job.gradients(job.images, job.weights)}
+    return _single_pass(job)
 
 
 def _gradient_x_input(job: _Job) -> dict:
-    return {"values": job.gradients(job.images, job.weights) * job.images}
+    result = _single_pass(job)
+    result["values"] = result["values"] * job.images
+    return result
 
 
 def _smoothgrad(job: _Job) -> dict:
@@ -463,7 +475,7 @@ def _integrated_gradients(job: _Job) -> dict:
 
 def _gradcam(job: _Job) -> dict:
     layer = job.options["target_layer"] or engine.last_spatial_layer(job.model)
-    features, grads, _, _ = engine.feature_gradients(
+    features, grads, scores, logits = engine.feature_gradients(
         job.model, job.target, layer, job.images, job.weights, max_batch=job.max_batch
     )
     if features.ndim != 4:
@@ -482,11 +494,12 @@ def _gradcam(job: _Job) -> dict:
     cam = np.maximum(np.einsum("nhwc,nc->nhw", features, channel_weights), 0.0)
     height, width = job.images.shape[1:3]
     upsampled = tf.image.resize(cam[..., None], (height, width), method="bilinear")
-    return {"values": np.maximum(upsampled.numpy()[..., 0], 0.0)}
+    return {"values": np.maximum(upsampled.numpy()[..., 0], 0.0), "scores": scores,
+            "logits": logits}
 
 
 def _guided_backprop(job: _Job) -> dict:
-    return {"values": job.gradients(job.images, job.weights, guided=True)}
+    return _single_pass(job, guided=True)  # guided ReLUs change the backward pass only
 
 
 def _positions(size: int, patch: int, stride: int) -> list[int]:
@@ -594,15 +607,11 @@ def attribute(
     n = len(batch)
     size = engine.weight_size(model, target)
     dtype = batch.dtype
+    channels = METHODS[method].channels
     if target.is_output:
         if opts["channel"] is not None:
             raise ValueError("channel applies to an inner layer; for classes use class_mask")
-        if class_mask is None:
-            _, logits = engine.forward(
-                model, target, batch, np.zeros((n, size), dtype), max_batch=opts["max_batch"]
-            )
-            weights = np.eye(size)[logits.argmax(axis=1)] if n else np.zeros((0, size))
-        else:
+        if class_mask is not None:
             weights = class_weights(class_mask, n, size)
     else:
         if class_mask is not None:
@@ -611,16 +620,29 @@ def attribute(
                 "for an inner layer use the channel option"
             )
         weights = _channel_weights(opts["channel"], n, size)
-    weights = weights.astype(dtype)
-    channels = METHODS[method].channels
     if n == 0:
         shape = batch.shape if channels else batch.shape[:3]
         empty = np.zeros(0, np.float32)
         return Attribution(
-            method, np.zeros(shape, np.float32), empty, weights, np.zeros((0, size), np.float32)
+            method, np.zeros(shape, np.float32), empty, np.zeros((0, size), np.float32),
+            np.zeros((0, size), np.float32),
         )
-    scores, logits = engine.forward(model, target, batch, weights, max_batch=opts["max_batch"])
+    scores = logits = None  # single-pass methods with known weights get both from their pass
+    if target.is_output and (class_mask is None or method not in _SINGLE_PASS):
+        # One forward pass gives the logits; the predicted class and the scores follow from them.
+        _, logits = engine.forward(
+            model, target, batch, np.zeros((n, size), dtype), max_batch=opts["max_batch"]
+        )
+        if class_mask is None:
+            weights = np.eye(size)[logits.argmax(axis=1)]
+        scores = engine.output_scores(target, logits, weights.astype(dtype))
+    elif method not in _SINGLE_PASS:
+        scores, logits = engine.forward(
+            model, target, batch, weights.astype(dtype), max_batch=opts["max_batch"]
+        )
+    weights = weights.astype(dtype)
     result = _RUNNERS[method](_Job(model, target, batch, weights, scores, opts))
+    scores, logits = result.pop("scores", scores), result.pop("logits", logits)
     values = np.asarray(result.pop("values"), np.float32)
     if not np.isfinite(values).all():
         raise ValueError(f"{method} produced non-finite values (the model overflowed)")

@@ -298,6 +298,21 @@ def _score(target: Target, inner, logits, weights):
     return total
 
 
+def output_scores(target: Target, logits: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``(N,)`` scores of an output target computed from ``(N, K)`` logits, as :func:`_score`
+    does in the graph (so a forward pass's logits serve for any class weights)."""
+    if not target.is_output:
+        raise ValueError(f"{target.layer!r} is not an output target")
+    logits = np.asarray(logits, np.float64)
+    if target.layer in ("probabilities", "log_probabilities"):
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        values = np.exp(log_p) if target.layer == "probabilities" else log_p
+    else:
+        values = logits
+    return (values * np.asarray(weights, np.float64)).sum(axis=-1).astype(logits.dtype)
+
+
 def _compiled(model, key: tuple, build: Callable) -> Callable:
     entry = _entry(model)
     with _LOCK:

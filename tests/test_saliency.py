@@ -602,3 +602,34 @@ def test_saturated_probabilities_warn(linear):
         warnings.simplefilter("error", SaturationWarning)
         maps = saliency(model, x)  # logits: no warning, a useful gradient
     assert maps.max() > 0
+
+
+@pytest.mark.parametrize("layer", ["logits", "probabilities", "log_probabilities"])
+def test_output_scores_from_logits_match_the_graph(wrn, images, layer):
+    target = engine.make_target(wrn, layer)
+    weights = np.random.default_rng(3).uniform(-1, 1, (len(images), 10)).astype(np.float32)
+    graph_scores, logits = engine.forward(wrn, target, images, weights)
+    np.testing.assert_allclose(engine.output_scores(target, logits, weights), graph_scores,
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="not an output target"):
+        engine.output_scores(engine.make_target(wrn, "group2_block1"), logits, weights)
+
+
+@pytest.mark.parametrize("method", ["gradient", "gradient_x_input", "guided_backprop", "gradcam"])
+def test_single_pass_methods_skip_the_forward_pass_and_report_the_same_scores(
+        wrn, images, method, monkeypatch):
+    reference = attribute(wrn, images, method=method, class_mask=[1, 4])
+    forwards = []
+    original = engine.forward
+    monkeypatch.setattr(engine, "forward", lambda *a, **k: forwards.append(1) or original(*a, **k))
+    result = attribute(wrn, images, method=method, class_mask=[1, 4])
+    assert forwards == []
+    target = engine.make_target(wrn, "logits")
+    weights = np.zeros((len(images), 10), np.float32)
+    weights[:, [1, 4]] = 1.0
+    scores, logits = original(wrn, target, images, weights)
+    np.testing.assert_allclose(result.scores, scores, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(result.logits, logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(result.values, reference.values)
+    attribute(wrn, images, method=method)  # the predicted class needs one forward pass
+    assert forwards == [1]
