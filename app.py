@@ -145,6 +145,7 @@ def init_state() -> None:
                 st.session_state[key] = value
         return
     settings, problems = settings_from_query(st.query_params.to_dict())
+    values = {}
     for field in dataclasses.fields(ViewSettings):
         value = getattr(settings, field.name)
         if field.name == "classes":
@@ -153,8 +154,11 @@ def init_state() -> None:
             value = list(value)
         elif field.name == "channel":
             value = -1 if value is None else value
-        st.session_state[f"w_{field.name}"] = value
-    st.session_state["_values"] = {}
+        values[f"w_{field.name}"] = value
+    st.session_state.update(values)
+    # Kept apart too: an upload during the first run (the uploader shows while the model
+    # loads) interrupts it before the widgets are drawn, and Streamlit then drops their values.
+    st.session_state["_values"] = dict(values)
     st.session_state["_link_problems"] = problems
     st.session_state["_initialised"] = True
 
