@@ -293,6 +293,14 @@ class _Job:
         )
         return grads
 
+    def index_chunks(self, count: int):
+        """``(image_index, sample_index)`` flat arrays over ``count`` samples of every image, in
+        chunks of at most ``max_batch``: samples of all images are batched together."""
+        total = len(self.images) * count
+        for start in range(0, total, self.max_batch):
+            flat = np.arange(start, min(start + self.max_batch, total))
+            yield flat // count, flat % count
+
     def sampled_gradient_sums(
         self, count: int, make_samples: Callable, sample_weights: np.ndarray | None = None
     ) -> tuple:
@@ -302,24 +310,23 @@ class _Job:
         flat arrays of indices; samples of all images are batched together.
         ``sample_weights`` ``(N, count)``, if given, weights each sample's terms in the sums.
         """
-        n = len(self.images)
-        total = n * count
+        total = len(self.images) * count
+        done = 0
         sums = np.zeros(self.images.shape, np.float64)
         squares = np.zeros(self.images.shape, np.float64)
-        for start in range(0, total, self.max_batch):
-            flat = np.arange(start, min(start + self.max_batch, total))
-            image_index, sample_index = flat // count, flat % count
+        for image_index, sample_index in self.index_chunks(count):
             grads = self.gradients(
                 make_samples(image_index, sample_index), self.weights[image_index]
             ).astype(np.float64)
-            w = np.ones(len(flat)) if sample_weights is None else sample_weights[
+            w = np.ones(len(image_index)) if sample_weights is None else sample_weights[
                 image_index, sample_index]
             w = w[:, None, None, None]
             for i in np.unique(image_index):
                 rows = image_index == i
                 sums[i] += (w[rows] * grads[rows]).sum(axis=0)
                 squares[i] += (w[rows] * np.square(grads[rows])).sum(axis=0)
-            self.report((flat[-1] + 1) / total)
+            done += len(image_index)
+            self.report(done / total)
         return sums, squares
 
 
@@ -420,14 +427,13 @@ def path_points(path_scores: np.ndarray, steps: int) -> tuple[np.ndarray, np.nda
     counts = np.floor(quota).astype(int)
     short = steps - segments - counts.sum(axis=1)
     remainders = quota - counts
-    for i in range(n):
-        # Largest remainders first; ties go to the earlier segment (stable sort).
-        counts[i, np.argsort(-remainders[i], kind="stable")[: short[i]]] += 1
-    counts += 1
     width = 1.0 / segments
     alphas = np.empty((n, steps))
     step_weights = np.empty((n, steps))
     for i in range(n):
+        # Largest remainders first; ties go to the earlier segment (stable sort).
+        counts[i, np.argsort(-remainders[i], kind="stable")[: short[i]]] += 1
+        counts[i] += 1
         within = [(np.arange(c) + 0.5) / c for c in counts[i]]
         alphas[i] = np.concatenate([(j + w) * width for j, w in enumerate(within)])
         step_weights[i] = np.repeat(width / counts[i], counts[i])
@@ -447,14 +453,11 @@ def _integrated_gradients(job: _Job) -> dict:
     baseline_scores, _ = engine.forward(
         job.model, job.target, baseline, job.weights, max_batch=job.max_batch
     )
-    n = len(job.images)
     segments = 1 if sampling == "uniform" else max(1, steps // ADAPTIVE_POINTS_PER_SEGMENT)
-    path_scores = np.empty((n, segments + 1))
+    path_scores = np.empty((len(job.images), segments + 1))
     path_scores[:, 0], path_scores[:, -1] = baseline_scores, job.scores
-    inner = n * (segments - 1)
-    for start in range(0, inner, job.max_batch):
-        flat = np.arange(start, min(start + job.max_batch, inner))
-        image_index, point = flat // (segments - 1), flat % (segments - 1) + 1
+    for image_index, inner_index in job.index_chunks(segments - 1):
+        point = inner_index + 1
         path_scores[image_index, point], _ = engine.forward(
             job.model, job.target, on_path(image_index, point / segments),
             job.weights[image_index], max_batch=job.max_batch,
@@ -635,12 +638,11 @@ def attribute(
         )
         if class_mask is None:
             weights = np.eye(size)[logits.argmax(axis=1)]
-        scores = engine.output_scores(target, logits, weights.astype(dtype))
-    elif method not in _SINGLE_PASS:
-        scores, logits = engine.forward(
-            model, target, batch, weights.astype(dtype), max_batch=opts["max_batch"]
-        )
     weights = weights.astype(dtype)
+    if logits is not None:
+        scores = engine.output_scores(target, logits, weights)
+    elif method not in _SINGLE_PASS:
+        scores, logits = engine.forward(model, target, batch, weights, max_batch=opts["max_batch"])
     result = _RUNNERS[method](_Job(model, target, batch, weights, scores, opts))
     scores, logits = result.pop("scores", scores), result.pop("logits", logits)
     values = np.asarray(result.pop("values"), np.float32)

@@ -32,6 +32,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sensitivity.inference import log_softmax, softmax
+
 OUTPUT_TARGETS = ("logits", "probabilities", "log_probabilities")
 """Targets computed from the model's output; any other name is a layer of the model."""
 
@@ -299,18 +301,17 @@ def _score(target: Target, inner, logits, weights):
 
 
 def output_scores(target: Target, logits: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``(N,)`` scores of an output target computed from ``(N, K)`` logits, as :func:`_score`
-    does in the graph (so a forward pass's logits serve for any class weights)."""
+    """``(N,)`` float64 scores of an output target computed from ``(N, K)`` logits, as
+    :func:`_score` does in the graph (so a forward pass's logits serve for any class weights)."""
     if not target.is_output:
         raise ValueError(f"{target.layer!r} is not an output target")
-    logits = np.asarray(logits, np.float64)
-    if target.layer in ("probabilities", "log_probabilities"):
-        shifted = logits - logits.max(axis=-1, keepdims=True)
-        log_p = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-        values = np.exp(log_p) if target.layer == "probabilities" else log_p
+    if target.layer == "probabilities":
+        values = softmax(logits)
+    elif target.layer == "log_probabilities":
+        values = log_softmax(logits)
     else:
         values = logits
-    return (values * np.asarray(weights, np.float64)).sum(axis=-1).astype(logits.dtype)
+    return (np.asarray(values, np.float64) * np.asarray(weights, np.float64)).sum(axis=-1)
 
 
 def _compiled(model, key: tuple, build: Callable) -> Callable:

@@ -35,6 +35,13 @@ def softmax(values: np.ndarray) -> np.ndarray:
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
+def log_softmax(values: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of ``(N, C)`` values, computed stably, float64."""
+    z = np.asarray(values, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
 def predict(model, images, batch_size: int = 256) -> np.ndarray:
     """``(N, 10)`` float32 class probabilities for ``(N, H, W, 3)`` pixel values in 0..255."""
     return softmax(logits(model, images, batch_size))
