@@ -58,6 +58,23 @@ from sensitivity.settings import (
 SLOW_METHODS = ("smoothgrad", "integrated_gradients", "occlusion")
 
 
+def keep_keras_state() -> None:
+    """Stop Streamlit calling ``keras.backend.clear_session()`` after every script run.
+
+    Streamlit does it to reset stateful modules; here it only costs: a full ``gc.collect()``
+    and TensorFlow's kernel cache dropped after each interaction (about 0.5 s on 2 cores, and the
+    next gradient rebuilds its kernels). The model is built once per server (cache_resource) and
+    no run creates Keras objects, so there is nothing to reset.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    if hasattr(script_runner, "_clean_problem_modules"):
+        script_runner._clean_problem_modules = lambda: None
+
+
+keep_keras_state()
+
+
 # --- Cached resources and computations --------------------------------------------------------
 
 

@@ -55,15 +55,16 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 120.0) ->
 
 @contextlib.contextmanager
 def streamlit_server(log_name: str, launcher: str = "serve") -> Iterator[Server]:
-    """The dashboard on a free local port, stopped on exit.
+    """The dashboard on a free local port, stopped on exit; its output is kept in
+    ``test-artifacts/<log_name>.log``.
 
     ``launcher`` "serve": ``python -m sensitivity serve`` (the README's command, which loads the
     model while the server starts); "streamlit": plain ``streamlit run app.py``.
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log_path = ROOT / f"test-artifacts-{log_name}.log"
-    log = open(log_path, "w")  # noqa: SIM115
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / f"{log_name}.log", "w")  # noqa: SIM115
     start = {"serve": [sys.executable, "-m", "sensitivity", "serve"],
              "streamlit": [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py")]}
     started = time.monotonic()
@@ -82,9 +83,25 @@ def streamlit_server(log_name: str, launcher: str = "serve") -> Iterator[Server]
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
-        log_path.unlink(missing_ok=True)
 
 
 def require_chromium() -> None:
     if not os.path.exists(CHROMIUM):
         raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium (see .ci/run)")
+
+
+def upload_and_wait(page, name: str, data: bytes, mime: str = "image/jpeg") -> float:
+    """Upload one file; seconds until its section, prediction and top-k mask are drawn.
+
+    Streamlit's uploader keeps earlier files (an empty ``set_input_files`` does not clear it),
+    so each call waits for the section headed by this file's name, not for any mask on the page.
+    """
+    start = time.monotonic()
+    page.locator("input[type=file]").first.set_input_files(
+        files=[{"name": name, "mimeType": mime, "buffer": data}])
+    page.get_by_role("heading", name=name).wait_for(timeout=120_000)
+    page.get_by_text("chance that there is at least one").first.wait_for(timeout=120_000)
+    page.locator(".js-plotly-plot .heatmaplayer, .js-plotly-plot .hm").first.wait_for(
+        state="attached", timeout=120_000)
+    page.get_by_text("top 100 pixels").first.wait_for(timeout=120_000)
+    return time.monotonic() - start

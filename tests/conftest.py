@@ -31,3 +31,11 @@ def photos_dir() -> Path:
 @pytest.fixture(scope="session")
 def default_model():
     return sensitivity.load_model()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (``item.rep_call``) for fixtures to read."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

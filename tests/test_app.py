@@ -79,6 +79,19 @@ def test_empty_page_invites_an_upload(app):
     assert "how to read the heatmaps" in charts(app)  # drawn before TensorFlow loads
 
 
+def test_runs_do_not_clear_the_keras_session(monkeypatch):
+    """Streamlit calls keras.backend.clear_session() after each run unless the page stops it."""
+    import keras
+
+    calls = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: calls.append(1))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.run()
+    assert not at.exception
+    assert calls == []
+
+
 def test_upload_shows_prediction_that_sums_to_100_percent(dog_app):
     table = dog_app.dataframe[0].value
     assert len(table) == 10

@@ -81,3 +81,12 @@ def test_upload_limit_of_the_page_and_of_the_decoder_agree():
     assert config["server"]["maxUploadSize"] * 2**20 == MAX_BYTES
     assert config["server"]["enableXsrfProtection"] is True
     assert config["client"]["showErrorDetails"] == "none"
+
+
+def test_config_keeps_per_interaction_work_small():
+    """No source watcher (it walks every loaded module after each run) and no magic."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["fileWatcherType"] == "none"
+    assert config["runner"]["magicEnabled"] is False
