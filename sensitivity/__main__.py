@@ -157,6 +157,21 @@ def _evaluate(args) -> int:
 APP = Path(__file__).resolve().parent.parent / "app.py"
 
 
+def _wait_for_streamlit(timeout: float = 60.0) -> None:
+    """Return once Streamlit's runtime is up (or after ``timeout`` seconds): the model then
+    loads while the first page is served, instead of slowing the server's own start."""
+    import time
+
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.runtime import RuntimeState
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if Runtime.exists() and Runtime.instance().state != RuntimeState.INITIAL:
+            return
+        time.sleep(0.05)
+
+
 def _serve(args) -> int:
     from sensitivity.model_io import model_path, verify_model_file
     from sensitivity.serving import preload
@@ -164,7 +179,7 @@ def _serve(args) -> int:
     if not APP.is_file():
         raise FileNotFoundError(f"the dashboard {APP} is missing (run from a project checkout)")
     verify_model_file(model_path())  # a missing or altered model stops the server at start
-    preload()
+    preload(after=_wait_for_streamlit)
     from streamlit.web import cli as streamlit_cli
 
     sys.argv = ["streamlit", "run", str(APP), *args.streamlit_args]

@@ -3,14 +3,15 @@
 :func:`ready_model` loads a model (checked, safe mode), traces its gradient function and runs
 once through every step the page takes (prediction, attribution, figures), so that no user pays
 for a first call. :func:`preload` does it on a background thread: ``python -m sensitivity
-serve`` calls it before Streamlit starts, so that importing TensorFlow and loading the model
-overlap the server's start and the browser's first page load.
+serve`` starts it with Streamlit, so that importing TensorFlow and loading the model overlap the
+browser's first page load.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 _lock = threading.Lock()
@@ -57,12 +58,17 @@ def ready_model(path: str | os.PathLike | None = None):
         return _models[key]
 
 
-def preload(path: str | os.PathLike | None = None) -> threading.Thread:
-    """Start :func:`ready_model` on a daemon thread; errors are left for the page to show."""
+def preload(path: str | os.PathLike | None = None,
+            after: Callable[[], object] | None = None) -> threading.Thread:
+    """Start :func:`ready_model` on a daemon thread, once ``after()`` has returned (for example
+    once the web server listens, so that its start does not wait on TensorFlow's import);
+    errors are left for the page to show."""
 
     def run() -> None:
         from sensitivity.model_io import ModelError
 
+        if after is not None:
+            after()
         try:
             ready_model(path)
         except ModelError:

@@ -84,9 +84,11 @@ def test_upload_limit_of_the_page_and_of_the_decoder_agree():
 
 
 def test_config_keeps_per_interaction_work_small():
-    """No source watcher (it walks every loaded module after each run) and no magic."""
+    """No source watcher (it walks every loaded module after each run), no magic, no forced
+    full garbage collection after each run."""
     import tomllib
 
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["fileWatcherType"] == "none"
     assert config["runner"]["magicEnabled"] is False
+    assert config["runner"]["postScriptGC"] is False

@@ -1,0 +1,47 @@
+"""The model a server shares: loaded once, and preloaded only after the server is up."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sensitivity import serving
+
+
+def test_preload_loads_only_after_its_gate(monkeypatch):
+    order = []
+    gate = threading.Event()
+    monkeypatch.setattr(serving, "ready_model", lambda path=None: order.append(("load", path)))
+
+    def after():
+        gate.wait(10)
+        order.append("after")
+
+    thread = serving.preload("some.keras", after=after)
+    time.sleep(0.2)
+    assert order == [] and thread.is_alive()
+    gate.set()
+    thread.join(10)
+    assert order == ["after", ("load", "some.keras")]
+
+
+def test_concurrent_callers_share_one_load(monkeypatch, tmp_path):
+    loads = []
+
+    def slow_load(path):
+        loads.append(path)
+        time.sleep(0.3)
+        return object()
+
+    monkeypatch.setattr("sensitivity.model_io.load_model", slow_load)
+    monkeypatch.setattr(serving, "warm_up", lambda model: None)
+    monkeypatch.setattr(serving, "_models", {})
+    path = str(tmp_path / "model.keras")
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(serving.ready_model(path)))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert loads == [path] and len(results) == 4 and len({id(r) for r in results}) == 1
