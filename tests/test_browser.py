@@ -47,7 +47,8 @@ def page(browser, request):
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1500, "height": 1300})
     yield page
-    if request.node.rep_call.failed:
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
         page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
         (ARTIFACTS / "failure.html").write_text(page.content())
     page.close()
@@ -77,7 +78,8 @@ def test_upload_predict_heatmap_and_class_mask(server, page):
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
     # Warm: a second visitor (a new session on the now warm server) uploads the same photograph
-    # under another name, through the whole path.
+    # under another name, through the whole path (its gradient comes from the result cache;
+    # benchmarks/warm_upload.py times fresh images).
     second = page.context.browser.new_page(viewport={"width": 1500, "height": 1300})
     second.goto(url)
     second.get_by_text("Upload images").first.wait_for(timeout=120_000)
