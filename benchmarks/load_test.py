@@ -90,35 +90,44 @@ async def user(browser, url: str, index: int, cls: int, image: np.ndarray, recor
     await uploader.wait_for(state="attached", timeout=TIMEOUT_MS)
     sign = "abs"
     round_ = 0
-    while True:
-        # A new variant of this context's image: decoded, predicted and differentiated anew.
-        name = f"user{index}-round{round_}.png"
-        if round_:  # the uploader keeps adding files: remove the last one first
-            await page.locator("[data-testid=stFileChipDeleteBtn]").first.click()
-            await page.get_by_text("Upload an image (JPEG").wait_for(timeout=TIMEOUT_MS)
-        started = time.monotonic()
-        await uploader.set_input_files(files=[{"name": name, "mimeType": "image/png",
-                                               "buffer": variant_png(image, round_)}])
-        await page.get_by_text(name).first.wait_for(timeout=TIMEOUT_MS)
-        await page.get_by_text("top 100 pixels").first.wait_for(timeout=TIMEOUT_MS)
-        await own_prediction_shown(page, cls)
-        record["latencies"].append(time.monotonic() - started)
-        record["analyses"] += 1
+    try:
+        while True:
+            # A new variant of this context's image: decoded, predicted and differentiated anew.
+            name = f"user{index}-round{round_}.png"
+            if round_:  # the uploader keeps adding files: remove the last one first
+                await page.locator("[data-testid=stFileChipDeleteBtn]").first.click()
+                await page.get_by_text("Upload an image (JPEG").wait_for(timeout=TIMEOUT_MS)
+            started = time.monotonic()
+            await uploader.set_input_files(files=[{"name": name, "mimeType": "image/png",
+                                                   "buffer": variant_png(image, round_)}])
+            await page.get_by_text(name).first.wait_for(timeout=TIMEOUT_MS)
+            await page.get_by_text("top 100 pixels").first.wait_for(timeout=TIMEOUT_MS)
+            await own_prediction_shown(page, cls)
+            record["latencies"].append(time.monotonic() - started)
+            record["analyses"] += 1
 
-        # A setting: the sign flips; the caption follows, for this context's class.
-        sign = "signed" if sign == "abs" else "abs"
-        started = time.monotonic()
-        await page.locator("[data-testid=stSidebar]").get_by_text(sign, exact=True).click()
-        await page.get_by_text(f"(predicted: {CLASS_NAMES[cls]}), sign {sign}").first.wait_for(
-            timeout=TIMEOUT_MS)
-        await own_prediction_shown(page, cls)
-        record["latencies"].append(time.monotonic() - started)
+            # A setting: the sign flips; the caption follows, for this context's class.
+            sign = "signed" if sign == "abs" else "abs"
+            started = time.monotonic()
+            await page.locator("[data-testid=stSidebar]").get_by_text(sign, exact=True).click()
+            await page.get_by_text(f"(predicted: {CLASS_NAMES[cls]}), sign {sign}").first.wait_for(
+                timeout=TIMEOUT_MS)
+            await own_prediction_shown(page, cls)
+            record["latencies"].append(time.monotonic() - started)
 
-        round_ += 1
-        if round_ == 2:
-            record["warm"].set()
-        if record["stop"].is_set():
-            break
+            round_ += 1
+            if round_ == 2:
+                record["warm"].set()
+            if record["stop"].is_set():
+                break
+    except Exception:
+        # keep what this user saw: screenshot, visible text and HTML of the page
+        stem = ARTIFACTS / f"load-failure-user{index}-round{round_}"
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=f"{stem}.png", full_page=True)
+        Path(f"{stem}.txt").write_text(await page.inner_text("body"))
+        Path(f"{stem}.html").write_text(await page.content())
+        raise
     await context.close()
 
 
