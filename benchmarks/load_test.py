@@ -1,7 +1,7 @@
 """Many users at once: 8 browser contexts on one server, each with its own image, for a minute.
 
 Run ``python benchmarks/load_test.py`` on an idle machine; it exits non-zero when a check
-fails. It takes about 20 minutes on 2 cores (8 pages rendering at once), which is why it is not
+fails. It takes 10 to 20 minutes on 2 cores (8 pages rendering at once), which is why it is not
 part of the default test run; benchmarks/README.md has the figures of its last full run.
 
 Each context uploads its own CIFAR-10 test image (one class per context, each a fresh variant:
