@@ -14,14 +14,12 @@ the figures in benchmarks/README.md come from these runs.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -32,6 +30,7 @@ from tests.browser_support import (  # noqa: E402
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
+    image_variant,
     require_chromium,
     streamlit_server,
 )
@@ -52,16 +51,6 @@ def confident_images(model, cifar_dir) -> list[tuple[int, np.ndarray]]:
         assert len(good), f"no confident {CLASS_NAMES[cls]} among the first test images"
         chosen.append((cls, images[good[0]]))
     return chosen
-
-
-def variant_png(image: np.ndarray, round_: int) -> bytes:
-    """The image with one pixel nudged by one grey level: new bytes, the same prediction."""
-    changed = image.copy()
-    row, col = divmod(round_ % (32 * 32), 32)
-    changed[row, col, 0] = changed[row, col, 0] ^ 1
-    buffer = io.BytesIO()
-    Image.fromarray(changed).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 SETTLED = ("!document.querySelector('[data-testid=stStatusWidgetRunningIcon]') && "
@@ -99,7 +88,7 @@ async def user(browser, url: str, index: int, cls: int, image: np.ndarray, recor
                 await page.get_by_text("Upload an image (JPEG").wait_for(timeout=TIMEOUT_MS)
             started = time.monotonic()
             await uploader.set_input_files(files=[{"name": name, "mimeType": "image/png",
-                                                   "buffer": variant_png(image, round_)}])
+                                                   "buffer": image_variant(image, round_)}])
             await page.get_by_text(name).first.wait_for(timeout=TIMEOUT_MS)
             await page.get_by_text("top 100 pixels").first.wait_for(timeout=TIMEOUT_MS)
             await own_prediction_shown(page, cls)

@@ -3,9 +3,9 @@
 One ``python -m sensitivity serve`` server; a first upload warms it (model loaded, gradient
 traced, Plotly's JavaScript cached by the browser). Then each repeat opens a new page (a new
 session, as a new visitor would), waits until it has loaded, uploads a fresh variant of dog.jpg
-(one pixel nudged by one grey level, so nothing is served from the result cache) and times the
-upload to its section, prediction and top-k mask drawn (the last of the three maps). Median of
-the repeats; figures in ``test-artifacts/warm-upload.json``.
+(one pixel of the centred square the network sees nudged, so the gradient is computed anew)
+and times the upload to its section, prediction and top-k mask drawn (the last of the three
+maps). Median of the repeats; figures in ``test-artifacts/warm-upload.json``.
 
     python benchmarks/warm_upload.py --repeats 9
 """
@@ -13,7 +13,6 @@ the repeats; figures in ``test-artifacts/warm-upload.json``.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import platform
 import statistics
@@ -30,21 +29,12 @@ from tests.browser_support import (  # noqa: E402
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
+    image_variant,
     require_chromium,
     streamlit_server,
     upload_and_wait,
 )
 from tests.conftest import PHOTOS_DIR  # noqa: E402
-
-
-def photo_variant(photo: np.ndarray, index: int) -> bytes:
-    """The photo with pixel ``index`` (row-major) one grey level brighter, as a JPEG (q 95)."""
-    changed = photo.copy()
-    row, col = divmod(index, photo.shape[1])
-    changed[row, col] = np.minimum(changed[row, col].astype(np.int16) + 1, 255)
-    buffer = io.BytesIO()
-    Image.fromarray(changed).save(buffer, format="JPEG", quality=95)
-    return buffer.getvalue()
 
 
 def main() -> int:
@@ -67,7 +57,8 @@ def main() -> int:
             page.locator(".js-plotly-plot").first.wait_for(timeout=300_000)
             page.wait_for_load_state("networkidle")
             time.sleep(1.0)
-            elapsed = upload_and_wait(page, f"dog-{repeat}.jpg", photo_variant(photo, repeat))
+            variant = image_variant(photo, repeat, "JPEG")
+            elapsed = upload_and_wait(page, f"dog-{repeat}.jpg", variant)
             page.close()
             if repeat:
                 seconds.append(elapsed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import socket
 import subprocess
@@ -12,6 +13,10 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+from PIL import Image
+
+from sensitivity.images import center_square_box
 from tests.conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -105,3 +110,18 @@ def upload_and_wait(page, name: str, data: bytes, mime: str = "image/jpeg") -> f
         state="attached", timeout=120_000)
     page.get_by_text("top 100 pixels").first.wait_for(timeout=120_000)
     return time.monotonic() - start
+
+
+def image_variant(image: np.ndarray, index: int, fmt: str = "PNG") -> bytes:
+    """``(H, W, 3)`` uint8 ``image`` encoded as ``fmt`` (PNG, or JPEG at quality 95) with the
+    lowest bit of one red value flipped: pixel ``index`` (row-major, modulo its size) of the
+    centred square the network sees, so each index is a new analysis with the same prediction.
+    """
+    x0, y0, x1, _ = center_square_box(*image.shape[:2])
+    side = x1 - x0
+    row, col = divmod(index % (side * side), side)
+    changed = image.copy()
+    changed[y0 + row, x0 + col, 0] ^= 1
+    buffer = io.BytesIO()
+    Image.fromarray(changed).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
