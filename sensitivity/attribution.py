@@ -38,6 +38,8 @@ ADAPTIVE_POINTS_PER_SEGMENT = 4
 """Adaptive path sampling: ``steps // 4`` equal segments, each scored by one forward pass."""
 
 _SINGLE_PASS = ("gradient", "gradient_x_input", "guided_backprop", "gradcam")
+# Of those, the ones whose one pass also finds each image's predicted class (no class mask).
+_PREDICTED_IN_PASS = ("gradient", "gradient_x_input", "guided_backprop")
 """Methods whose one gradient pass also gives the scores and logits (no forward pass first)."""
 
 SATURATION_THRESHOLD = 0.999
@@ -275,7 +277,7 @@ class _Job:
     model: object
     target: engine.Target
     images: np.ndarray
-    weights: np.ndarray
+    weights: np.ndarray | None  # None: each image's predicted class, found by the pass
     scores: np.ndarray | None  # None for single-pass methods: their pass gives them
     options: dict
 
@@ -331,6 +333,11 @@ class _Job:
 
 
 def _single_pass(job: _Job, guided: bool = False) -> dict:
+    if job.weights is None:  # each image's predicted class, found in the same pass
+        scores, grads, logits, weights = engine.predicted_class_gradients(
+            job.model, job.target, job.images, max_batch=job.max_batch, guided=guided
+        )
+        return {"values": grads, "scores": scores, "logits": logits, "weights": weights}
     scores, grads, logits = engine.gradients(
         job.model, job.target, job.images, job.weights, max_batch=job.max_batch, guided=guided
     )
@@ -631,20 +638,25 @@ def attribute(
             np.zeros((0, size), np.float32),
         )
     scores = logits = None  # single-pass methods with known weights get both from their pass
-    if target.is_output and (class_mask is None or method not in _SINGLE_PASS):
+    in_pass = target.is_output and class_mask is None and method in _PREDICTED_IN_PASS
+    if in_pass:
+        weights = None  # the method's one pass finds each image's predicted class
+    elif target.is_output and (class_mask is None or method not in _SINGLE_PASS):
         # One forward pass gives the logits; the predicted class and the scores follow from them.
         _, logits = engine.forward(
             model, target, batch, np.zeros((n, size), dtype), max_batch=opts["max_batch"]
         )
         if class_mask is None:
             weights = np.eye(size)[logits.argmax(axis=1)]
-    weights = weights.astype(dtype)
+    if weights is not None:
+        weights = weights.astype(dtype)
     if logits is not None:
         scores = engine.output_scores(target, logits, weights)
     elif method not in _SINGLE_PASS:
         scores, logits = engine.forward(model, target, batch, weights, max_batch=opts["max_batch"])
     result = _RUNNERS[method](_Job(model, target, batch, weights, scores, opts))
     scores, logits = result.pop("scores", scores), result.pop("logits", logits)
+    weights = result.pop("weights", weights)
     values = np.asarray(result.pop("values"), np.float32)
     if not np.isfinite(values).all():
         raise ValueError(f"{method} produced non-finite values (the model overflowed)")

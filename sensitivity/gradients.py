@@ -362,6 +362,29 @@ def _gradient_function(model, target: Target, guided: bool):
     return _compiled(model, ("gradient", target, guided), build)
 
 
+def _predicted_gradient_function(model, target: Target, guided: bool):
+    """As :func:`_gradient_function` for each image's predicted class (an output target): the
+    one-hot weights of the largest logit are found inside the same pass, and returned."""
+
+    def build():
+        extractor = _extractor(model, target, guided=guided)
+        spec = input_signature(model)
+        k = weight_size(model, target)
+
+        @tf.function(input_signature=[spec], autograph=False)
+        def gradient(images):
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                _, inner, logits = extractor(images)
+                weights = tf.one_hot(tf.argmax(logits, axis=-1), k, dtype=logits.dtype)
+                score = _score(target, inner, logits, weights)
+            return score, tape.gradient(score, images), logits, weights
+
+        return gradient
+
+    return _compiled(model, ("predicted_gradient", target, guided), build)
+
+
 def _forward_function(model, target: Target):
     def build():
         extractor = _extractor(model, target)
@@ -417,11 +440,14 @@ def batch_size(max_batch: int, height: int, width: int) -> int:
     return max(1, min(max_batch, BATCH_PIXEL_BUDGET // max(1, height * width)))
 
 
-def _run(fn, images: np.ndarray, weights: np.ndarray, max_batch: int, dtype) -> list[list]:
+def _run(fn, images: np.ndarray, weights: np.ndarray | None, max_batch: int, dtype) -> list:
+    """``fn`` over chunks of ``images`` (and their ``weights`` rows, unless None)."""
     parts = []
     for s in _chunks(len(images), batch_size(max_batch, *images.shape[1:3])):
-        out = fn(tf.constant(images[s], dtype), tf.constant(weights[s], dtype))
-        parts.append([np.asarray(t) for t in out])
+        args = [tf.constant(images[s], dtype)]
+        if weights is not None:
+            args.append(tf.constant(weights[s], dtype))
+        parts.append([np.asarray(t) for t in fn(*args)])
     return [np.concatenate(column) for column in zip(*parts, strict=True)]
 
 
@@ -442,6 +468,20 @@ def gradients(
     dtype = input_signature(model).dtype
     fn = _gradient_function(model, target, guided)
     return tuple(_run(fn, images, weights, max_batch, dtype))
+
+
+def predicted_class_gradients(
+    model, target: Target, images: np.ndarray, *, max_batch: int = 64, guided: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`gradients` for each image's predicted class, in one pass (no forward pass
+    first): score ``(N,)``, gradient ``(N, H, W, 3)``, logits ``(N, K)`` and the one-hot
+    weights ``(N, K)`` of the largest logit. ``target`` must be an output target."""
+    if not target.is_output:
+        raise ValueError("the predicted class applies to logits, probabilities and "
+                         "log_probabilities")
+    dtype = input_signature(model).dtype
+    fn = _predicted_gradient_function(model, target, guided)
+    return tuple(_run(fn, images, None, max_batch, dtype))
 
 
 def forward(

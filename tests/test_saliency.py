@@ -553,9 +553,11 @@ def test_no_retracing_across_sizes_classes_and_signs(wrn):
     rng = np.random.default_rng(14)
     sizes = [(32, 32), (40, 48), (64, 64)]
     families = [
-        {"method": "gradient"},
+        {"method": "gradient"},  # the predicted class, found in the gradient's own pass
+        {"method": "gradient", "class_mask": 0},  # given class weights
         {"method": "gradcam"},
         {"method": "guided_backprop"},
+        {"method": "guided_backprop", "class_mask": 0},
     ]
     for kwargs in families:  # first call per family traces
         saliency(wrn, rng.uniform(0, 255, (1, 32, 32, 3)), **kwargs)
@@ -583,7 +585,7 @@ def test_no_retracing_across_sizes_classes_and_signs(wrn):
         )
     assert tracing_count(wrn) == traced
     saliency(wrn, rng.uniform(0, 255, (1, 32, 32, 3)), layer="log_probabilities")
-    assert tracing_count(wrn) == traced + 2  # a new target: its forward and gradient functions
+    assert tracing_count(wrn) == traced + 1  # a new target: its one-pass gradient function
 
 
 # --------------------------------------------------------------------------------------------
@@ -631,5 +633,15 @@ def test_single_pass_methods_skip_the_forward_pass_and_report_the_same_scores(
     np.testing.assert_allclose(result.scores, scores, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(result.logits, logits, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(result.values, reference.values)
-    attribute(wrn, images, method=method)  # the predicted class needs one forward pass
-    assert forwards == [1]
+    predicted = attribute(wrn, images, method=method)  # no class mask: each predicted class
+    if method == "gradcam":
+        assert forwards == [1]  # Grad-CAM finds the predicted class with a forward pass first
+        return
+    assert forwards == []  # the others find it inside their one gradient pass
+    _, logits = original(wrn, target, images, np.zeros((len(images), 10), np.float32))
+    top = logits.argmax(axis=1)
+    np.testing.assert_array_equal(predicted.weights, np.eye(10)[top])
+    np.testing.assert_allclose(predicted.scores, logits[np.arange(len(images)), top], rtol=1e-5)
+    np.testing.assert_allclose(predicted.logits, logits, rtol=1e-5, atol=1e-5)
+    onehot = attribute(wrn, images, method=method, class_mask=np.eye(10)[top])
+    np.testing.assert_allclose(predicted.values, onehot.values, rtol=1e-5, atol=1e-7)
