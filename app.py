@@ -32,9 +32,10 @@ if not UPLOADS:
                          key="reading-guide")
 
 import sensitivity
-from sensitivity import export, gallery, metrics
+from sensitivity import export, gallery, metrics, pictures
 from sensitivity.discovery import boxes_to_image, discover_objects
 from sensitivity.gradients import OUTPUT_TARGETS
+from sensitivity.images import center_square_box
 from sensitivity.labels import CLASS_NAMES
 from sensitivity.model_io import model_path
 from sensitivity.postprocess import top_k_mask
@@ -332,10 +333,11 @@ def scene_builder(pool: list[gallery.Sample], items: list) -> None:
 
 def show_prediction(key: str, probabilities: np.ndarray) -> None:
     st.markdown(f"**{verdict(probabilities)}**")
+    # A static chart: the bars carry their values, and no hover layer is built.
     st.plotly_chart(figures.probability_bars(probabilities), width="stretch",
-                    config={"displayModeBar": False}, key=f"bars-{key}")
+                    config={"displayModeBar": False, "staticPlot": True}, key=f"bars-{key}")
     with st.expander("All ten classes as a table"):
-        st.dataframe(probability_table(probabilities), hide_index=True, width="stretch")
+        st.table(probability_table(probabilities), hide_index=True, border="horizontal")
 
 
 def compute_map(x: np.ndarray, settings: ViewSettings, *, method: str | None = None,
@@ -395,11 +397,11 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray,
     heat.plotly_chart(figures.saliency_heatmap(saliency_map, title="sensitivity", boxes=boxes,
                                                **common),
                       width="stretch", key=f"heat-{name}")
-    over.plotly_chart(figures.overlay(x, saliency_map, opacity=settings.opacity,
-                                      title="overlay", boxes=boxes, **common),
-                      width="stretch", key=f"over-{name}")
-    top.plotly_chart(figures.mask_figure(mask, title=f"top {k} pixels", boxes=boxes),
-                     width="stretch", key=f"mask-{name}")
+    # The overlay and the mask are pictures: the heatmap beside them has the hover.
+    over.image(pictures.overlay(x, saliency_map, opacity=settings.opacity, boxes=boxes,
+                                **common),
+               caption=f"overlay (opacity {settings.opacity:.2f})", output_format="PNG")
+    top.image(pictures.mask(mask, boxes=boxes), caption=f"top {k} pixels", output_format="PNG")
     stem = "".join(c if c.isalnum() else "_" for c in name)[:40] or "image"
     cols = st.columns(4)
     cols[0].download_button("Heatmap (PNG)", export.heatmap_png(saliency_map, **common),
@@ -502,12 +504,11 @@ def main() -> None:
         st.subheader(name, divider="gray")
         first, second, third = st.columns([1, 1, 2])
         original = first.empty()
-        original.plotly_chart(figures.image_figure(image, title="your image", size_px=260,
-                                                   boxes=[figures.center_square_outline(image)]),
-                              width="stretch", key=f"orig-{key}")
-        second.plotly_chart(figures.image_figure(x, title=f"after processing ({settings.size}"
-                                                 f"x{settings.size})", size_px=260),
-                            width="stretch", key=f"input-{key}")
+        original.image(pictures.photo(image, boxes=[center_square_box(*image.shape[:2])]),
+                       caption="your image (the network sees the orange square)",
+                       output_format="JPEG")
+        second.image(pictures.enlarged(x), caption=f"after processing ({settings.size}x"
+                                                   f"{settings.size})", output_format="PNG")
         with third:
             show_prediction(key, probabilities)
         try:
@@ -519,9 +520,9 @@ def main() -> None:
             continue
         if boxes:
             outlines = boxes_to_image(boxes, saliency_map.shape, image.shape)
-            original.plotly_chart(figures.image_figure(image, title="objects found",
-                                                       size_px=240, boxes=outlines),
-                                  width="stretch", key=f"found-{key}")
+            original.image(pictures.photo(image, boxes=outlines),
+                           caption="objects found (boxes of the map, on your photo)",
+                           output_format="JPEG")
     if inputs and settings.compare != "none":
         st.subheader("Side by side", divider="gray")
         try:

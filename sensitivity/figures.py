@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import io
-
 import numpy as np
 import plotly.graph_objects as go
-from PIL import Image
 
 from sensitivity.labels import CLASS_NAMES
 
@@ -120,79 +116,6 @@ def saliency_heatmap(
     return _image_axes(figure, height, width, size_px)
 
 
-def overlay(
-    image: np.ndarray,
-    saliency_map: np.ndarray,
-    *,
-    opacity: float = 0.5,
-    signed: bool = False,
-    colour_scale: str = "viridis",
-    zrange: tuple[float, float] | None = None,
-    title: str = "",
-    size_px: int = 360,
-    boxes: list | None = None,
-) -> go.Figure:
-    """The ``(H, W, 3)`` image (0..255) under the ``(H, W)`` map drawn with ``opacity`` (0..1)."""
-    figure = saliency_heatmap(
-        saliency_map,
-        signed=signed,
-        colour_scale=colour_scale,
-        zrange=zrange,
-        title=title,
-        size_px=size_px,
-        boxes=boxes,
-    )
-    figure.data[0].opacity = float(np.clip(opacity, 0.0, 1.0))
-    figure.add_trace(go.Image(z=np.clip(image, 0, 255).astype(np.uint8), hoverinfo="skip"))
-    figure.data = (figure.data[1], figure.data[0])  # the image below, the heat map on top
-    return figure
-
-
-def mask_figure(
-    mask: np.ndarray, *, title: str = "", size_px: int = 360, boxes: list | None = None
-) -> go.Figure:
-    """An ``(H, W)`` boolean mask drawn black on white, as the original experiment showed it."""
-    mask = np.asarray(mask, dtype=bool)
-    rgb = np.where(mask[..., None], 0, 255).astype(np.uint8).repeat(3, axis=2)
-    figure = go.Figure(go.Image(z=rgb, hovertemplate="x %{x}, y %{y}<extra></extra>"))
-    if title:
-        figure.update_layout(title=dict(text=title, x=0.0, font=dict(size=13)))
-    add_boxes(figure, boxes or [])
-    return _image_axes(figure, mask.shape[0], mask.shape[1], size_px)
-
-
-def image_figure(
-    image: np.ndarray, *, title: str = "", size_px: int = 360, boxes: list | None = None
-) -> go.Figure:
-    """An ``(H, W, 3)`` image (0..255) shown pixel for pixel (no smoothing), axes in its pixels.
-
-    An image with more than twice as many pixels a side as the figure has screen pixels (a
-    photograph) is sent as a JPEG of its box-filtered reduction by a whole factor, placed on the
-    same pixel axes: a few tens of kilobytes the browser decodes natively, instead of megabytes
-    of raw values it would draw one by one.
-    """
-    rgb = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
-    height, width = rgb.shape[:2]
-    step = -(-max(height, width) // (2 * size_px))  # ceiling division
-    if step <= 1:
-        trace = go.Image(z=rgb, hovertemplate="x %{x}, y %{y}<br>RGB %{z}<extra></extra>")
-    else:
-        trace = go.Image(source=_jpeg_data_uri(Image.fromarray(rgb).reduce(step)),
-                         x0=(step - 1) / 2, y0=(step - 1) / 2, dx=step, dy=step,
-                         hovertemplate="x %{x}, y %{y}<extra></extra>")
-    figure = go.Figure(trace)
-    if title:
-        figure.update_layout(title=dict(text=title, x=0.0, font=dict(size=13)))
-    add_boxes(figure, boxes or [])
-    return _image_axes(figure, height, width, size_px)
-
-
-def _jpeg_data_uri(image: Image.Image, quality: int = 90) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def add_boxes(figure: go.Figure, boxes: list, colour: str = "#E69F00") -> go.Figure:
     """Outline boxes ``(x0, y0, x1, y1[, score])`` (pixel edges; x1, y1 exclusive)."""
     for box in boxes:
@@ -206,13 +129,6 @@ def add_boxes(figure: go.Figure, boxes: list, colour: str = "#E69F00") -> go.Fig
             line=dict(color=colour, width=2),
         )
     return figure
-
-
-def center_square_outline(image: np.ndarray) -> tuple[int, int, int, int]:
-    """The box ``(x0, y0, x1, y1)`` of the centred square the network sees, in image pixels."""
-    from sensitivity.images import center_square_box
-
-    return center_square_box(*np.shape(image)[:2])
 
 
 def perturbation_curves(curves: list, title: str = "") -> go.Figure:

@@ -22,7 +22,7 @@ def warm_up(model) -> None:
     """One pass through the page's work on a blank 32x32 image (traces, first-use imports)."""
     import numpy as np
 
-    from sensitivity import figures
+    from sensitivity import figures, pictures
     from sensitivity.attribution import attribute
     from sensitivity.inference import predict
     from sensitivity.postprocess import top_k_mask
@@ -33,12 +33,12 @@ def warm_up(model) -> None:
     saliency_map = to_map(attribute(model, image), "abs", "max")[0]
     for figure in (
         figures.probability_bars(probabilities),
-        figures.image_figure(image.astype(np.uint8), title="warm-up"),
         figures.saliency_heatmap(saliency_map, title="warm-up"),
-        figures.overlay(image, saliency_map, title="warm-up"),
-        figures.mask_figure(top_k_mask(saliency_map, 100), title="warm-up"),
     ):
         figure.to_json()
+    pictures.photo(image, boxes=[(0, 0, 32, 32)])
+    pictures.overlay(image, saliency_map)
+    pictures.mask(top_k_mask(saliency_map, 100))
 
 
 def ready_model(path: str | os.PathLike | None = None):

@@ -95,21 +95,60 @@ def require_chromium() -> None:
         raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium (see .ci/run)")
 
 
-def upload_and_wait(page, name: str, data: bytes, mime: str = "image/jpeg") -> float:
-    """Upload one file; seconds until its section, prediction and top-k mask are drawn.
+# Installed in the page before an upload: marks, with the page's own clock, when the section
+# headed by the file's name has its prediction sentence, its heatmap (the Plotly chart titled
+# "sensitivity") and its top-k mask picture loaded and decoded, then waits one animation frame
+# (the frame that paints them). Its checks are cheap (no layout, no text of the whole page), so
+# that timing the page does not slow it down, as Playwright's text and role queries polling
+# during the upload did.
+_DRAWN_WATCH = """name => {
+  window.__drawn = undefined;
+  const maskPicture = () => {
+    const heading = [...document.querySelectorAll('h3')].find(h => h.textContent.trim() === name);
+    if (!heading) return null;
+    const after = node => heading.compareDocumentPosition(node) & Node.DOCUMENT_POSITION_FOLLOWING;
+    const sentence = [...document.querySelectorAll('strong')].some(
+      s => after(s) && s.textContent.includes('chance that there is at least one'));
+    const heatmap = [...document.querySelectorAll('.js-plotly-plot .gtitle')].some(
+      t => after(t) && t.textContent === 'sensitivity');
+    const caption = [...document.querySelectorAll('[data-testid=stImageCaption]')].find(
+      c => after(c) && c.textContent.startsWith('top 100 pixels'));
+    const img = caption && caption.closest('[data-testid=stImage]')?.querySelector('img');
+    return sentence && heatmap && img ? img : null;
+  };
+  const observer = new MutationObserver(() => {
+    const img = window.__drawn === undefined && maskPicture();
+    if (img) {
+      window.__drawn = null;
+      observer.disconnect();
+      img.decode().catch(() => {}).then(
+        () => requestAnimationFrame(() => { window.__drawn = performance.now(); }));
+    }
+  });
+  observer.observe(document.body, {subtree: true, childList: true, characterData: true});
+  return performance.now();
+}"""
 
-    Streamlit's uploader keeps earlier files (an empty ``set_input_files`` does not clear it),
-    so each call waits for the section headed by this file's name, not for any mask on the page.
+
+def upload_and_wait(page, name: str, data: bytes, mime: str = "image/jpeg") -> float:
+    """Upload one file; seconds until its section, prediction, heatmap and top-k mask are drawn.
+
+    Timed by the page's own clock (see ``_DRAWN_WATCH``); the checks that follow use Playwright's
+    locators. Streamlit's uploader keeps earlier files (an empty ``set_input_files`` does not
+    clear it), so the wait is for the section headed by this file's name, not for any mask.
     """
-    start = time.monotonic()
+    start = page.evaluate(_DRAWN_WATCH, name)
     page.locator("input[type=file]").first.set_input_files(
         files=[{"name": name, "mimeType": mime, "buffer": data}])
-    page.get_by_role("heading", name=name).wait_for(timeout=120_000)
-    page.get_by_text("chance that there is at least one").first.wait_for(timeout=120_000)
+    page.wait_for_function("typeof window.__drawn === 'number'", polling=100, timeout=120_000)
+    drawn = page.evaluate("window.__drawn")
+    heading = page.get_by_role("heading", name=name)
+    heading.wait_for(timeout=10_000)
+    page.get_by_text("chance that there is at least one").first.wait_for(timeout=10_000)
     page.locator(".js-plotly-plot .heatmaplayer, .js-plotly-plot .hm").first.wait_for(
-        state="attached", timeout=120_000)
-    page.get_by_text("top 100 pixels").first.wait_for(timeout=120_000)
-    return time.monotonic() - start
+        state="attached", timeout=10_000)
+    page.get_by_text("top 100 pixels").first.wait_for(timeout=10_000)
+    return (drawn - start) / 1000
 
 
 def image_variant(image: np.ndarray, index: int, fmt: str = "PNG") -> bytes:

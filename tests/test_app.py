@@ -48,13 +48,37 @@ def heat_values(at: AppTest) -> np.ndarray:
     return array(charts(at)["sensitivity"]["data"][0]["z"]).astype(float)
 
 
-def mask_pixels(at: AppTest) -> np.ndarray:
-    spec = next(s for t, s in charts(at).items() if t.startswith("top "))
-    return array(spec["data"][0]["z"])[..., 0] == 0
+def captions(at: AppTest) -> list[str]:
+    """Captions of the pictures (``st.image``) on the page."""
+    return [caption for element in at.get("image") for caption in element.captions]
 
 
 @pytest.fixture()
-def app():
+def drawn_masks(monkeypatch) -> list[np.ndarray]:
+    """The top-k masks the page turns into pictures, in order (the script runs in this process,
+    and a picture's pixels are not reachable through AppTest)."""
+    from sensitivity import pictures
+
+    drawn: list[np.ndarray] = []
+    original = pictures.mask
+
+    def recording(top_k, **options):
+        drawn.append(np.asarray(top_k).copy())
+        return original(top_k, **options)
+
+    monkeypatch.setattr(pictures, "mask", recording)
+    return drawn
+
+
+def mask_pixels(at: AppTest, drawn: list[np.ndarray]) -> np.ndarray:
+    """The last top-k mask drawn, once its picture is captioned with its k."""
+    k = int(drawn[-1].sum())
+    assert f"top {k} pixels" in captions(at)
+    return drawn[-1]
+
+
+@pytest.fixture()
+def app(drawn_masks):  # recording from the first run on
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()
     assert not at.exception
@@ -92,18 +116,19 @@ def test_runs_do_not_clear_the_keras_session(monkeypatch):
     assert calls == []
 
 
-def test_upload_shows_prediction_that_sums_to_100_percent(dog_app):
-    table = dog_app.dataframe[0].value
+def test_upload_shows_prediction_that_sums_to_100_percent(dog_app, drawn_masks):
+    table = dog_app.table[0].value
     assert len(table) == 10
     assert table["probability (%)"].sum() == pytest.approx(100.0, abs=0.1)
     assert any("chance that there is at least one" in m.value for m in dog_app.markdown)
     heat = heat_values(dog_app)
     assert heat.shape == (32, 32) and np.isfinite(heat).all() and heat.max() > 0
     assert "how to read the heatmaps" not in charts(dog_app)
-    assert mask_pixels(dog_app).sum() == 100
+    assert mask_pixels(dog_app, drawn_masks).sum() == 100
+    assert "after processing (32x32)" in captions(dog_app)
 
 
-def test_each_control_changes_what_is_shown(dog_app):
+def test_each_control_changes_what_is_shown(dog_app, drawn_masks):
     at = dog_app
     before = heat_values(at)
 
@@ -121,7 +146,7 @@ def test_each_control_changes_what_is_shown(dog_app):
     assert not np.allclose(masked, before)
 
     widget(at, "slider", "Top-k pixels").set_value(10).run()
-    assert mask_pixels(at).sum() == 10
+    assert mask_pixels(at, drawn_masks).sum() == 10
     np.testing.assert_allclose(heat_values(at), masked, rtol=1e-5)  # display-only change
 
     widget(at, "selectbox", "Layer").set_value("group2_block1").run()
@@ -148,7 +173,7 @@ def test_bad_upload_gets_an_error_box_and_the_good_one_is_still_analysed(app):
                                     ("grey.png", good, "image/png")]).run()
     assert not app.exception
     assert any("broken.png" in e.value for e in app.error)
-    assert len(app.dataframe) == 1
+    assert len(app.table) == 1
 
 
 def test_settings_come_from_the_link():
@@ -211,7 +236,7 @@ def test_hostile_corpus_in_one_upload_errors_per_file_and_the_rest_is_analysed(a
     for case in cases:
         refused = [e for e in errors if e.startswith(case.name)]
         assert bool(refused) == (case.shape is None), case.name
-    assert len(app.dataframe) == sum(c.shape is not None for c in cases)
+    assert len(app.table) == sum(c.shape is not None for c in cases)
     # The name holding HTML and script is shown as text, never as markup.
     assert any("<script>" in h.value for h in app.subheader)
 
@@ -228,7 +253,7 @@ def test_boxes_faithfulness_and_predict_again_panels(dog_app):
     assert not dog_app.exception
     shown = charts(dog_app)
     # Boxes: outlined on the heatmap and mapped back onto the photograph.
-    assert "objects found" in shown
+    assert any(c.startswith("objects found") for c in captions(dog_app))
     assert shown["sensitivity"]["layout"].get("shapes")
     # Deletion and insertion curves of the predicted class, probabilities in percent.
     title = next(t for t in shown if t.startswith("faithfulness for "))
@@ -259,4 +284,4 @@ def test_scene_builder_puts_two_samples_on_one_canvas(app):
     assert not app.exception
     scene = [h.value for h in app.subheader if h.value.startswith("scene: ")]
     assert len(scene) == 1 and " + " in scene[0]
-    assert len(app.dataframe) == 1 and "after processing (32x32)" in charts(app)
+    assert len(app.table) == 1 and "after processing (32x32)" in captions(app)

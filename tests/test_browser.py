@@ -62,9 +62,10 @@ def test_upload_predict_heatmap_and_class_mask(server, page):
     cold = upload_and_wait(page, "dog.jpg", photo)
     cold_start = time.monotonic() - server_started
 
-    # The prediction table and the three maps are there, and the caption names the target.
-    # (the charts are drawn one after another, so wait until all are there)
-    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 5",
+    # The probability bars, the heatmap and four pictures (photo, network input, overlay,
+    # mask) are there, and the caption names the target.
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2 && "
+                           "document.querySelectorAll('[data-testid=stImage] img').length >= 4",
                            timeout=60_000)
     caption = page.get_by_text("gradient of logits (predicted:").first
     caption.wait_for(timeout=30_000)

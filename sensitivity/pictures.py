@@ -1,0 +1,89 @@
+"""Static pictures for the page: the photo, the network's input, the overlay and the top-k mask.
+
+Plain ``(h, w, 3)`` uint8 RGB arrays a page shows as images (no plotting library): a browser
+draws an image in a blink, where each interactive chart costs it a layout and a script run.
+The page keeps one interactive chart per map, the heatmap, whose hover gives values and ranks.
+
+Small arrays (the network's input and maps, 32x32 by default) are enlarged by a whole factor
+with nearest-neighbour sampling, so that each pixel stays a sharp square; a photograph is
+reduced by a whole factor with a box filter. Boxes ``(x0, y0, x1, y1[, score])`` (pixel edges
+of the array drawn, x1 and y1 exclusive) are outlined in orange, as on the heatmap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from sensitivity.colormaps import apply_colormap
+
+BOX_COLOUR = (230, 159, 0)  # Okabe-Ito orange, as the heatmap's boxes (#E69F00)
+SIDE = 384  # enlarged pictures are at least this many pixels a side
+
+
+def _outline(picture: Image.Image, boxes, scale: float) -> Image.Image:
+    if not boxes:
+        return picture
+    draw = ImageDraw.Draw(picture)
+    width = max(2, round(min(picture.size) / 150))
+    for box in boxes:
+        x0, y0, x1, y1 = (float(v) * scale for v in tuple(box)[:4])
+        draw.rectangle([round(x0), round(y0), max(round(x0), round(x1) - 1),
+                        max(round(y0), round(y1) - 1)], outline=BOX_COLOUR, width=width)
+    return picture
+
+
+def enlarged(rgb: np.ndarray, boxes=(), side: int = SIDE) -> np.ndarray:
+    """An ``(H, W, 3)`` array (0..255) enlarged by the smallest whole factor that makes its
+    longer side at least ``side``, each pixel a square; ``boxes`` in its pixels."""
+    rgb = np.clip(np.rint(np.asarray(rgb, dtype=np.float64)), 0, 255).astype(np.uint8)
+    height, width = rgb.shape[:2]
+    factor = max(1, -(-side // max(height, width)))  # ceiling division
+    picture = Image.fromarray(rgb).resize((width * factor, height * factor),
+                                          Image.Resampling.NEAREST)
+    return np.asarray(_outline(picture, boxes, factor))
+
+
+def photo(image: np.ndarray, boxes=(), max_side: int = SIDE) -> np.ndarray:
+    """An ``(H, W, 3)`` photograph (0..255) reduced by the smallest whole factor that brings
+    its longer side to at most ``max_side`` (box filter), ``boxes`` in the photo's pixels."""
+    rgb = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+    step = max(1, -(-max(rgb.shape[:2]) // max_side))
+    picture = Image.fromarray(rgb)
+    if step > 1:
+        picture = picture.reduce(step)
+    return np.asarray(_outline(picture, boxes, 1.0 / step))
+
+
+def overlay(
+    image: np.ndarray,
+    saliency_map: np.ndarray,
+    *,
+    opacity: float = 0.5,
+    signed: bool = False,
+    colour_scale: str = "viridis",
+    zrange: tuple[float, float] | None = None,
+    boxes=(),
+    side: int = SIDE,
+) -> np.ndarray:
+    """The ``(H, W, 3)`` image (0..255) under the ``(H, W)`` map, coloured as the heatmap
+    (``zrange``, default ``(0, max)`` or ``(-max, max)`` when ``signed``) and blended with
+    ``opacity`` (0: the image alone, 1: the map alone), enlarged."""
+    values = np.asarray(saliency_map, dtype=np.float64)
+    if zrange is None:
+        top = float(np.max(np.abs(values))) if values.size else 0.0
+        top = top or 1.0
+        zrange = (-top, top) if signed else (0.0, top)
+    low, high = zrange
+    scaled = (values - low) / ((high - low) or 1.0)
+    colours = apply_colormap(scaled, "diverging" if signed else colour_scale).astype(np.float64)
+    alpha = float(np.clip(opacity, 0.0, 1.0))
+    base = np.clip(np.asarray(image, dtype=np.float64), 0, 255)
+    return enlarged((1.0 - alpha) * base + alpha * colours, boxes, side)
+
+
+def mask(top_k: np.ndarray, boxes=(), side: int = SIDE) -> np.ndarray:
+    """An ``(H, W)`` boolean mask black on white (as the original experiment showed it),
+    enlarged."""
+    gray = np.where(np.asarray(top_k, dtype=bool), 0, 255).astype(np.uint8)
+    return enlarged(np.repeat(gray[..., None], 3, axis=2), boxes, side)
