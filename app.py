@@ -42,7 +42,7 @@ from sensitivity.postprocess import top_k_mask
 from sensitivity.report import completeness_note, probability_table, verdict
 from sensitivity.saliency import METHODS, Attribution, attribute, layer_names, to_map
 from sensitivity.scenes import make_scene
-from sensitivity.serving import ready_model
+from sensitivity.serving import analysis_shown, ready_model
 from sensitivity.settings import (
     BASELINES,
     CHANNEL_REDUCTIONS,
@@ -531,6 +531,7 @@ def main() -> None:
             st.error(str(exc))
     if inputs:
         LANDING.empty()
+        analysis_shown()  # the server's later warm-up may start now
     else:
         st.info("Upload an image (JPEG, PNG, WebP, BMP or GIF), take one with the camera, or "
                 "pick a CIFAR-10 sample to start.")

@@ -16,6 +16,14 @@ from pathlib import Path
 
 _lock = threading.Lock()
 _models: dict[str, object] = {}
+_first_analysis = threading.Event()
+LATER_WARM_UP_WAIT_S = 60.0  # the later warm-up waits at most this long for a first analysis
+
+
+def analysis_shown() -> None:
+    """Tell the server that a page has shown an analysis: the later warm-up may start (it would
+    slow a cold start's first page down if it ran beside it)."""
+    _first_analysis.set()
 
 
 def warm_up(model) -> None:
@@ -41,6 +49,18 @@ def warm_up(model) -> None:
     pictures.mask(top_k_mask(saliency_map, 100))
 
 
+def warm_up_later(model, wait_s: float = 0.0) -> None:
+    """What a first page does not need: the gradient for a given class mask (a trace of about
+    a second), which the first change of the class mask would otherwise wait for. Starts once
+    a page has shown an analysis (:func:`analysis_shown`) or after ``wait_s`` seconds."""
+    import numpy as np
+
+    from sensitivity.attribution import attribute
+
+    _first_analysis.wait(wait_s)
+    attribute(model, np.full((1, 32, 32, 3), 128.0, np.float32), class_mask=0)
+
+
 def ready_model(path: str | os.PathLike | None = None):
     """The model at ``path`` (default: :func:`sensitivity.model_io.model_path`), loaded and
     warmed once per process; concurrent callers wait for the first load instead of repeating it.
@@ -55,6 +75,10 @@ def ready_model(path: str | os.PathLike | None = None):
             model = load_model(key)
             warm_up(model)
             _models[key] = model
+            # Traced after the first analysis; a caller that needs it meanwhile waits for this
+            # one trace (tf.function traces under a lock) instead of tracing again.
+            threading.Thread(target=warm_up_later, args=(model, LATER_WARM_UP_WAIT_S),
+                             name="sensitivity-warm-up", daemon=True).start()
         return _models[key]
 
 

@@ -35,6 +35,7 @@ def test_concurrent_callers_share_one_load(monkeypatch, tmp_path):
 
     monkeypatch.setattr("sensitivity.model_io.load_model", slow_load)
     monkeypatch.setattr(serving, "warm_up", lambda model: None)
+    monkeypatch.setattr(serving, "warm_up_later", lambda model: None)
     monkeypatch.setattr(serving, "_models", {})
     path = str(tmp_path / "model.keras")
     results = []
@@ -45,3 +46,25 @@ def test_concurrent_callers_share_one_load(monkeypatch, tmp_path):
     for thread in threads:
         thread.join(10)
     assert loads == [path] and len(results) == 4 and len({id(r) for r in results}) == 1
+
+
+def test_warm_up_traces_everything_a_page_calls():
+    import numpy as np
+
+    from sensitivity.attribution import attribute
+    from sensitivity.gradients import tracing_count
+    from sensitivity.inference import predict
+    from sensitivity.wrn import build_wrn
+
+    model = build_wrn(10, 1)
+    serving.warm_up(model)
+    serving.warm_up_later(model)
+    traced = tracing_count(model)
+    rng = np.random.default_rng(0)
+    for size in (32, 48):
+        images = rng.uniform(0, 255, (2, size, size, 3))
+        predict(model, images)
+        attribute(model, images)  # each image's predicted class
+        attribute(model, images, class_mask=[1, 4])
+        attribute(model, images, class_mask=3, method="gradient_x_input")
+    assert tracing_count(model) == traced
