@@ -35,7 +35,7 @@ def test_concurrent_callers_share_one_load(monkeypatch, tmp_path):
 
     monkeypatch.setattr("sensitivity.model_io.load_model", slow_load)
     monkeypatch.setattr(serving, "warm_up", lambda model: None)
-    monkeypatch.setattr(serving, "warm_up_later", lambda model: None)
+    monkeypatch.setattr(serving, "warm_up_later", lambda model, wait_s=0.0: None)
     monkeypatch.setattr(serving, "_models", {})
     path = str(tmp_path / "model.keras")
     results = []
