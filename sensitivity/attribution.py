@@ -38,9 +38,10 @@ ADAPTIVE_POINTS_PER_SEGMENT = 4
 """Adaptive path sampling: ``steps // 4`` equal segments, each scored by one forward pass."""
 
 _SINGLE_PASS = ("gradient", "gradient_x_input", "guided_backprop", "gradcam")
-# Of those, the ones whose one pass also finds each image's predicted class (no class mask).
-_PREDICTED_IN_PASS = ("gradient", "gradient_x_input", "guided_backprop")
 """Methods whose one gradient pass also gives the scores and logits (no forward pass first)."""
+
+_PREDICTED_IN_PASS = ("gradient", "gradient_x_input", "guided_backprop")
+"""Of those, the ones whose one pass also finds each image's predicted class (no class mask)."""
 
 SATURATION_THRESHOLD = 0.999
 """Largest class probability above which the probability's gradient counts as vanished."""

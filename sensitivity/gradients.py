@@ -343,46 +343,38 @@ def _extractor(model, target: Target, extra: str | None = None, guided: bool = F
     return run
 
 
-def _gradient_function(model, target: Target, guided: bool):
-    def build():
-        extractor = _extractor(model, target, guided=guided)
-        spec = input_signature(model)
-        k = weight_size(model, target)
-
-        @tf.function(input_signature=[spec, tf.TensorSpec([None, k], spec.dtype)], autograph=False)
-        def gradient(images, weights):
-            with tf.GradientTape() as tape:
-                tape.watch(images)
-                _, inner, logits = extractor(images)
-                score = _score(target, inner, logits, weights)
-            return score, tape.gradient(score, images), logits
-
-        return gradient
-
-    return _compiled(model, ("gradient", target, guided), build)
-
-
-def _predicted_gradient_function(model, target: Target, guided: bool):
-    """As :func:`_gradient_function` for each image's predicted class (an output target): the
-    one-hot weights of the largest logit are found inside the same pass, and returned."""
+def _gradient_function(model, target: Target, guided: bool, predicted: bool = False):
+    """The compiled pass ``(images, weights) -> (score, gradient, logits)``; with ``predicted``
+    (an output target), ``images -> (score, gradient, logits, weights)``, where the weights are
+    the one-hot of each image's largest logit, found inside the same pass."""
 
     def build():
         extractor = _extractor(model, target, guided=guided)
         spec = input_signature(model)
         k = weight_size(model, target)
 
-        @tf.function(input_signature=[spec], autograph=False)
-        def gradient(images):
+        def differentiate(images, weights):
             with tf.GradientTape() as tape:
                 tape.watch(images)
                 _, inner, logits = extractor(images)
-                weights = tf.one_hot(tf.argmax(logits, axis=-1), k, dtype=logits.dtype)
+                if weights is None:
+                    weights = tf.one_hot(tf.argmax(logits, axis=-1), k, dtype=logits.dtype)
                 score = _score(target, inner, logits, weights)
             return score, tape.gradient(score, images), logits, weights
 
-        return gradient
+        if predicted:
+            return tf.function(
+                lambda images: differentiate(images, None),
+                input_signature=[spec],
+                autograph=False,
+            )
+        return tf.function(
+            lambda images, weights: differentiate(images, weights)[:3],
+            input_signature=[spec, tf.TensorSpec([None, k], spec.dtype)],
+            autograph=False,
+        )
 
-    return _compiled(model, ("predicted_gradient", target, guided), build)
+    return _compiled(model, ("gradient", target, guided, predicted), build)
 
 
 def _forward_function(model, target: Target):
@@ -480,7 +472,7 @@ def predicted_class_gradients(
         raise ValueError("the predicted class applies to logits, probabilities and "
                          "log_probabilities")
     dtype = input_signature(model).dtype
-    fn = _predicted_gradient_function(model, target, guided)
+    fn = _gradient_function(model, target, guided, predicted=True)
     return tuple(_run(fn, images, None, max_batch, dtype))
 
 
