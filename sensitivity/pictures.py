@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from sensitivity.colormaps import apply_colormap
+from sensitivity.colormaps import apply_colormap, scale_for_display
 
 BOX_COLOUR = (230, 159, 0)  # Okabe-Ito orange, as the heatmap's boxes (#E69F00)
 SIDE = 384  # enlarged pictures are at least this many pixels a side
@@ -62,21 +62,16 @@ def overlay(
     opacity: float = 0.5,
     signed: bool = False,
     colour_scale: str = "viridis",
-    zrange: tuple[float, float] | None = None,
+    vmax: float | None = None,
     boxes=(),
     side: int = SIDE,
 ) -> np.ndarray:
-    """The ``(H, W, 3)`` image (0..255) under the ``(H, W)`` map, coloured as the heatmap
-    (``zrange``, default ``(0, max)`` or ``(-max, max)`` when ``signed``) and blended with
-    ``opacity`` (0: the image alone, 1: the map alone), enlarged."""
-    values = np.asarray(saliency_map, dtype=np.float64)
-    if zrange is None:
-        top = float(np.max(np.abs(values))) if values.size else 0.0
-        top = top or 1.0
-        zrange = (-top, top) if signed else (0.0, top)
-    low, high = zrange
-    scaled = (values - low) / ((high - low) or 1.0)
-    colours = apply_colormap(scaled, "diverging" if signed else colour_scale).astype(np.float64)
+    """The ``(H, W, 3)`` image (0..255) under the ``(H, W)`` map, coloured as the heatmap and
+    the PNG export (range ``[0, vmax]``, or ``[-vmax, vmax]`` when ``signed``; ``vmax`` defaults
+    to the map's largest magnitude) and blended with ``opacity`` (0: the image alone, 1: the
+    map alone), enlarged."""
+    values = scale_for_display(saliency_map, signed, vmax)
+    colours = apply_colormap(values, "diverging" if signed else colour_scale).astype(np.float64)
     alpha = float(np.clip(opacity, 0.0, 1.0))
     base = np.clip(np.asarray(image, dtype=np.float64), 0, 255)
     return enlarged((1.0 - alpha) * base + alpha * colours, boxes, side)

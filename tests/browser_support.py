@@ -142,8 +142,7 @@ def upload_and_wait(page, name: str, data: bytes, mime: str = "image/jpeg") -> f
         files=[{"name": name, "mimeType": mime, "buffer": data}])
     page.wait_for_function("typeof window.__drawn === 'number'", polling=100, timeout=120_000)
     drawn = page.evaluate("window.__drawn")
-    heading = page.get_by_role("heading", name=name)
-    heading.wait_for(timeout=10_000)
+    page.get_by_role("heading", name=name).wait_for(timeout=10_000)
     page.get_by_text("chance that there is at least one").first.wait_for(timeout=10_000)
     page.locator(".js-plotly-plot .heatmaplayer, .js-plotly-plot .hm").first.wait_for(
         state="attached", timeout=10_000)

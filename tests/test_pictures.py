@@ -43,7 +43,7 @@ def test_overlay_blends_the_heatmap_colours_over_the_image_with_the_opacity():
         expected = np.rint((1 - opacity) * image + opacity * colours)
         np.testing.assert_array_equal(picture, expected)
     # a shared range: the same value gets the same colour whatever the map's own maximum
-    shared = pictures.overlay(image, saliency_map, opacity=1.0, zrange=(0.0, 8.0), side=2)
+    shared = pictures.overlay(image, saliency_map, opacity=1.0, vmax=8.0, side=2)
     np.testing.assert_array_equal(shared[1, 1], apply_colormap(np.array([[0.5]]))[0, 0])
 
 
