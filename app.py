@@ -39,7 +39,11 @@ from sensitivity.images import center_square_box
 from sensitivity.labels import CLASS_NAMES
 from sensitivity.model_io import model_path
 from sensitivity.postprocess import top_k_mask
-from sensitivity.report import completeness_note, probability_table, verdict
+from sensitivity.report import (
+    completeness_note,
+    probability_bars_html,
+    verdict,
+)
 from sensitivity.saliency import METHODS, Attribution, attribute, layer_names, to_map
 from sensitivity.scenes import make_scene
 from sensitivity.serving import analysis_shown, ready_model
@@ -292,10 +296,14 @@ def collect_images() -> list[tuple[str, np.ndarray | bytes]]:
     items: list[tuple[str, np.ndarray | bytes]] = []
     items += [(u.name, u.getvalue()) for u in UPLOADS or []]
     with st.expander("Camera and sample gallery"):
+        # Each behind a toggle: their widgets cost every run (and the browser every redraw)
+        # for the many people who only upload.
         if st.toggle("Use the camera"):
             shot = st.camera_input("Take a photo")
             if shot is not None:
                 items.append(("camera photo", shot.getvalue()))
+        if not st.toggle("Use the sample gallery and the scene builder"):
+            return items
         source = gallery.local_source()
         if source is None:
             st.caption("No local copy of CIFAR-10 found (set SENSITIVITY_SAMPLES_DIR).")
@@ -331,13 +339,12 @@ def scene_builder(pool: list[gallery.Sample], items: list) -> None:
         items.append((f"scene: {names}", scene.image))
 
 
-def show_prediction(key: str, probabilities: np.ndarray) -> None:
+def show_prediction(probabilities: np.ndarray) -> None:
     st.markdown(f"**{verdict(probabilities)}**")
-    # A static chart: the bars carry their values, and no hover layer is built.
-    st.plotly_chart(figures.probability_bars(probabilities), width="stretch",
-                    config={"displayModeBar": False, "staticPlot": True}, key=f"bars-{key}")
-    with st.expander("All ten classes as a table"):
-        st.table(probability_table(probabilities), hide_index=True, border="horizontal")
+    # All ten classes, sorted, with their bars and percentages, in one plain HTML table built
+    # only from the probabilities and the class names. A Plotly bar chart plus a separate table
+    # cost the browser about half a second per upload (benchmarks/README.md).
+    st.html(probability_bars_html(probabilities))
 
 
 def compute_map(x: np.ndarray, settings: ViewSettings, *, method: str | None = None,
@@ -398,20 +405,27 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray,
                                                **common),
                       width="stretch", key=f"heat-{name}")
     # The overlay and the mask are pictures: the heatmap beside them has the hover.
-    over.image(pictures.overlay(x, saliency_map, opacity=settings.opacity, boxes=boxes,
-                                **common),
-               caption=f"overlay (opacity {settings.opacity:.2f})", output_format="PNG")
-    top.image(pictures.mask(mask, boxes=boxes), caption=f"top {k} pixels", output_format="PNG")
+    over.image(pictures.data_url(pictures.overlay(x, saliency_map, opacity=settings.opacity,
+                                                  boxes=boxes, **common)),
+               caption=f"overlay (opacity {settings.opacity:.2f})")
+    top.image(pictures.data_url(pictures.mask(mask, boxes=boxes)), caption=f"top {k} pixels")
     stem = "".join(c if c.isalnum() else "_" for c in name)[:40] or "image"
-    cols = st.columns(4)
-    cols[0].download_button("Heatmap (PNG)", export.heatmap_png(saliency_map, **common),
-                            f"{stem}-heatmap.png", "image/png", key=f"dl-png-{name}")
-    cols[1].download_button("Map (.npy)", export.map_npy(saliency_map), f"{stem}-map.npy",
-                            "application/octet-stream", key=f"dl-npy-{name}")
-    cols[2].download_button("Probabilities (CSV)", export.probabilities_csv(probabilities),
-                            f"{stem}-probabilities.csv", "text/csv", key=f"dl-csv-{name}")
-    cols[3].download_button("Settings (JSON)", export.settings_json(dataclasses.asdict(settings)),
-                            f"{stem}-settings.json", "application/json", key=f"dl-json-{name}")
+    # Each file is made when its button is clicked (not on every run, and the browser fetches
+    # nothing meanwhile); a click does not rerun the page.
+    settings_dict = dataclasses.asdict(settings)
+    downloads = [
+        ("Heatmap (PNG)", lambda: export.heatmap_png(saliency_map, **common), "heatmap.png",
+         "image/png"),
+        ("Map (.npy)", lambda: export.map_npy(saliency_map), "map.npy",
+         "application/octet-stream"),
+        ("Probabilities (CSV)", lambda: export.probabilities_csv(probabilities),
+         "probabilities.csv", "text/csv"),
+        ("Settings (JSON)", lambda: export.settings_json(settings_dict), "settings.json",
+         "application/json"),
+    ]
+    for column, (label, make, suffix, mime) in zip(st.columns(4), downloads, strict=True):
+        column.download_button(label, make, f"{stem}-{suffix}", mime, on_click="ignore",
+                               key=f"dl-{suffix}-{name}")
     return saliency_map, boxes
 
 
@@ -504,13 +518,13 @@ def main() -> None:
         st.subheader(name, divider="gray")
         first, second, third = st.columns([1, 1, 2])
         original = first.empty()
-        original.image(pictures.photo(image, boxes=[center_square_box(*image.shape[:2])]),
-                       caption="your image (the network sees the orange square)",
-                       output_format="JPEG")
-        second.image(pictures.enlarged(x), caption=f"after processing ({settings.size}x"
-                                                   f"{settings.size})", output_format="PNG")
+        square = [center_square_box(*image.shape[:2])]
+        original.image(pictures.data_url(pictures.photo(image, boxes=square), "JPEG"),
+                       caption="your image (the network sees the orange square)")
+        second.image(pictures.data_url(pictures.enlarged(x)),
+                     caption=f"after processing ({settings.size}x{settings.size})")
         with third:
-            show_prediction(key, probabilities)
+            show_prediction(probabilities)
         try:
             saliency_map, boxes = show_maps(key, x, probabilities, settings)
             if settings.faithfulness:
@@ -520,9 +534,8 @@ def main() -> None:
             continue
         if boxes:
             outlines = boxes_to_image(boxes, saliency_map.shape, image.shape)
-            original.image(pictures.photo(image, boxes=outlines),
-                           caption="objects found (boxes of the map, on your photo)",
-                           output_format="JPEG")
+            original.image(pictures.data_url(pictures.photo(image, boxes=outlines), "JPEG"),
+                           caption="objects found (boxes of the map, on your photo)")
     if inputs and settings.compare != "none":
         st.subheader("Side by side", divider="gray")
         try:

@@ -8,9 +8,13 @@ Small arrays (the network's input and maps, 32x32 by default) are enlarged by a 
 with nearest-neighbour sampling, so that each pixel stays a sharp square; a photograph is
 reduced by a whole factor with a box filter. Boxes ``(x0, y0, x1, y1[, score])`` (pixel edges
 of the array drawn, x1 and y1 exclusive) are outlined in orange, as on the heatmap.
+:func:`data_url` encodes a picture for the page, which sends it inside its own message.
 """
 
 from __future__ import annotations
+
+import base64
+import io
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -82,3 +86,16 @@ def mask(top_k: np.ndarray, boxes=(), side: int = SIDE) -> np.ndarray:
     enlarged."""
     gray = np.where(np.asarray(top_k, dtype=bool), 0, 255).astype(np.uint8)
     return enlarged(np.repeat(gray[..., None], 3, axis=2), boxes, side)
+
+
+def data_url(picture: np.ndarray, fmt: str = "PNG") -> str:
+    """A ``data:`` URL of an ``(h, w, 3)`` uint8 picture, as PNG (fast compression: a third of
+    the time of the default level, for a few kB more) or JPEG (quality 90, for photographs).
+
+    Given such a URL, ``st.image`` puts it in the page's message as it is: the browser decodes it
+    at once instead of fetching each picture from the server in a request of its own.
+    """
+    buffer = io.BytesIO()
+    options = {"compress_level": 1} if fmt == "PNG" else {"quality": 90}
+    Image.fromarray(np.asarray(picture, np.uint8)).save(buffer, format=fmt, **options)
+    return f"data:image/{fmt.lower()};base64,{base64.b64encode(buffer.getvalue()).decode()}"

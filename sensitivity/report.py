@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 import numpy as np
 
 from sensitivity.labels import CLASS_NAMES
@@ -15,6 +17,40 @@ def probability_table(probabilities: np.ndarray) -> list[dict]:
         {"class": CLASS_NAMES[i], "probability (%)": round(100 * float(probabilities[i]), 2)}
         for i in order
     ]
+
+
+PREDICTED_BAR = "#0072B2"  # blue of the Okabe-Ito palette, readable with colour blindness
+OTHER_BAR = "#9DB4C8"
+
+
+def probability_bars_html(probabilities: np.ndarray) -> str:
+    """The ten class probabilities (``(10,)``, 0..1) as a bar chart in a small HTML table:
+    class, a bar as long as the probability, the probability in percent; most probable first,
+    its row in bold and its bar darker.
+
+    Plain HTML with inline styles, built only from the probabilities and
+    :data:`~sensitivity.labels.CLASS_NAMES` (nothing a user typed or uploaded), so a page can
+    draw it as it is: a browser lays it out in a fraction of the time a chart library takes.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    rows = []
+    for rank, index in enumerate(np.argsort(-probabilities, kind="stable")):
+        percent = 100 * float(probabilities[index])
+        weight = "font-weight:600;" if rank == 0 else ""
+        colour = PREDICTED_BAR if rank == 0 else OTHER_BAR
+        rows.append(
+            f'<tr style="{weight}">'
+            f'<td style="padding:1px 8px 1px 0;white-space:nowrap;border:none">'
+            f"{escape(CLASS_NAMES[index])}</td>"
+            '<td style="width:100%;padding:1px 0;border:none">'
+            f'<div style="width:{min(max(percent, 0.0), 100.0):.2f}%;min-width:1px;height:14px;'
+            f'background:{colour};border-radius:2px"></div></td>'
+            '<td style="padding:1px 0 1px 8px;text-align:right;white-space:nowrap;border:none;'
+            f'font-variant-numeric:tabular-nums">{percent:.1f}%</td></tr>'
+        )
+    return ('<table aria-label="class probabilities" style="width:100%;border-collapse:collapse;'
+            'border:none;font-size:0.85rem;line-height:1.5;margin:0">'
+            + "".join(rows) + "</table>")
 
 
 def verdict(probabilities: np.ndarray) -> str:

@@ -34,19 +34,17 @@ def warm_up(model) -> None:
     from sensitivity.attribution import attribute
     from sensitivity.inference import predict
     from sensitivity.postprocess import top_k_mask
+    from sensitivity.report import probability_bars_html
     from sensitivity.saliency import to_map
 
     image = np.full((32, 32, 3), 128.0, np.float32)
     probabilities = predict(model, image)[0]
     saliency_map = to_map(attribute(model, image), "abs", "max")[0]
-    for figure in (
-        figures.probability_bars(probabilities),
-        figures.saliency_heatmap(saliency_map, title="warm-up"),
-    ):
-        figure.to_json()
-    pictures.photo(image, boxes=[(0, 0, 32, 32)])
-    pictures.overlay(image, saliency_map)
-    pictures.mask(top_k_mask(saliency_map, 100))
+    probability_bars_html(probabilities)
+    figures.saliency_heatmap(saliency_map, title="warm-up").to_json()
+    pictures.data_url(pictures.photo(image, boxes=[(0, 0, 32, 32)]), "JPEG")
+    pictures.data_url(pictures.overlay(image, saliency_map))
+    pictures.data_url(pictures.mask(top_k_mask(saliency_map, 100)))
 
 
 def warm_up_later(model, wait_s: float = 0.0) -> None:

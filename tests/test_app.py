@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from sensitivity.labels import CLASS_NAMES
 from tests.conftest import PHOTOS_DIR, ROOT
+from tests.helpers import probability_bars_rows
 
 APP = str(ROOT / "app.py")  # absolute: AppTest resolves relative paths against this file
 
@@ -46,6 +47,12 @@ def array(value) -> np.ndarray:
 
 def heat_values(at: AppTest) -> np.ndarray:
     return array(charts(at)["sensitivity"]["data"][0]["z"]).astype(float)
+
+
+def predictions(at: AppTest) -> list[list[dict]]:
+    """The probability tables on the page (one per analysed image), rows read from their HTML."""
+    return [probability_bars_rows(element.proto.body) for element in at.get("html")
+            if 'aria-label="class probabilities"' in element.proto.body]
 
 
 def captions(at: AppTest) -> list[str]:
@@ -117,9 +124,10 @@ def test_runs_do_not_clear_the_keras_session(monkeypatch):
 
 
 def test_upload_shows_prediction_that_sums_to_100_percent(dog_app, drawn_masks):
-    table = dog_app.table[0].value
-    assert len(table) == 10
-    assert table["probability (%)"].sum() == pytest.approx(100.0, abs=0.1)
+    (table,) = predictions(dog_app)
+    assert sorted(r["class"] for r in table) == sorted(CLASS_NAMES)
+    assert sum(r["percent"] for r in table) == pytest.approx(100.0, abs=0.5)
+    assert [r["percent"] for r in table] == sorted((r["percent"] for r in table), reverse=True)
     assert any("chance that there is at least one" in m.value for m in dog_app.markdown)
     heat = heat_values(dog_app)
     assert heat.shape == (32, 32) and np.isfinite(heat).all() and heat.max() > 0
@@ -173,7 +181,7 @@ def test_bad_upload_gets_an_error_box_and_the_good_one_is_still_analysed(app):
                                     ("grey.png", good, "image/png")]).run()
     assert not app.exception
     assert any("broken.png" in e.value for e in app.error)
-    assert len(app.table) == 1
+    assert len(predictions(app)) == 1
 
 
 def test_settings_come_from_the_link():
@@ -236,14 +244,53 @@ def test_hostile_corpus_in_one_upload_errors_per_file_and_the_rest_is_analysed(a
     for case in cases:
         refused = [e for e in errors if e.startswith(case.name)]
         assert bool(refused) == (case.shape is None), case.name
-    assert len(app.table) == sum(c.shape is not None for c in cases)
+    assert len(predictions(app)) == sum(c.shape is not None for c in cases)
     # The name holding HTML and script is shown as text, never as markup.
     assert any("<script>" in h.value for h in app.subheader)
 
 
+def test_downloads_are_made_on_click_and_hold_what_the_page_shows(monkeypatch, app):
+    """The four download buttons register callables (nothing is made before a click, and a
+    click does not rerun the page); made, the files hold the map, probabilities and settings."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    made: dict[str, tuple] = {}
+    original = MediaFileManager.add_deferred
+
+    def recording(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
+        made[file_name] = (data_callable, mimetype)
+        return original(self, data_callable, mimetype, coordinates, file_name, **kwargs)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
+    app.file_uploader[0].upload("dog.jpg", (PHOTOS_DIR / "dog.jpg").read_bytes(), "image/jpeg")
+    app.run()
+    assert not app.exception
+    buttons = app.get("download_button")
+    assert [b.proto.label for b in buttons] == [
+        "Heatmap (PNG)", "Map (.npy)", "Probabilities (CSV)", "Settings (JSON)"]
+    assert all(b.proto.ignore_rerun and b.proto.deferred_file_id for b in buttons)
+    files = {name.split("-", 2)[-1]: (make(), mime) for name, (make, mime) in made.items()}
+    assert sorted(files) == ["heatmap.png", "map.npy", "probabilities.csv", "settings.json"]
+
+    saliency_map = np.load(io.BytesIO(files["map.npy"][0]))
+    np.testing.assert_allclose(saliency_map, heat_values(app), rtol=1e-6)
+    png = Image.open(io.BytesIO(files["heatmap.png"][0]))
+    assert png.format == "PNG" and files["heatmap.png"][1] == "image/png"
+    rows = files["probabilities.csv"][0].decode().splitlines()[1:]
+    assert len(rows) == 10
+    assert sum(float(r.split(",")[2]) for r in rows) == pytest.approx(1.0, abs=1e-4)
+    settings = json.loads(files["settings.json"][0])
+    assert settings["method"] == "gradient" and settings["k"] == 100
+
+
 def test_no_user_string_reaches_unsafe_html():
+    """No raw markdown HTML at all; the page's one ``st.html`` draws the probability table,
+    built from numbers and the class names only (checked in test_figures)."""
     sources = [ROOT / "app.py", *sorted((ROOT / "sensitivity").glob("*.py"))]
     assert not [p.name for p in sources if "unsafe_allow_html" in p.read_text()]
+    calls = [line.strip() for p in sources for line in p.read_text().splitlines()
+             if ".html(" in line]
+    assert calls == ["st.html(probability_bars_html(probabilities))"]
 
 
 def test_boxes_faithfulness_and_predict_again_panels(dog_app):
@@ -272,7 +319,19 @@ def test_boxes_faithfulness_and_predict_again_panels(dog_app):
     assert any("random" in c.value and "Before:" in c.value for c in dog_app.caption)
 
 
+def test_gallery_samples_are_analysed_like_uploads(app):
+    assert not [w for w in app.multiselect if w.label == "Sample CIFAR-10 test images"]
+    widget(app, "toggle", "Use the sample gallery and the scene builder").set_value(True).run()
+    pick = widget(app, "multiselect", "Sample CIFAR-10 test images")
+    pick.set_value([0, 2]).run()
+    assert not app.exception
+    headings = [h.value for h in app.subheader if h.value.startswith("sample: ")]
+    assert len(headings) == 2 and len(predictions(app)) == 2
+    assert captions(app).count("after processing (32x32)") == 2
+
+
 def test_scene_builder_puts_two_samples_on_one_canvas(app):
+    widget(app, "toggle", "Use the sample gallery and the scene builder").set_value(True).run()
     first = widget(app, "selectbox", "First object")
     options = first.options
     assert len(options) > 3  # "-" and the samples
@@ -284,4 +343,4 @@ def test_scene_builder_puts_two_samples_on_one_canvas(app):
     assert not app.exception
     scene = [h.value for h in app.subheader if h.value.startswith("scene: ")]
     assert len(scene) == 1 and " + " in scene[0]
-    assert len(app.table) == 1 and "after processing (32x32)" in captions(app)
+    assert len(predictions(app)) == 1 and "after processing (32x32)" in captions(app)

@@ -62,11 +62,12 @@ def test_upload_predict_heatmap_and_class_mask(server, page):
     cold = upload_and_wait(page, "dog.jpg", photo)
     cold_start = time.monotonic() - server_started
 
-    # The probability bars, the heatmap and four pictures (photo, network input, overlay,
-    # mask) are there, and the caption names the target.
-    page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 2 && "
-                           "document.querySelectorAll('[data-testid=stImage] img').length >= 4",
-                           timeout=60_000)
+    # The probability table with its ten bars, the heatmap and four pictures (photo, network
+    # input, overlay, mask) are there, and the caption names the target.
+    page.wait_for_function(
+        "document.querySelectorAll('table[aria-label=\"class probabilities\"] tr').length "
+        "=== 10 && document.querySelectorAll('.js-plotly-plot').length >= 1 && "
+        "document.querySelectorAll('[data-testid=stImage] img').length >= 4", timeout=60_000)
     caption = page.get_by_text("gradient of logits (predicted:").first
     caption.wait_for(timeout=30_000)
 

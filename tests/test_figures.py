@@ -2,12 +2,22 @@ import io
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from sensitivity import figures
 from sensitivity.colormaps import apply_colormap, plotly_scale, scale_for_display
 from sensitivity.export import heatmap_png, map_npy, mask_png, probabilities_csv
-from sensitivity.report import completeness_note, probability_table, verdict
+from sensitivity.labels import CLASS_NAMES
+from sensitivity.report import (
+    OTHER_BAR,
+    PREDICTED_BAR,
+    completeness_note,
+    probability_bars_html,
+    probability_table,
+    verdict,
+)
+from tests.helpers import probability_bars_rows
 
 
 def test_heatmap_hover_has_value_and_rank():
@@ -17,6 +27,15 @@ def test_heatmap_hover_has_value_and_rank():
     np.testing.assert_array_equal(heat.customdata, [[3, 2], [1, 4]])
     assert "rank" in heat.hovertemplate and heat.zmin == 0 and heat.zmax == 0.9
     assert figure.layout.yaxis.range == (1.5, -0.5)  # image rows grow downwards
+
+
+def test_heatmap_boxes_outline_pixel_edges_and_the_axes_keep_pixels_square():
+    figure = figures.saliency_heatmap(np.zeros((4, 6)), boxes=[(1, 2, 3, 4, 0.9)], title="t")
+    (shape,) = figure.layout.shapes
+    assert (shape.x0, shape.y0, shape.x1, shape.y1) == (0.5, 1.5, 2.5, 3.5)
+    assert figure.layout.xaxis.range == (-0.5, 5.5) and figure.layout.yaxis.scaleanchor == "x"
+    assert figure.layout.title.text == "t" and figure.data[0].zmid is None
+    assert not figures.saliency_heatmap(np.zeros((2, 2))).layout.shapes
 
 
 def test_signed_maps_use_a_diverging_scale_centred_at_zero():
@@ -62,6 +81,30 @@ def test_probability_table_and_the_original_sentence():
     assert verdict(p) == ("There's about 99.8% chance that there is at least one bird "
                           "in the image")
     json.dumps(table)
+
+
+def test_probability_bars_are_a_sorted_table_of_all_ten_classes():
+    p = np.array([0.02, 0.01, 0.6, 0.2, 0.05, 0.04, 0.03, 0.02, 0.02, 0.01])
+    html = probability_bars_html(p)
+    rows = probability_bars_rows(html)
+    assert [r["class"] for r in rows] == [CLASS_NAMES[i] for i in np.argsort(-p, kind="stable")]
+    assert [r["percent"] for r in rows] == [round(100 * v, 1) for v in np.sort(p)[::-1]]
+    # each bar is as long as its probability, on a 0..100% scale
+    assert [r["bar"] for r in rows] == pytest.approx(list(100 * np.sort(p)[::-1]), abs=0.01)
+    assert sum(r["percent"] for r in rows) == pytest.approx(100, abs=0.5)
+    # the predicted class stands out: bold row, darker bar; the others alike
+    assert rows[0]["bold"] and rows[0]["colour"] == PREDICTED_BAR
+    assert not any(r["bold"] for r in rows[1:])
+    assert {r["colour"] for r in rows[1:]} == {OTHER_BAR}
+    assert "<script" not in html and "javascript:" not in html
+
+
+def test_probability_bars_keep_tiny_and_certain_probabilities_in_range():
+    p = np.zeros(10)
+    p[9] = 1.0
+    rows = probability_bars_rows(probability_bars_html(p))
+    assert rows[0]["class"] == "truck" and rows[0]["bar"] == 100 and rows[0]["percent"] == 100
+    assert all(r["bar"] == 0 and r["percent"] == 0 for r in rows[1:])
 
 
 def test_completeness_note_gives_the_relative_gap_or_says_it_means_little():

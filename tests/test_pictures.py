@@ -1,4 +1,8 @@
+import base64
+import io
+
 import numpy as np
+from PIL import Image
 
 from sensitivity import pictures
 from sensitivity.colormaps import apply_colormap
@@ -68,3 +72,20 @@ def test_photographs_are_box_reduced_by_a_whole_factor_with_their_boxes():
     assert (cols.min(), cols.max()) == (25, 174)  # photo x 100..699 -> reduced 25..174
     small = np.zeros((20, 30, 3), np.uint8)
     assert pictures.photo(small).shape == (20, 30, 3)  # never enlarged
+
+
+def test_data_url_decodes_back_to_the_picture():
+    rng = np.random.default_rng(0)
+    picture = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    url = pictures.data_url(picture)
+    assert url.startswith("data:image/png;base64,")
+    decoded = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    np.testing.assert_array_equal(np.asarray(decoded), picture)  # PNG: lossless
+
+    smooth = np.repeat(np.linspace(0, 255, 64, dtype=np.uint8)[None, :, None], 48, 0)
+    smooth = np.repeat(smooth, 3, axis=2)
+    jpeg = pictures.data_url(smooth, "JPEG")
+    assert jpeg.startswith("data:image/jpeg;base64,")
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(jpeg.split(",", 1)[1]))))
+    assert decoded.shape == smooth.shape
+    assert np.abs(decoded.astype(int) - smooth).mean() < 3
