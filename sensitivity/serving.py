@@ -9,6 +9,7 @@ browser's first page load.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Callable
@@ -17,7 +18,10 @@ from pathlib import Path
 _lock = threading.Lock()
 _models: dict[str, object] = {}
 _first_analysis = threading.Event()
+_exiting = threading.Event()
+_later_warm_ups: list[threading.Thread] = []
 LATER_WARM_UP_WAIT_S = 60.0  # the later warm-up waits at most this long for a first analysis
+EXIT_WAIT_S = 60.0  # at exit, how long to wait for a later warm-up under way
 
 
 def analysis_shown() -> None:
@@ -56,7 +60,18 @@ def warm_up_later(model, wait_s: float = 0.0) -> None:
     from sensitivity.attribution import attribute
 
     _first_analysis.wait(wait_s)
-    attribute(model, np.full((1, 32, 32, 3), 128.0, np.float32), class_mask=0)
+    if not _exiting.is_set():
+        attribute(model, np.full((1, 32, 32, 3), 128.0, np.float32), class_mask=0)
+
+
+@atexit.register
+def _finish_warm_ups() -> None:
+    """At exit: a later warm-up not yet begun is skipped, one under way is waited for (a
+    process whose daemon thread is torn down in the middle of a TensorFlow trace aborts)."""
+    _exiting.set()
+    _first_analysis.set()
+    for thread in _later_warm_ups:
+        thread.join(EXIT_WAIT_S)
 
 
 def ready_model(path: str | os.PathLike | None = None):
@@ -75,8 +90,10 @@ def ready_model(path: str | os.PathLike | None = None):
             _models[key] = model
             # Traced after the first analysis; a caller that needs it meanwhile waits for this
             # one trace (tf.function traces under a lock) instead of tracing again.
-            threading.Thread(target=warm_up_later, args=(model, LATER_WARM_UP_WAIT_S),
-                             name="sensitivity-warm-up", daemon=True).start()
+            later = threading.Thread(target=warm_up_later, args=(model, LATER_WARM_UP_WAIT_S),
+                                     name="sensitivity-warm-up", daemon=True)
+            _later_warm_ups.append(later)
+            later.start()
         return _models[key]
 
 

@@ -68,3 +68,34 @@ def test_warm_up_traces_everything_a_page_calls():
         attribute(model, images, class_mask=[1, 4])
         attribute(model, images, class_mask=3, method="gradient_x_input")
     assert tracing_count(model) == traced
+
+
+def test_a_process_exiting_during_the_later_warm_up_exits_cleanly():
+    """The later warm-up traces on a daemon thread; a process that exits meanwhile (a server
+    stopped, a short test run) waits for it instead of aborting in the middle of the trace."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = """
+import threading, time
+import sensitivity.attribution as attribution
+from sensitivity.serving import analysis_shown, ready_model
+
+started, original = threading.Event(), attribution.attribute
+def attribute(*args, **kwargs):  # tells when the later warm-up's trace begins
+    if threading.current_thread().name == "sensitivity-warm-up":
+        started.set()
+    return original(*args, **kwargs)
+
+attribution.attribute = attribute
+ready_model()
+analysis_shown()
+assert started.wait(60)
+time.sleep(0.1)  # the interpreter exits with the trace under way
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr
