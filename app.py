@@ -14,22 +14,16 @@ import streamlit as st
 
 from sensitivity import figures  # NumPy and Plotly only: no TensorFlow yet
 
-# The header, the uploader and a first Plotly figure go out before TensorFlow is imported
-# (several seconds on a cold start), so a person can pick a file, and the browser load Plotly,
-# while the model loads. Hence the imports below the drawing (E402 is off for this file).
+# The header goes out before TensorFlow is imported (several seconds on a cold start); the
+# uploader and a first Plotly figure follow before the model loads (main, below), so that a
+# person can pick a file, and the browser load Plotly, meanwhile. Hence the imports below the
+# drawing (E402 is off for this file).
 st.set_page_config(page_title="sensitivity", page_icon=":mag:", layout="wide")
 st.title("sensitivity")
 st.caption("Which input pixels is a CIFAR-10 wide ResNet most sensitive to, and why? "
            "Upload a photo; the heatmaps show |d output / d pixel|.")
-HEAD = st.empty()  # emptied if the model cannot load: nothing to offer then
-with HEAD.container():
-    UPLOADS = st.file_uploader("Upload images", accept_multiple_files=True,
-                               type=["jpg", "jpeg", "png", "webp", "bmp", "gif"])
-    LANDING = st.empty()
-if not UPLOADS:
-    LANDING.plotly_chart(figures.reading_guide(), width="stretch",
-                         config={"displayModeBar": False, "staticPlot": True},
-                         key="reading-guide")
+NOTICES = st.container()  # the model's error, problems with the link's settings
+WORKSPACE = st.empty()  # the uploader and the analyses (the fragment `workspace` draws them)
 
 import sensitivity
 from sensitivity import export, gallery, metrics, pictures
@@ -95,12 +89,17 @@ def get_model():
     return load_traced_model(str(model_path()))
 
 
-@st.cache_resource
 def model_layers() -> list[tuple[str, str]]:
-    """(name, shape text) of every layer a person can differentiate."""
+    """(name, shape text) of every layer of the operator's model a person can differentiate
+    (raises ModelError when the model cannot load)."""
+    return layers_of(str(model_path()))
+
+
+@st.cache_resource
+def layers_of(path: str) -> list[tuple[str, str]]:
     from sensitivity.gradients import layer_shape
 
-    model = get_model()
+    model = load_traced_model(path)
     shown = []
     for name in layer_names(model):
         if name in ("pixels",):
@@ -185,6 +184,32 @@ def init_state() -> None:
     st.session_state["_initialised"] = True
 
 
+def normalise_state(layers: list[tuple[str, str]]) -> None:
+    """Keep the controls' values consistent with each other and the model: a layer the model
+    lacks falls back to logits, the channel stays within the layer's, the compared items
+    within the compare mode's choices. Called before any widget of a run is drawn."""
+    s = st.session_state
+    shapes = dict(layers)
+    if s["w_layer"] not in layer_choices(layers):
+        s["w_layer"] = "logits"
+    if s["w_layer"] not in OUTPUT_TARGETS:
+        channels = shapes.get(s["w_layer"], "?").split("x")[-1]
+        s["w_channel"] = min(s["w_channel"], int(channels) - 1 if channels.isdigit() else 0)
+    choices = compare_choices(layers).get(s["w_compare"])
+    if choices is not None:
+        s["w_compare_items"] = [v for v in s["w_compare_items"] if v in choices]
+
+
+def layer_choices(layers: list[tuple[str, str]]) -> list[str]:
+    """The output targets, then every inner layer, as the layer control offers them."""
+    return list(OUTPUT_TARGETS) + [n for n, _ in layers if n not in OUTPUT_TARGETS]
+
+
+def compare_choices(layers: list[tuple[str, str]]) -> dict[str, list[str]]:
+    return {"layers": layer_choices(layers), "classes": list(CLASS_NAMES),
+            "methods": list(METHODS)}
+
+
 def current_settings() -> ViewSettings:
     s = st.session_state
     s["_values"] = {f"w_{field.name}": s[f"w_{field.name}"]
@@ -235,10 +260,7 @@ def sidebar(layers: list[tuple[str, str]]) -> None:
         elif method == "occlusion":
             st.slider("Patch (pixels of 32x32)", 1, 16, key="w_patch")
 
-        names = list(OUTPUT_TARGETS) + [n for n, _ in layers if n not in OUTPUT_TARGETS]
-        if st.session_state["w_layer"] not in names:
-            st.session_state["w_layer"] = "logits"
-        st.selectbox("Layer", names, key="w_layer",
+        st.selectbox("Layer", layer_choices(layers), key="w_layer",
                      format_func=lambda n: f"{n}  ({shapes[n]})" if n in shapes else n,
                      help="The output (logits by default) or any inner layer, by name.")
         inner = st.session_state["w_layer"] not in OUTPUT_TARGETS
@@ -248,7 +270,6 @@ def sidebar(layers: list[tuple[str, str]]) -> None:
                               "original experiment, 'mean', or 'l2'.")
             channels = shapes.get(st.session_state["w_layer"], "?").split("x")[-1]
             top = int(channels) - 1 if channels.isdigit() else 0
-            st.session_state["w_channel"] = min(st.session_state["w_channel"], top)
             st.number_input("Channel (-1: all)", -1, top, key="w_channel")
         else:
             st.multiselect("Class mask", CLASS_NAMES, key="w_classes",
@@ -280,10 +301,8 @@ def sidebar(layers: list[tuple[str, str]]) -> None:
         st.header("Compare")
         st.selectbox("Side by side", COMPARE_MODES, key="w_compare")
         mode = st.session_state["w_compare"]
-        choices = {"layers": names, "classes": list(CLASS_NAMES), "methods": list(METHODS)}
+        choices = compare_choices(layers)
         if mode in choices:
-            kept = [v for v in st.session_state["w_compare_items"] if v in choices[mode]]
-            st.session_state["w_compare_items"] = kept
             st.multiselect(f"{mode.capitalize()} to compare", choices[mode],
                            key="w_compare_items", max_selections=6)
 
@@ -291,10 +310,10 @@ def sidebar(layers: list[tuple[str, str]]) -> None:
 # --- Page sections -----------------------------------------------------------------------------
 
 
-def collect_images() -> list[tuple[str, np.ndarray | bytes]]:
+def collect_images(uploads: list) -> list[tuple[str, np.ndarray | bytes]]:
     """(name, raw bytes or uint8 array) of every image brought to the page."""
     items: list[tuple[str, np.ndarray | bytes]] = []
-    items += [(u.name, u.getvalue()) for u in UPLOADS or []]
+    items += [(u.name, u.getvalue()) for u in uploads or []]
     with st.expander("Camera and sample gallery"):
         # Each behind a toggle: their widgets cost every run (and the browser every redraw)
         # for the many people who only upload.
@@ -491,22 +510,29 @@ def show_comparison(inputs: list[tuple[str, np.ndarray, np.ndarray]],
 # --- The page ----------------------------------------------------------------------------------
 
 
-def main() -> None:
+@st.fragment
+def workspace() -> None:
+    """The uploader and every image's analysis. A fragment: an upload (or a camera shot, or a
+    sample picked) reruns only this part, not the sidebar's two dozen controls, which cost the
+    browser about 0.16 s to redraw (benchmarks/README.md); a control's change reruns the whole
+    page, this part included."""
+    uploads = st.file_uploader("Upload images", accept_multiple_files=True, key="uploads",
+                               type=["jpg", "jpeg", "png", "webp", "bmp", "gif"])
+    items = collect_images(uploads)
+    if not items:
+        st.plotly_chart(figures.reading_guide(), width="stretch",
+                        config={"displayModeBar": False, "staticPlot": True},
+                        key="reading-guide")
+        st.info("Upload an image (JPEG, PNG, WebP, BMP or GIF), take one with the camera, or "
+                "pick a CIFAR-10 sample to start.")
+        return
     try:
-        get_model()
-    except sensitivity.ModelError as exc:
-        HEAD.empty()
-        st.error(f"The model could not be loaded, so the page cannot work: {exc}")
-        st.stop()
-    init_state()
-    for problem in st.session_state.pop("_link_problems", []):
-        st.warning(problem)
-    sidebar(model_layers())
+        normalise_state(model_layers())
+    except sensitivity.ModelError:
+        return  # the page says so above (main)
     settings = current_settings()
-    st.query_params.from_dict(settings.to_query())
-
     inputs: list[tuple[str, np.ndarray, np.ndarray]] = []
-    for index, (name, raw) in enumerate(collect_images()):
+    for index, (name, raw) in enumerate(items):
         try:
             image = decode(raw) if isinstance(raw, bytes) else raw
         except sensitivity.ImageError as exc:
@@ -543,11 +569,25 @@ def main() -> None:
         except ValueError as exc:
             st.error(str(exc))
     if inputs:
-        LANDING.empty()
         analysis_shown()  # the server's later warm-up may start now
-    else:
-        st.info("Upload an image (JPEG, PNG, WebP, BMP or GIF), take one with the camera, or "
-                "pick a CIFAR-10 sample to start.")
+
+
+def main() -> None:
+    init_state()
+    for problem in st.session_state.pop("_link_problems", []):
+        NOTICES.warning(problem)
+    # The uploader first: it shows while the model loads on a cold start.
+    with WORKSPACE.container():
+        workspace()
+    try:
+        layers = model_layers()
+    except sensitivity.ModelError as exc:
+        WORKSPACE.empty()
+        NOTICES.error(f"The model could not be loaded, so the page cannot work: {exc}")
+        st.stop()
+    normalise_state(layers)
+    sidebar(layers)
+    st.query_params.from_dict(current_settings().to_query())
 
 
 main()
