@@ -33,11 +33,7 @@ from sensitivity.images import center_square_box
 from sensitivity.labels import CLASS_NAMES
 from sensitivity.model_io import model_path
 from sensitivity.postprocess import top_k_mask
-from sensitivity.report import (
-    completeness_note,
-    probability_bars_html,
-    verdict,
-)
+from sensitivity.report import completeness_note, probability_bars_html, verdict
 from sensitivity.saliency import METHODS, Attribution, attribute, layer_names, to_map
 from sensitivity.scenes import make_scene
 from sensitivity.serving import analysis_shown, ready_model
