@@ -8,17 +8,6 @@ import numpy as np
 
 from sensitivity.labels import CLASS_NAMES
 
-
-def probability_table(probabilities: np.ndarray) -> list[dict]:
-    """Rows ``{"class", "probability (%)"}`` for all ten classes, most probable first."""
-    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
-    order = np.argsort(-probabilities, kind="stable")
-    return [
-        {"class": CLASS_NAMES[i], "probability (%)": round(100 * float(probabilities[i]), 2)}
-        for i in order
-    ]
-
-
 PREDICTED_BAR = "#0072B2"  # blue of the Okabe-Ito palette, readable with colour blindness
 OTHER_BAR = "#9DB4C8"
 
