@@ -185,15 +185,19 @@ def normalise_state(layers: list[tuple[str, str]]) -> None:
     lacks falls back to logits, the channel stays within the layer's, the compared items
     within the compare mode's choices. Called before any widget of a run is drawn."""
     s = st.session_state
-    shapes = dict(layers)
     if s["w_layer"] not in layer_choices(layers):
         s["w_layer"] = "logits"
     if s["w_layer"] not in OUTPUT_TARGETS:
-        channels = shapes.get(s["w_layer"], "?").split("x")[-1]
-        s["w_channel"] = min(s["w_channel"], int(channels) - 1 if channels.isdigit() else 0)
+        s["w_channel"] = min(s["w_channel"], last_channel(layers, s["w_layer"]))
     choices = compare_choices(layers).get(s["w_compare"])
     if choices is not None:
         s["w_compare_items"] = [v for v in s["w_compare_items"] if v in choices]
+
+
+def last_channel(layers: list[tuple[str, str]], layer: str) -> int:
+    """The last channel index of an inner layer (0 when its channel count is unknown)."""
+    channels = dict(layers).get(layer, "?").split("x")[-1]
+    return int(channels) - 1 if channels.isdigit() else 0
 
 
 def layer_choices(layers: list[tuple[str, str]]) -> list[str]:
@@ -264,9 +268,8 @@ def sidebar(layers: list[tuple[str, str]]) -> None:
             st.selectbox("Layer reduction", LAYER_REDUCTIONS, key="w_layer_reduction",
                          help="How the layer's output becomes one number: 'sum' as in the "
                               "original experiment, 'mean', or 'l2'.")
-            channels = shapes.get(st.session_state["w_layer"], "?").split("x")[-1]
-            top = int(channels) - 1 if channels.isdigit() else 0
-            st.number_input("Channel (-1: all)", -1, top, key="w_channel")
+            st.number_input("Channel (-1: all)", -1,
+                            last_channel(layers, st.session_state["w_layer"]), key="w_channel")
         else:
             st.multiselect("Class mask", CLASS_NAMES, key="w_classes",
                            placeholder="the predicted class",
