@@ -120,8 +120,9 @@ async def user(browser, url: str, index: int, cls: int, image: np.ndarray, recor
     await context.close()
 
 
-async def watch(users: list[asyncio.Task], done, records: list[dict]) -> None:
-    """Wait until ``done()``; a user that failed fails the test at once. Prints progress."""
+async def watch(users: list[asyncio.Task], done, records: list[dict], server) -> None:
+    """Wait until ``done()``; a user that failed fails the test at once, after the server has
+    written every thread's stack to its log (``test-artifacts/load.log``). Prints progress."""
     started = last = time.monotonic()
     while not done():
         await asyncio.sleep(0.5)
@@ -131,6 +132,7 @@ async def watch(users: list[asyncio.Task], done, records: list[dict]) -> None:
                   f"{sum(len(r['latencies']) for r in records)} steps", flush=True)
         failed = [task for task in users if task.done() and task.exception()]
         if failed:
+            server.dump_stacks()
             for task in users:
                 task.cancel()
             raise failed[0].exception()
@@ -145,12 +147,12 @@ async def drive(url: str, images, server) -> dict:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         users = [asyncio.create_task(user(browser, url, i, cls, image, records[i]))
                  for i, (cls, image) in enumerate(images)]
-        await watch(users, lambda: all(r["warm"].is_set() for r in records), records)
+        await watch(users, lambda: all(r["warm"].is_set() for r in records), records, server)
         warm_mb = server.resident_mb()
         warm_analyses = sum(r["analyses"] for r in records)
         started = time.monotonic()
         await watch(users, lambda: time.monotonic() - started >= MIN_SECONDS and sum(
-            r["analyses"] for r in records) - warm_analyses >= MIN_ANALYSES, records)
+            r["analyses"] for r in records) - warm_analyses >= MIN_ANALYSES, records, server)
         for r in records:
             r["stop"].set()
         await asyncio.gather(*users)

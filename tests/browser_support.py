@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +37,12 @@ class Server:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmRSS line")
+
+    def dump_stacks(self) -> None:
+        """Ask a ``serve`` server to write every thread's stack to its log (SIGUSR1)."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGUSR1)
+            time.sleep(1.0)
 
 
 def free_port() -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 
 import pytest
 
@@ -27,7 +28,7 @@ from tests.conftest import PHOTOS_DIR
 @pytest.fixture(scope="module")
 def server():
     with streamlit_server("server") as running:
-        yield running.url, running.started
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def page(browser, request):
 
 
 def test_upload_predict_heatmap_and_class_mask(server, page):
-    url, server_started = server
+    url, server_started = server.url, server.started
     page.goto(url)
     page.get_by_text("Upload images").first.wait_for(timeout=120_000)
     photo = (PHOTOS_DIR / "dog.jpg").read_bytes()  # 768x576
@@ -96,3 +97,16 @@ def test_upload_predict_heatmap_and_class_mask(server, page):
     print(timings)
     errors = page.locator("[data-testid=stException]")
     assert errors.count() == 0
+
+
+def test_serve_writes_every_thread_stack_on_request_and_goes_on(server):
+    """``kill -USR1`` (what benchmarks/load_test.py sends when a user waits in vain) writes the
+    stack of every thread of ``serve`` to its log, and the server goes on answering."""
+    log = ARTIFACTS / "server.log"
+    before = log.read_text().count("(most recent call first)")
+    server.dump_stacks()
+    text = log.read_text()
+    assert text.count("(most recent call first)") - before >= 2  # the main thread and others
+    assert 'File "' in text.rsplit("(most recent call first)", 1)[1]
+    with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=10) as response:
+        assert response.status == 200
