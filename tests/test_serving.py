@@ -99,3 +99,43 @@ time.sleep(0.1)  # the interpreter exits with the trace under way
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "terminate called" not in done.stderr
+
+
+def test_sessions_calling_a_fresh_model_at_once_share_its_traces():
+    """Users whose first calls reach an untraced gradient at the same moment (a model served
+    before its warm-up is done) get correct maps, and the functions are traced once, not once
+    per user."""
+    import keras
+    import numpy as np
+
+    from sensitivity.gradients import tracing_count
+    from sensitivity.saliency import saliency
+    from sensitivity.wrn import build_wrn
+
+    def fresh():
+        keras.utils.set_random_seed(5)
+        return build_wrn(10, 1)
+
+    rng = np.random.default_rng(5)
+    images = rng.uniform(0, 255, (6, 32, 32, 3)).astype(np.float32)
+    calls = [{}, {"class_mask": 2}] * 3  # the predicted-class and the given-class functions
+    sequential = fresh()
+    expected = [saliency(sequential, images[i:i + 1], **kw) for i, kw in enumerate(calls)]
+
+    model = fresh()
+    barrier = threading.Barrier(len(calls))
+    results: dict[int, np.ndarray] = {}
+
+    def user(i):
+        barrier.wait()
+        results[i] = saliency(model, images[i:i + 1], **calls[i])
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(results) == list(range(len(calls)))
+    assert tracing_count(model) == tracing_count(sequential) == 2
+    for i, map_ in results.items():
+        np.testing.assert_allclose(map_, expected[i], rtol=1e-5, atol=1e-6 * expected[i].max())
