@@ -25,6 +25,10 @@ st.caption("Which input pixels is a CIFAR-10 wide ResNet most sensitive to, and 
 NOTICES = st.container()  # the model's error, problems with the link's settings
 WORKSPACE = st.empty()  # the uploader and the analyses (the fragment `workspace` draws them)
 
+from sensitivity.serving import import_keras
+
+import_keras()  # TensorFlow and Keras, without the packages a server never uses
+
 import sensitivity
 from sensitivity import export, gallery, metrics, pictures
 from sensitivity.discovery import boxes_to_image, discover_objects

@@ -10,7 +10,9 @@ browser's first page load.
 from __future__ import annotations
 
 import atexit
+import importlib.abc
 import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,41 @@ _exiting = threading.Event()
 _later_warm_ups: list[threading.Thread] = []
 LATER_WARM_UP_WAIT_S = 60.0  # the later warm-up waits at most this long for a first analysis
 EXIT_WAIT_S = 60.0  # at exit, how long to wait for a later warm-up under way
+
+
+# Packages Keras imports only if they are installed, for features a server never uses (pandas
+# and scikit-learn inputs to `fit`, notebook display): about 1 s of a cold start for pandas
+# (with pyarrow) in the app's own environment, 3 s more for scikit-learn and IPython in a
+# developer's (benchmarks/README.md).
+SKIPPED_BY_KERAS = ("pandas", "sklearn", "IPython")
+
+
+class _SkipInThread(importlib.abc.MetaPathFinder):
+    """An import finder that reports ``names`` (and their submodules) as missing to one thread
+    only: the thread importing Keras, while other threads import anything they like."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = names
+        self.thread = threading.get_ident()
+
+    def find_spec(self, fullname, path=None, target=None):
+        if threading.get_ident() == self.thread and fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"{fullname} is skipped while Keras loads", name=fullname)
+        return None
+
+
+def import_keras() -> None:
+    """Import Keras and TensorFlow for a server, without the optional packages
+    :data:`SKIPPED_BY_KERAS` (Keras leaves their features off). The Keras of a process that
+    has imported it already stays as it is; other threads are unaffected."""
+    if "keras" in sys.modules:
+        return
+    finder = _SkipInThread(SKIPPED_BY_KERAS)
+    sys.meta_path.insert(0, finder)
+    try:
+        import keras  # noqa: F401
+    finally:
+        sys.meta_path.remove(finder)
 
 
 def analysis_shown() -> None:
@@ -83,6 +120,7 @@ def ready_model(path: str | os.PathLike | None = None):
     from sensitivity.model_io import load_model, model_path
 
     key = str(Path(path) if path is not None else model_path())
+    import_keras()
     with _lock:
         if key not in _models:
             model = load_model(key)

@@ -139,3 +139,55 @@ def test_sessions_calling_a_fresh_model_at_once_share_its_traces():
     assert tracing_count(model) == tracing_count(sequential) == 2
     for i, map_ in results.items():
         np.testing.assert_allclose(map_, expected[i], rtol=1e-5, atol=1e-6 * expected[i].max())
+
+
+def test_the_servers_keras_import_skips_what_it_never_uses():
+    """Keras imported through ``import_keras`` leaves out pandas (and scikit-learn, IPython):
+    Keras' optional pandas support is off, and the packages still import normally after."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    installed = [n for n in serving.SKIPPED_BY_KERAS if importlib.util.find_spec(n)]
+    assert "pandas" in installed  # Streamlit installs it: the case this guard is for
+    code = f"""
+import sys
+from sensitivity.serving import import_keras
+import_keras()
+import keras
+from keras.src.trainers.data_adapters import array_slicing
+skipped = [n for n in {installed!r} if n in sys.modules]
+assert not skipped, skipped
+assert array_slicing.pandas is None
+import pandas  # nothing is left blocked
+assert pandas.DataFrame({{"a": [1]}}).shape == (1, 1)
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_import_skip_applies_to_one_thread_only():
+    import importlib
+    import sys
+
+    import pytest
+
+    name = "wave"  # a standard-library module nothing here imports
+    made = {}
+    thread = threading.Thread(target=lambda: made.update(other=serving._SkipInThread((name,))))
+    thread.start()
+    thread.join()
+    sys.modules.pop(name, None)
+    try:
+        sys.meta_path.insert(0, made["other"])
+        assert importlib.import_module(name).__name__ == name  # skipped in another thread only
+        sys.modules.pop(name)
+        sys.meta_path.insert(0, serving._SkipInThread((name,)))
+        with pytest.raises(ModuleNotFoundError, match=name):
+            importlib.import_module(name)
+    finally:
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, serving._SkipInThread)]
+        sys.modules.pop(name, None)
