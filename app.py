@@ -14,45 +14,205 @@ import streamlit as st
 
 from sensitivity import figures  # NumPy and Plotly only: no TensorFlow yet
 
-# The header goes out before TensorFlow is imported (several seconds on a cold start); the
-# uploader and a first Plotly figure follow before the model loads (main, below), so that a
-# person can pick a file, and the browser load Plotly, meanwhile. Hence the imports below the
-# drawing (E402 is off for this file).
+# The header and the sidebar's controls go out before TensorFlow is imported (several seconds
+# on a cold start); the uploader and a first Plotly figure follow before the model loads (main,
+# below), so that a person can pick a file, and the browser load the controls' and Plotly's
+# code, meanwhile. Hence the imports below the drawing (E402 is off for this file).
 st.set_page_config(page_title="sensitivity", page_icon=":mag:", layout="wide")
 st.title("sensitivity")
 st.caption("Which input pixels is a CIFAR-10 wide ResNet most sensitive to, and why? "
            "Upload a photo; the heatmaps show |d output / d pixel|.")
 NOTICES = st.container()  # the model's error, problems with the link's settings
 WORKSPACE = st.empty()  # the uploader and the analyses (the fragment `workspace` draws them)
+SIDEBAR = st.sidebar.empty()
 
-from sensitivity.serving import import_keras
-
-import_keras()  # TensorFlow and Keras, without the packages a server never uses
-
-import sensitivity
-from sensitivity import export, gallery, metrics, pictures
-from sensitivity.discovery import boxes_to_image, discover_objects
-from sensitivity.gradients import OUTPUT_TARGETS
-from sensitivity.images import center_square_box
+from sensitivity.choices import LAYER_REDUCTIONS, METHODS, OUTPUT_TARGETS
 from sensitivity.labels import CLASS_NAMES
-from sensitivity.model_io import model_path
-from sensitivity.postprocess import top_k_mask
-from sensitivity.report import completeness_note, probability_bars_html, verdict
-from sensitivity.saliency import METHODS, Attribution, attribute, layer_names, to_map
-from sensitivity.scenes import make_scene
-from sensitivity.serving import analysis_shown, ready_model
+from sensitivity.serving import analysis_shown, import_keras, ready_model
 from sensitivity.settings import (
     BASELINES,
     CHANNEL_REDUCTIONS,
     COLOUR_SCALES,
     COMPARE_MODES,
-    LAYER_REDUCTIONS,
     SIGNS,
     SIZES,
     SMOOTHGRAD_VARIANTS,
     ViewSettings,
     settings_from_query,
 )
+
+# --- The controls: drawn before TensorFlow is imported, so that on a cold start the browser --
+# loads and lays them out while the server imports (the layer's controls follow the model).
+
+
+def init_state() -> None:
+    """Once per session: widget values from the query string (the shareable link).
+
+    On every later run, values are restored from a copy kept outside the widgets: Streamlit
+    forgets the value of a widget that one run did not draw (the class mask while an inner
+    layer is chosen, say).
+    """
+    if st.session_state.get("_initialised"):
+        for key, value in st.session_state["_values"].items():
+            if key not in st.session_state:
+                st.session_state[key] = value
+        return
+    settings, problems = settings_from_query(st.query_params.to_dict())
+    values = {}
+    for field in dataclasses.fields(ViewSettings):
+        value = getattr(settings, field.name)
+        if field.name == "classes":
+            value = [CLASS_NAMES[i] for i in value]
+        elif field.name == "compare_items":
+            value = list(value)
+        elif field.name == "channel":
+            value = -1 if value is None else value
+        values[f"w_{field.name}"] = value
+    st.session_state.update(values)
+    # Kept apart too: an upload during the first run (the uploader shows while the model
+    # loads) interrupts it before the widgets are drawn, and Streamlit then drops their values.
+    st.session_state["_values"] = dict(values)
+    st.session_state["_link_problems"] = problems
+    st.session_state["_initialised"] = True
+
+
+def normalise_state(layers: list[tuple[str, str]]) -> None:
+    """Keep the controls' values consistent with each other and the model: a layer the model
+    lacks falls back to logits, the channel stays within the layer's, the compared items
+    within the compare mode's choices. Called before any widget of a run is drawn."""
+    s = st.session_state
+    if s["w_layer"] not in layer_choices(layers):
+        s["w_layer"] = "logits"
+    if s["w_layer"] not in OUTPUT_TARGETS:
+        s["w_channel"] = min(s["w_channel"], last_channel(layers, s["w_layer"]))
+    choices = compare_choices(layers).get(s["w_compare"])
+    if choices is not None:
+        s["w_compare_items"] = [v for v in s["w_compare_items"] if v in choices]
+
+
+def last_channel(layers: list[tuple[str, str]], layer: str) -> int:
+    """The last channel index of an inner layer (0 when its channel count is unknown)."""
+    channels = dict(layers).get(layer, "?").split("x")[-1]
+    return int(channels) - 1 if channels.isdigit() else 0
+
+
+def layer_choices(layers: list[tuple[str, str]]) -> list[str]:
+    """The output targets, then every inner layer, as the layer control offers them."""
+    return list(OUTPUT_TARGETS) + [n for n, _ in layers if n not in OUTPUT_TARGETS]
+
+
+def compare_choices(layers: list[tuple[str, str]]) -> dict[str, list[str]]:
+    return {"layers": layer_choices(layers), "classes": list(CLASS_NAMES),
+            "methods": list(METHODS)}
+
+
+def current_settings() -> ViewSettings:
+    s = st.session_state
+    s["_values"] = {f"w_{field.name}": s[f"w_{field.name}"]
+                    for field in dataclasses.fields(ViewSettings)}
+    values = {field.name: s[f"w_{field.name}"] for field in dataclasses.fields(ViewSettings)}
+    values["classes"] = tuple(sorted(CLASS_NAMES.index(c) for c in values["classes"]))
+    values["compare_items"] = tuple(values["compare_items"])
+    values["channel"] = None if values["channel"] < 0 else int(values["channel"])
+    return ViewSettings(**values)
+
+
+def sidebar() -> tuple:
+    """The controls that do not depend on the model, in the sidebar; returns the two slots
+    that :func:`layer_controls` and :func:`compare_controls` fill once the model is loaded."""
+    with SIDEBAR.container():
+        st.header("What to differentiate")
+        st.selectbox("Method", list(METHODS), key="w_method",
+                     help="How the attribution is computed; see the README for each method.")
+        method = st.session_state["w_method"]
+        st.caption(METHODS[method].description)
+        if method == "guided_backprop":
+            st.warning("Guided backpropagation fails the model-randomisation sanity check "
+                       "(Adebayo et al. 2018): its maps barely change when the weights are "
+                       "randomised. Shown for comparison only.")
+        if method == "smoothgrad":
+            st.slider("Samples", 1, 128, key="w_samples")
+            st.slider("Noise (fraction of 0..255)", 0.0, 0.5, step=0.01, key="w_noise")
+            st.selectbox("Variant", SMOOTHGRAD_VARIANTS, key="w_smoothgrad_variant")
+        elif method == "integrated_gradients":
+            st.slider("Steps", 2, 256, key="w_steps")
+            st.selectbox("Baseline", BASELINES, key="w_baseline")
+        elif method == "occlusion":
+            st.slider("Patch (pixels of 32x32)", 1, 16, key="w_patch")
+
+        layer_slot = st.container()
+        st.radio("Sign", SIGNS, key="w_sign", horizontal=True,
+                 help="abs |g|, positive max(g,0), negative max(-g,0), signed g.")
+        st.radio("Colour channels", CHANNEL_REDUCTIONS, key="w_reduce_channels",
+                 horizontal=True, help="How R, G and B become one value per pixel.")
+        st.select_slider("Analysis size", SIZES, key="w_size",
+                          help="32 is the network's native size; it is fully convolutional, "
+                               "so larger inputs show finer maps.")
+
+        st.header("How to show it")
+        st.slider("Top-k pixels", 1, 1024, key="w_k")
+        st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key="w_opacity")
+        st.selectbox("Colour scale", COLOUR_SCALES, key="w_colour_scale",
+                     help="viridis and cividis stay readable with colour blindness; signed "
+                          "maps use a blue-white-red scale centred at zero.")
+        st.checkbox("Shared colour scale across panels", key="w_shared_scale")
+        st.checkbox("Draw the discovered objects' boxes", key="w_boxes",
+                    help="Boxes around the strongest regions of the map (smoothed, top 20% of "
+                         "pixels, connected components), also mapped back onto your photo.")
+        st.checkbox("Faithfulness panel", key="w_faithfulness",
+                    help="Deletion and insertion curves, and predicting again without the "
+                         "top-k pixels.")
+
+        st.header("Compare")
+        st.selectbox("Side by side", COMPARE_MODES, key="w_compare")
+        compare_slot = st.container()
+    return layer_slot, compare_slot
+
+
+def layer_controls(slot, layers: list[tuple[str, str]]) -> None:
+    """The layer and what depends on it (reduction and channel, or the class mask), in the
+    sidebar's ``slot``: drawn once the model's layers are known."""
+    shapes = dict(layers)
+    with slot:
+        st.selectbox("Layer", layer_choices(layers), key="w_layer",
+                     format_func=lambda n: f"{n}  ({shapes[n]})" if n in shapes else n,
+                     help="The output (logits by default) or any inner layer, by name.")
+        if st.session_state["w_layer"] not in OUTPUT_TARGETS:
+            st.selectbox("Layer reduction", LAYER_REDUCTIONS, key="w_layer_reduction",
+                         help="How the layer's output becomes one number: 'sum' as in the "
+                              "original experiment, 'mean', or 'l2'.")
+            st.number_input("Channel (-1: all)", -1,
+                            last_channel(layers, st.session_state["w_layer"]), key="w_channel")
+        else:
+            st.multiselect("Class mask", CLASS_NAMES, key="w_classes",
+                           placeholder="the predicted class",
+                           help="Only these classes count: the score is the sum of their "
+                                "outputs. Empty: each image's predicted class.")
+
+
+def compare_controls(slot, layers: list[tuple[str, str]]) -> None:
+    """What the chosen comparison compares, in the sidebar's ``slot``."""
+    mode = st.session_state["w_compare"]
+    choices = compare_choices(layers)
+    if mode in choices:
+        slot.multiselect(f"{mode.capitalize()} to compare", choices[mode],
+                         key="w_compare_items", max_selections=6)
+
+
+init_state()
+LAYER_SLOT, COMPARE_SLOT = sidebar()
+
+import_keras()  # TensorFlow and Keras, without the packages a server never uses
+
+import sensitivity
+from sensitivity import export, gallery, metrics, pictures
+from sensitivity.discovery import boxes_to_image, discover_objects
+from sensitivity.images import center_square_box
+from sensitivity.model_io import model_path
+from sensitivity.postprocess import top_k_mask
+from sensitivity.report import completeness_note, probability_bars_html, verdict
+from sensitivity.saliency import Attribution, attribute, layer_names, to_map
+from sensitivity.scenes import make_scene
 
 SLOW_METHODS = ("smoothgrad", "integrated_gradients", "occlusion")
 
@@ -153,78 +313,6 @@ def samples(source: str) -> list[gallery.Sample]:
 # --- Settings: from the link, through the widgets, back into the link --------------------------
 
 
-def init_state() -> None:
-    """Once per session: widget values from the query string (the shareable link).
-
-    On every later run, values are restored from a copy kept outside the widgets: Streamlit
-    forgets the value of a widget that one run did not draw (the class mask while an inner
-    layer is chosen, say).
-    """
-    if st.session_state.get("_initialised"):
-        for key, value in st.session_state["_values"].items():
-            if key not in st.session_state:
-                st.session_state[key] = value
-        return
-    settings, problems = settings_from_query(st.query_params.to_dict())
-    values = {}
-    for field in dataclasses.fields(ViewSettings):
-        value = getattr(settings, field.name)
-        if field.name == "classes":
-            value = [CLASS_NAMES[i] for i in value]
-        elif field.name == "compare_items":
-            value = list(value)
-        elif field.name == "channel":
-            value = -1 if value is None else value
-        values[f"w_{field.name}"] = value
-    st.session_state.update(values)
-    # Kept apart too: an upload during the first run (the uploader shows while the model
-    # loads) interrupts it before the widgets are drawn, and Streamlit then drops their values.
-    st.session_state["_values"] = dict(values)
-    st.session_state["_link_problems"] = problems
-    st.session_state["_initialised"] = True
-
-
-def normalise_state(layers: list[tuple[str, str]]) -> None:
-    """Keep the controls' values consistent with each other and the model: a layer the model
-    lacks falls back to logits, the channel stays within the layer's, the compared items
-    within the compare mode's choices. Called before any widget of a run is drawn."""
-    s = st.session_state
-    if s["w_layer"] not in layer_choices(layers):
-        s["w_layer"] = "logits"
-    if s["w_layer"] not in OUTPUT_TARGETS:
-        s["w_channel"] = min(s["w_channel"], last_channel(layers, s["w_layer"]))
-    choices = compare_choices(layers).get(s["w_compare"])
-    if choices is not None:
-        s["w_compare_items"] = [v for v in s["w_compare_items"] if v in choices]
-
-
-def last_channel(layers: list[tuple[str, str]], layer: str) -> int:
-    """The last channel index of an inner layer (0 when its channel count is unknown)."""
-    channels = dict(layers).get(layer, "?").split("x")[-1]
-    return int(channels) - 1 if channels.isdigit() else 0
-
-
-def layer_choices(layers: list[tuple[str, str]]) -> list[str]:
-    """The output targets, then every inner layer, as the layer control offers them."""
-    return list(OUTPUT_TARGETS) + [n for n, _ in layers if n not in OUTPUT_TARGETS]
-
-
-def compare_choices(layers: list[tuple[str, str]]) -> dict[str, list[str]]:
-    return {"layers": layer_choices(layers), "classes": list(CLASS_NAMES),
-            "methods": list(METHODS)}
-
-
-def current_settings() -> ViewSettings:
-    s = st.session_state
-    s["_values"] = {f"w_{field.name}": s[f"w_{field.name}"]
-                    for field in dataclasses.fields(ViewSettings)}
-    values = {field.name: s[f"w_{field.name}"] for field in dataclasses.fields(ViewSettings)}
-    values["classes"] = tuple(sorted(CLASS_NAMES.index(c) for c in values["classes"]))
-    values["compare_items"] = tuple(values["compare_items"])
-    values["channel"] = None if values["channel"] < 0 else int(values["channel"])
-    return ViewSettings(**values)
-
-
 def method_options(settings: ViewSettings, method: str | None = None) -> tuple:
     """The options of ``method`` (default: the chosen one) as a hashable tuple."""
     method = method or settings.method
@@ -240,74 +328,6 @@ def method_options(settings: ViewSettings, method: str | None = None) -> tuple:
     elif method == "occlusion":
         options.update(patch=settings.patch)
     return tuple(sorted(options.items()))
-
-
-def sidebar(layers: list[tuple[str, str]]) -> None:
-    shapes = dict(layers)
-    with st.sidebar:
-        st.header("What to differentiate")
-        st.selectbox("Method", list(METHODS), key="w_method",
-                     help="How the attribution is computed; see the README for each method.")
-        method = st.session_state["w_method"]
-        st.caption(METHODS[method].description)
-        if method == "guided_backprop":
-            st.warning("Guided backpropagation fails the model-randomisation sanity check "
-                       "(Adebayo et al. 2018): its maps barely change when the weights are "
-                       "randomised. Shown for comparison only.")
-        if method == "smoothgrad":
-            st.slider("Samples", 1, 128, key="w_samples")
-            st.slider("Noise (fraction of 0..255)", 0.0, 0.5, step=0.01, key="w_noise")
-            st.selectbox("Variant", SMOOTHGRAD_VARIANTS, key="w_smoothgrad_variant")
-        elif method == "integrated_gradients":
-            st.slider("Steps", 2, 256, key="w_steps")
-            st.selectbox("Baseline", BASELINES, key="w_baseline")
-        elif method == "occlusion":
-            st.slider("Patch (pixels of 32x32)", 1, 16, key="w_patch")
-
-        st.selectbox("Layer", layer_choices(layers), key="w_layer",
-                     format_func=lambda n: f"{n}  ({shapes[n]})" if n in shapes else n,
-                     help="The output (logits by default) or any inner layer, by name.")
-        inner = st.session_state["w_layer"] not in OUTPUT_TARGETS
-        if inner:
-            st.selectbox("Layer reduction", LAYER_REDUCTIONS, key="w_layer_reduction",
-                         help="How the layer's output becomes one number: 'sum' as in the "
-                              "original experiment, 'mean', or 'l2'.")
-            st.number_input("Channel (-1: all)", -1,
-                            last_channel(layers, st.session_state["w_layer"]), key="w_channel")
-        else:
-            st.multiselect("Class mask", CLASS_NAMES, key="w_classes",
-                           placeholder="the predicted class",
-                           help="Only these classes count: the score is the sum of their "
-                                "outputs. Empty: each image's predicted class.")
-        st.radio("Sign", SIGNS, key="w_sign", horizontal=True,
-                 help="abs |g|, positive max(g,0), negative max(-g,0), signed g.")
-        st.radio("Colour channels", CHANNEL_REDUCTIONS, key="w_reduce_channels",
-                 horizontal=True, help="How R, G and B become one value per pixel.")
-        st.select_slider("Analysis size", SIZES, key="w_size",
-                          help="32 is the network's native size; it is fully convolutional, "
-                               "so larger inputs show finer maps.")
-
-        st.header("How to show it")
-        st.slider("Top-k pixels", 1, 1024, key="w_k")
-        st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key="w_opacity")
-        st.selectbox("Colour scale", COLOUR_SCALES, key="w_colour_scale",
-                     help="viridis and cividis stay readable with colour blindness; signed "
-                          "maps use a blue-white-red scale centred at zero.")
-        st.checkbox("Shared colour scale across panels", key="w_shared_scale")
-        st.checkbox("Draw the discovered objects' boxes", key="w_boxes",
-                    help="Boxes around the strongest regions of the map (smoothed, top 20% of "
-                         "pixels, connected components), also mapped back onto your photo.")
-        st.checkbox("Faithfulness panel", key="w_faithfulness",
-                    help="Deletion and insertion curves, and predicting again without the "
-                         "top-k pixels.")
-
-        st.header("Compare")
-        st.selectbox("Side by side", COMPARE_MODES, key="w_compare")
-        mode = st.session_state["w_compare"]
-        choices = compare_choices(layers)
-        if mode in choices:
-            st.multiselect(f"{mode.capitalize()} to compare", choices[mode],
-                           key="w_compare_items", max_selections=6)
 
 
 # --- Page sections -----------------------------------------------------------------------------
@@ -576,7 +596,6 @@ def workspace() -> None:
 
 
 def main() -> None:
-    init_state()
     for problem in st.session_state.pop("_link_problems", []):
         NOTICES.warning(problem)
     # The uploader first: it shows while the model loads on a cold start.
@@ -586,10 +605,12 @@ def main() -> None:
         layers = model_layers()
     except sensitivity.ModelError as exc:
         WORKSPACE.empty()
+        SIDEBAR.empty()
         NOTICES.error(f"The model could not be loaded, so the page cannot work: {exc}")
         st.stop()
     normalise_state(layers)
-    sidebar(layers)
+    layer_controls(LAYER_SLOT, layers)
+    compare_controls(COMPARE_SLOT, layers)
     st.query_params.from_dict(current_settings().to_query())
 
 

@@ -16,23 +16,21 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
 from sensitivity import gradients as engine
+from sensitivity.choices import (
+    BASELINES,
+    COMMON_OPTIONS,
+    METHODS,
+    PATH_SAMPLINGS,
+    SMOOTHGRAD_VARIANTS,
+)
 from sensitivity.filters import correlate_axis, gaussian_kernel
 from sensitivity.inference import as_batch, softmax
-
-SMOOTHGRAD_VARIANTS = ("mean", "squared", "vargrad")
-"""SmoothGrad's variants: mean of gradients, mean of their squares, their variance."""
-
-BASELINES = ("black", "blurred", "noise")
-"""Integrated Gradients' baselines."""
-
-PATH_SAMPLINGS = ("adaptive", "uniform")
-"""How Integrated Gradients places its points on the path (see :func:`path_points`)."""
 
 ADAPTIVE_POINTS_PER_SEGMENT = 4
 """Adaptive path sampling: ``steps // 4`` equal segments, each scored by one forward pass."""
@@ -52,91 +50,6 @@ REFERENCE_SIZE = 32
 
 class SaturationWarning(UserWarning):
     """The gradient of a probability vanished because the softmax is saturated."""
-
-
-@dataclass(frozen=True)
-class Option:
-    """One option of a method: its default value and a one-line description."""
-
-    default: object
-    description: str
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    """A method's one-line description and options."""
-
-    description: str
-    options: dict[str, Option] = field(default_factory=dict)
-    channels: bool = True
-    """Whether the attribution has one value per RGB channel."""
-
-
-COMMON_OPTIONS: dict[str, Option] = {
-    "layer_reduction": Option(
-        "sum", "inner layer only: its output becomes a scalar by 'sum', 'mean' or 'l2'"
-    ),
-    "channel": Option(None, "inner layer only: reduce this channel alone (None: all channels)"),
-    "max_batch": Option(
-        64, "most images per forward/backward pass (bounds memory; fewer when images are large)"
-    ),
-    "progress": Option(None, "callable(fraction 0..1) reporting progress of long methods"),
-}
-"""Options every method accepts."""
-
-METHODS: dict[str, MethodInfo] = {
-    "gradient": MethodInfo("gradient of the target score with respect to each pixel value"),
-    "gradient_x_input": MethodInfo(
-        "gradient times the pixel value (0..255): a first-order contribution against black"
-    ),
-    "smoothgrad": MethodInfo(
-        "gradient averaged over noisy copies of the image (Smilkov et al. 2017)",
-        {
-            "samples": Option(50, "number of noisy copies"),
-            "noise": Option(0.15, "noise standard deviation as a fraction of the range 0..255"),
-            "variant": Option(
-                "mean", "'mean' of gradients, 'squared' (mean of squares) or 'vargrad' (variance)"
-            ),
-            "seed": Option(0, "random seed of the noise (None: a fresh one)"),
-        },
-    ),
-    "integrated_gradients": MethodInfo(
-        "path integral of the gradient from a baseline image (Sundararajan et al. 2017)",
-        {
-            "steps": Option(50, "gradient evaluations along the path"),
-            "path_sampling": Option(
-                "adaptive",
-                "'adaptive': more points where the slope along the path bends (steps // 4 extra "
-                "forward passes); 'uniform': the midpoint rule",
-            ),
-            "baseline": Option("black", "'black', 'blurred' (Gaussian blur) or 'noise' (uniform)"),
-            "blur_sigma": Option(4.0, "blurred baseline: Gaussian sigma in 32x32-image pixels"),
-            "seed": Option(0, "noise baseline: random seed"),
-        },
-    ),
-    "gradcam": MethodInfo(
-        "Grad-CAM: feature maps weighted by their mean gradient, ReLU, upsampled bilinearly",
-        {
-            "target_layer": Option(None, "layer with a 4-D output (None: the last such layer)"),
-            "plus_plus": Option(False, "use the Grad-CAM++ weights (Chattopadhay et al. 2018)"),
-        },
-        channels=False,
-    ),
-    "guided_backprop": MethodInfo(
-        "gradient passed through ReLUs only where input and incoming gradient are positive; "
-        "fails the model-randomisation sanity check (Adebayo et al. 2018)"
-    ),
-    "occlusion": MethodInfo(
-        "gradient-free: drop in the score when a patch covering the pixel is filled",
-        {
-            "patch": Option(4, "patch side in 32x32-image pixels"),
-            "stride": Option(None, "patch step in 32x32-image pixels (None: half the patch)"),
-            "fill": Option("mean", "fill value 0..255, an RGB triple, or 'mean' (image's mean)"),
-        },
-        channels=False,
-    ),
-}
-"""Every method, with its description and its own options (besides :data:`COMMON_OPTIONS`)."""
 
 
 @dataclass

@@ -32,13 +32,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sensitivity.choices import LAYER_REDUCTIONS, OUTPUT_TARGETS
 from sensitivity.inference import log_softmax, softmax
-
-OUTPUT_TARGETS = ("logits", "probabilities", "log_probabilities")
-"""Targets computed from the model's output; any other name is a layer of the model."""
-
-LAYER_REDUCTIONS = ("sum", "mean", "l2")
-"""How an inner layer's output ``(N, ..., C)`` becomes one scalar per image."""
 
 BATCH_PIXEL_BUDGET = 64 * 64 * 64
 """Most pixels (images x height x width) in one pass: large images go fewer at a time."""

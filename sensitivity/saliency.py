@@ -30,16 +30,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from sensitivity.attribution import (
+from sensitivity.attribution import Attribution, SaturationWarning, attribute
+from sensitivity.choices import (
+    CHANNEL_REDUCTIONS,
     COMMON_OPTIONS,
     METHODS,
-    Attribution,
+    OUTPUT_TARGETS,
+    SIGNS,
     MethodInfo,
     Option,
-    SaturationWarning,
-    attribute,
 )
-from sensitivity.gradients import OUTPUT_TARGETS, layer_names, tracing_count
+from sensitivity.gradients import layer_names, tracing_count
 
 __all__ = [
     "CHANNEL_REDUCTIONS",
@@ -60,23 +61,6 @@ __all__ = [
     "to_map",
     "tracing_count",
 ]
-
-SIGNS: dict[str, str] = {
-    "abs": "magnitude |g|: sensitivity in either direction",
-    "positive": "max(g, 0): pixels whose increase raises the score",
-    "negative": "max(-g, 0): pixels whose increase lowers the score",
-    "signed": "g itself, positive and negative",
-}
-"""Sign modes applied to the attribution ``g``, with one-line descriptions."""
-
-CHANNEL_REDUCTIONS: dict[str, str] = {
-    "max": "largest value over RGB (signed: the value of largest magnitude, sign kept)",
-    "sum": "sum over RGB",
-    "l2": "Euclidean norm over RGB",
-    "none": "keep the three channels: maps of shape (N, H, W, 3)",
-}
-"""How the three colour channels become one value per pixel."""
-
 
 def describe_methods() -> list[dict]:
     """The methods as plain dicts: name, description, and options with defaults."""

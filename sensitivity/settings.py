@@ -11,12 +11,11 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sensitivity.attribution import BASELINES, SMOOTHGRAD_VARIANTS
-from sensitivity.attribution import METHODS as _ENGINE_METHODS
-from sensitivity.gradients import LAYER_REDUCTIONS
+from sensitivity.choices import BASELINES, LAYER_REDUCTIONS, SMOOTHGRAD_VARIANTS
+from sensitivity.choices import CHANNEL_REDUCTIONS as _ENGINE_CHANNEL_REDUCTIONS
+from sensitivity.choices import METHODS as _ENGINE_METHODS
+from sensitivity.choices import SIGNS as _ENGINE_SIGNS
 from sensitivity.labels import NUM_CLASSES
-from sensitivity.saliency import CHANNEL_REDUCTIONS as _ENGINE_CHANNEL_REDUCTIONS
-from sensitivity.saliency import SIGNS as _ENGINE_SIGNS
 
 METHODS = tuple(_ENGINE_METHODS)
 SIGNS = tuple(_ENGINE_SIGNS)

@@ -16,9 +16,20 @@ def modules_after(statement: str) -> set[str]:
 
 
 def test_light_modules_do_not_import_tensorflow():
-    loaded = modules_after("import sensitivity, sensitivity.figures, sensitivity.labels")
-    assert "sensitivity.figures" in loaded and "plotly" in loaded
+    """What the page draws before TensorFlow's import: the header, a figure, the controls."""
+    loaded = modules_after("import sensitivity, sensitivity.figures, sensitivity.labels, "
+                           "sensitivity.choices, sensitivity.settings, sensitivity.serving")
+    assert {"sensitivity.figures", "sensitivity.settings", "plotly"} <= loaded
     assert "tensorflow" not in loaded and "keras" not in loaded
+
+
+def test_the_engine_validates_against_the_choices_the_page_offers():
+    from sensitivity import attribution, choices, gradients, saliency, settings
+
+    assert saliency.METHODS is attribution.METHODS is choices.METHODS
+    assert gradients.OUTPUT_TARGETS is saliency.OUTPUT_TARGETS is choices.OUTPUT_TARGETS
+    assert settings.METHODS == tuple(choices.METHODS)
+    assert set(settings.SIGNS) == set(choices.SIGNS)
 
 
 def test_public_names_load_their_module_on_first_use():
