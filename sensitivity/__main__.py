@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--low-res-epochs", type=int, default=0, help="first epochs at --low-res-size"
     )
     train.add_argument("--low-res-size", type=positive_int, default=24)
+    train.add_argument("--cutout", type=int, default=0,
+                       help="side in pixels of the square Cutout fills in each training image "
+                            "(0: off)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
         "--init-from",
@@ -102,6 +105,8 @@ def _train(args) -> int:
     blocks_per_group(args.depth)  # fail early with a message
     if args.data_dir:
         split_dir(args.data_dir, "train")
+    if not 0 <= args.cutout <= 32:
+        raise ValueError("--cutout must be between 0 (off) and 32 pixels")
     if not 0 <= args.val_size < 50000:
         raise ValueError("--val-size must be between 0 and the number of training images")
     config = TrainConfig(
@@ -116,6 +121,7 @@ def _train(args) -> int:
         seed=args.seed,
         low_res_epochs=args.low_res_epochs,
         low_res_size=args.low_res_size,
+        cutout=args.cutout,
         data_dir=os.path.abspath(args.data_dir) if args.data_dir else None,
         init_from=os.path.abspath(args.init_from) if args.init_from else None,
     )

@@ -1,10 +1,12 @@
 """Training a WRN on CIFAR-10: augmentation, a one-cycle schedule, checkpoints and resume.
 
 The recipe: random crops of 32x32 from the image padded by 4 pixels (reflection) and
-horizontal flips; SGD with Nesterov momentum 0.9; learning rate warmed up linearly to its peak
-over the first 15% of the steps, then a cosine decay to zero (one cycle); label smoothing;
-an L2 penalty on the weights. A class-balanced validation part is held out of the training
-split; the test split is touched once, at the end, to measure the final model.
+horizontal flips, optionally Cutout (a random square per image filled with the batch's mean
+colour; DeVries and Taylor, 2017); SGD with Nesterov momentum 0.9; learning rate warmed up
+linearly to its peak over the first 15% of the steps, then a cosine decay to zero (one
+cycle); label smoothing; an L2 penalty on the weights. A class-balanced validation part is
+held out of the training split; the test split is touched once, at the end, to measure the
+final model.
 
 After every epoch the model with its optimizer state goes to ``<checkpoint-dir>/last.keras``
 and the progress to ``state.json`` beside it, so ``--resume`` continues an interrupted run
@@ -44,6 +46,7 @@ class TrainConfig:
     val_size: int = 5000
     low_res_epochs: int = 0
     low_res_size: int = 24
+    cutout: int = 0  # side in pixels of the square Cutout fills (0: off)
     seed: int = 0
     data_dir: str | None = None
     init_from: str | None = None  # a .keras model of the same architecture to start from
@@ -54,8 +57,12 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
 
 
-def augment_batch(images: np.ndarray, rng: np.random.Generator, pad: int = 4) -> np.ndarray:
-    """Random ``pad``-pixel-shift crops (reflection padding) and horizontal flips.
+def augment_batch(
+    images: np.ndarray, rng: np.random.Generator, pad: int = 4, cutout: int = 0
+) -> np.ndarray:
+    """Random ``pad``-pixel-shift crops (reflection padding) and horizontal flips; with
+    ``cutout`` > 0, then a ``cutout`` x ``cutout`` square per image, centred anywhere in it and
+    clipped at its border, filled with the batch's mean colour (Cutout).
 
     ``images``: ``(N, H, W, 3)`` uint8; returns float32 of the same shape, values 0..255.
     """
@@ -68,7 +75,16 @@ def augment_batch(images: np.ndarray, rng: np.random.Generator, pad: int = 4) ->
     flip = rng.random(n) < 0.5
     cols = np.where(flip[:, None], cols[:, ::-1], cols)
     out = padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
-    return out.astype(np.float32)
+    out = out.astype(np.float32)
+    if cutout > 0:
+        cy = rng.integers(0, height, size=n)[:, None]
+        cx = rng.integers(0, width, size=n)[:, None]
+        ys, xs = np.arange(height)[None, :], np.arange(width)[None, :]
+        inside_y = (ys >= cy - cutout // 2) & (ys < cy - cutout // 2 + cutout)
+        inside_x = (xs >= cx - cutout // 2) & (xs < cx - cutout // 2 + cutout)
+        square = inside_y[:, :, None] & inside_x[:, None, :]
+        out[square] = out.mean(axis=(0, 1, 2))
+    return out
 
 
 def area_matrix(size_out: int, size_in: int) -> np.ndarray:
@@ -108,7 +124,7 @@ def _batches(images, labels, config: TrainConfig, first_epoch: int, size: int | 
         def __getitem__(self, index):
             idx = self.order[index * config.batch_size : (index + 1) * config.batch_size]
             rng = np.random.default_rng([config.seed, self.epoch, index])
-            batch = augment_batch(images[idx], rng)
+            batch = augment_batch(images[idx], rng, cutout=config.cutout)
             if size is not None:
                 batch = downscale_batch(batch, size)
             return batch, one_hot(labels[idx])
@@ -392,7 +408,9 @@ def train(
             "optimizer": "SGD, Nesterov momentum",
             "schedule": "linear warm-up from peak/10 to peak, then cosine decay to 0 (one cycle)",
             "augmentation": "random 32x32 crop of the 4-pixel reflection-padded image, "
-            "horizontal flip",
+            "horizontal flip"
+            + (f", Cutout: a {config.cutout}x{config.cutout} square per image (clipped at the "
+               "border) filled with the batch's mean colour" if config.cutout else ""),
             "progressive_resizing": "the first low_res_epochs epochs see the augmented images "
             "area-downscaled to low_res_size (the network is fully convolutional)",
             "loss": "categorical cross-entropy with label smoothing on the logits",

@@ -26,6 +26,11 @@ def test_missing_data_folder(tmp_path, capsys):
     assert "data folder not found" in capsys.readouterr().err
 
 
+def test_cutout_out_of_range_is_a_message(capsys):
+    assert main(["train", "--cutout", "40"]) == 2
+    assert "--cutout must be between 0 (off) and 32" in capsys.readouterr().err
+
+
 def test_wrong_layout(tmp_path, capsys):
     (tmp_path / "train" / "cat").mkdir(parents=True)
     assert main(["evaluate", "--data-dir", str(tmp_path), "--split", "train"]) == 2

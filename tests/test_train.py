@@ -41,6 +41,24 @@ def test_augmentation_shifts_and_flips_within_the_padding():
         assert found
 
 
+def test_cutout_fills_one_clipped_square_per_image_with_the_mean_colour():
+    images = np.random.default_rng(2).integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
+    plain = augment_batch(images, np.random.default_rng(5))
+    cut = augment_batch(images, np.random.default_rng(5), cutout=8)
+    fill = plain.mean(axis=(0, 1, 2))
+    sides = set()
+    for before, after in zip(plain, cut, strict=True):
+        changed = (before != after).any(axis=-1)
+        rows, cols = np.nonzero(changed.any(axis=1))[0], np.nonzero(changed.any(axis=0))[0]
+        # one rectangle: every pixel inside it changed, nothing outside
+        assert changed[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].all()
+        assert changed.sum() == len(rows) * len(cols)
+        assert 4 <= len(rows) <= 8 and 4 <= len(cols) <= 8  # clipped at most to half
+        np.testing.assert_allclose(after[changed], np.broadcast_to(fill, (changed.sum(), 3)))
+        sides.add((len(rows), len(cols)))
+    assert (8, 8) in sides and len(sides) > 1  # whole squares, and clipped ones
+
+
 def test_downscale_preserves_the_mean():
     images = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
     small = downscale_batch(images, 24)
