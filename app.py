@@ -41,8 +41,9 @@ from sensitivity.settings import (
     settings_from_query,
 )
 
-# --- The controls: drawn before TensorFlow is imported, so that on a cold start the browser --
-# loads and lays them out while the server imports (the layer's controls follow the model).
+# --- Settings and controls: from the link, through the widgets, back into the link ---------
+# Drawn before TensorFlow is imported, so that on a cold start the browser loads and lays them
+# out while the server imports; the layer's controls follow once the model is loaded.
 
 
 def init_state() -> None:
@@ -310,7 +311,7 @@ def samples(source: str) -> list[gallery.Sample]:
     return gallery.load_samples(source, per_class=2)
 
 
-# --- Settings: from the link, through the widgets, back into the link --------------------------
+# --- A method's options, as a cache key --------------------------------------------------------
 
 
 def method_options(settings: ViewSettings, method: str | None = None) -> tuple:
