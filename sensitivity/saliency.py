@@ -62,6 +62,7 @@ __all__ = [
     "tracing_count",
 ]
 
+
 def describe_methods() -> list[dict]:
     """The methods as plain dicts: name, description, and options with defaults."""
     return [
