@@ -331,7 +331,7 @@ class Settings:
         return {
             "smoothgrad": {"samples": self.samples, "noise": self.noise, "seed": self.seed},
             # The midpoint rule, as the peers run it (the engine's default adaptive sampling
-            # adds steps // 4 forward passes).
+            # adds steps // 2 - 1 forward passes).
             "integrated_gradients": {"steps": self.steps, "baseline": "black",
                                      "path_sampling": "uniform"},
             "gradcam": {"target_layer": self.feature_layer},

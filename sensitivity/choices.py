@@ -24,7 +24,7 @@ BASELINES = ("black", "blurred", "noise")
 
 PATH_SAMPLINGS = ("adaptive", "uniform")
 """How Integrated Gradients places its points on the path
-(:func:`sensitivity.attribution.path_points`)."""
+(``sensitivity.attribution._adaptive_path_sums``)."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,9 @@ METHODS: dict[str, MethodInfo] = {
             "steps": Option(50, "gradient evaluations along the path"),
             "path_sampling": Option(
                 "adaptive",
-                "'adaptive': more points where the slope along the path bends (steps // 4 extra "
-                "forward passes); 'uniform': the midpoint rule",
+                "'adaptive': half the points at the middles of steps // 2 segments scored by "
+                "forward passes, the other half where those missed the segment's score change "
+                "most; 'uniform': the midpoint rule",
             ),
             "baseline": Option("black", "'black', 'blurred' (Gaussian blur) or 'noise' (uniform)"),
             "blur_sigma": Option(4.0, "blurred baseline: Gaussian sigma in 32x32-image pixels"),

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from sensitivity import attribution
 from sensitivity import gradients as engine
-from sensitivity.attribution import path_points
+from sensitivity.attribution import allocate_points, segment_points
 from sensitivity.saliency import (
     CHANNEL_REDUCTIONS,
     METHODS,
@@ -342,21 +343,30 @@ def test_integrated_gradients_on_a_linear_model(linear):
     assert result.completeness_gap.max() < 1e-4
 
 
-def test_path_points_follow_the_bends_of_the_score():
-    # Score along the path: linear on segments 0-1, a kink inside segment 2, linear after.
-    alpha = np.linspace(0.0, 1.0, 5)
-    scores = np.stack([np.maximum(alpha - 0.6, 0.0) * 10.0, alpha * 3.0])
-    alphas, weights = path_points(scores, 12)
-    assert alphas.shape == weights.shape == (2, 12)
-    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
-    assert (np.diff(alphas, axis=1) > 0).all() and (alphas > 0).all() and (alphas < 1).all()
-    kinked = ((alphas[0] > 0.5) & (alphas[0] < 0.75)).sum()
-    assert kinked > 3 and ((alphas[0] > 0.0) & (alphas[0] < 0.25)).sum() == 1
-    # A straight score has no bends: every segment gets the same share (the midpoint rule).
-    np.testing.assert_allclose(alphas[1], (np.arange(12) + 0.5) / 12)
-    np.testing.assert_allclose(path_points(scores[:, [0, -1]], 7)[0][0], (np.arange(7) + 0.5) / 7)
-    with pytest.raises(ValueError, match="segments"):
-        path_points(scores, 3)
+def test_allocate_points_splits_in_proportion_with_largest_remainders():
+    shares = np.array([[0.0, 1.0, 3.0, 0.0], [1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    counts = allocate_points(shares, 6)
+    assert counts.dtype.kind == "i" and (counts.sum(axis=1) == 6).all()
+    # 1.5 and 4.5: one remainder of 0.5 left over, to the earlier of the two.
+    np.testing.assert_array_equal(counts[0], [0, 2, 4, 0])
+    np.testing.assert_array_equal(counts[1], [2, 2, 2, 0])
+    # No shares at all: even split, the remainder to the earliest segments.
+    np.testing.assert_array_equal(counts[2], [2, 2, 1, 1])
+    np.testing.assert_array_equal(allocate_points(shares[:1], 0), [[0, 0, 0, 0]])
+
+
+def test_segment_points_are_the_midpoint_rule_per_segment():
+    counts = np.array([[1, 3, 0, 2], [2, 2, 1, 1]])
+    points = segment_points(counts)
+    np.testing.assert_allclose(
+        points, [np.r_[1 / 8, 1 / 4 + np.array([1, 3, 5]) / 24, 3 / 4 + np.array([1, 3]) / 16],
+                 np.r_[np.array([1, 3, 5, 7]) / 16, 5 / 8, 7 / 8]]
+    )
+    # One point per segment of one segment is the plain midpoint rule.
+    np.testing.assert_allclose(segment_points(np.array([[7]]))[0], (np.arange(7) + 0.5) / 7)
+    shifted = segment_points(counts, offset=0.25)
+    assert (np.diff(shifted, axis=1) > 0).all() and (shifted > 0).all() and (shifted < 1).all()
+    assert not any(np.isin(a, b).any() for a, b in zip(shifted, points, strict=True))
 
 
 def test_adaptive_path_sampling_beats_the_midpoint_rule_at_kinks():
@@ -377,6 +387,18 @@ def test_adaptive_path_sampling_beats_the_midpoint_rule_at_kinks():
         np.testing.assert_allclose(result.completeness_gap, error, rtol=1e-3, atol=1e-6)
         errors[sampling] = error.mean()
     assert errors["adaptive"] < 0.8 * errors["uniform"], errors
+
+
+def test_adaptive_integrated_gradients_in_groups_of_images_is_unchanged(wrn, monkeypatch):
+    x = np.random.default_rng(5).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    kw = {"method": "integrated_gradients", "steps": 12, "class_mask": 4, "max_batch": 5}
+    together = attribute(wrn, x, **kw)
+    monkeypatch.setattr(attribution, "SEGMENT_SUMS_BUDGET", 1)  # one image at a time
+    fractions = []
+    apart = attribute(wrn, x, progress=fractions.append, **kw)
+    np.testing.assert_allclose(apart.values, together.values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(apart.completeness_gap, together.completeness_gap, atol=1e-6)
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) >= 6
 
 
 @pytest.mark.parametrize("baseline", ["black", "blurred", "noise"])
