@@ -335,14 +335,24 @@ def allocate_points(shares: np.ndarray, total: int) -> np.ndarray:
     return counts
 
 
-def segment_points(counts: np.ndarray, offset: float = 0.5) -> np.ndarray:
-    """``counts[i, j]`` points ``(j + (m + offset) / counts[i, j]) / S``, m = 0 .. counts - 1, in
-    segment ``j`` of S equal segments of [0, 1]; ``(N, counts.sum(axis=1))`` float64, in order
-    (every row of ``counts`` must have the same sum). ``offset=0.5``: the midpoint rule."""
+def segment_points(counts: np.ndarray, placed: np.ndarray | None = None) -> np.ndarray:
+    """The next ``counts[i, j]`` points of segment ``j`` of S equal segments of [0, 1], after the
+    ``placed[i, j]`` (default 0) it already has; ``(N, counts.sum(axis=1))`` float64, segment by
+    segment (every row of ``counts`` must have the same sum).
+
+    A segment's ``t``-th point (from 0) sits at the fraction ``0.5 + t * g`` (mod 1) of it, with
+    ``g`` = :data:`POINT_STEP`: first its midpoint, then a sequence that never repeats a point
+    and spreads any number of them evenly over the segment, wherever a round stops.
+    """
+    if placed is None:
+        placed = np.zeros_like(counts)
     segments = counts.shape[1]
     return np.stack([
-        np.concatenate([(j + (np.arange(c) + offset) / c) / segments for j, c in enumerate(row)])
-        for row in counts
+        np.concatenate([
+            (j + (0.5 + (start + np.arange(c)) * POINT_STEP) % 1.0) / segments
+            for j, (c, start) in enumerate(zip(row, starts, strict=True))
+        ])
+        for row, starts in zip(counts, placed, strict=True)
     ])
 
 
@@ -350,9 +360,13 @@ SEGMENT_SUMS_BUDGET = 64 * 2**20
 """Bytes of per-segment gradient sums adaptive Integrated Gradients holds at once (images are
 taken in groups under it; one image at a time at least)."""
 
-REFINEMENT_OFFSET = (3.0 - math.sqrt(5.0)) / 2.0
-"""Where Integrated Gradients' second-round points sit in their cells: an irrational fraction,
-so that they never fall on the first round's midpoints."""
+POINT_STEP = (3.0 - math.sqrt(5.0)) / 2.0
+"""The step, as a fraction of a segment, between successive points Integrated Gradients places
+in it: the golden ratio's, whose multiples (mod 1) are the most evenly spread of any step's."""
+
+ADAPTIVE_ROUNDS = 16
+"""Rounds in which adaptive Integrated Gradients places its refinement gradients, each where
+the estimate so far misses the forward passes most (more rounds: better placed, more calls)."""
 
 
 def _integrated_gradients(job: _Job) -> dict:
@@ -411,14 +425,15 @@ def _part_progress(progress: Callable, start: int, count: int, total: int) -> Ca
 def _adaptive_group_sums(job: _Job, on_path: Callable, delta: np.ndarray,
                          baseline_scores: np.ndarray, steps: int) -> np.ndarray:
     """The path integral of the gradient, ``(N, H, W, 3)`` float64, from ``steps`` gradients
-    placed in two rounds.
+    placed where the forward passes show the estimate is worst.
 
     Forward passes score the path at the ends of ``S = steps // 2`` equal segments, so each
     segment's integral of the score's slope along the path is known exactly. The first round
-    takes one gradient at each segment's midpoint; the second puts the other ``steps - S``
-    gradients into the segments in proportion to how far the first round's estimate of that
-    integral missed the forward passes' difference (a ReLU network's slope along the path is
-    piecewise constant, and the misses show where it jumps). A segment's points are weighted
+    takes one gradient at each segment's midpoint; up to :data:`ADAPTIVE_ROUNDS` more rounds
+    share the other ``steps - S`` gradients among the segments in proportion to how far the
+    estimate so far (the mean slope of the segment's points) misses the forward passes'
+    difference (a ReLU network's slope along the path is piecewise constant, and the misses show
+    where it jumps). A segment's points follow :func:`segment_points` and are weighted
     equally. The forward passes only choose where to look: the attributions are the gradients'
     weighted sum, never rescaled to match the scores, so the completeness gap stays an honest
     measure of the quadrature's error.
@@ -435,14 +450,19 @@ def _adaptive_group_sums(job: _Job, on_path: Callable, delta: np.ndarray,
         )
     counts = np.ones((n, segments), int)
     segment_sums = np.zeros((n, segments) + job.images.shape[1:], job.images.dtype)
-    slopes = _accumulate_by_segment(job, on_path, delta, segment_points(counts), segment_sums,
-                                    0, steps)
-    if steps > segments:
-        misses = np.abs(slopes / segments - np.diff(path_scores, axis=1))
-        extra = allocate_points(misses, steps - segments)
-        _accumulate_by_segment(job, on_path, delta, segment_points(extra, REFINEMENT_OFFSET),
-                               segment_sums, segments, steps)
+    slope_sums = np.zeros((n, segments))
+    _accumulate_by_segment(job, on_path, delta, segment_points(counts), segment_sums, slope_sums,
+                           0, steps)
+    done = segments
+    rounds = min(ADAPTIVE_ROUNDS, steps - segments)
+    for round_index in range(rounds):
+        size = (steps - segments) * (round_index + 1) // rounds - (done - segments)
+        misses = np.abs(slope_sums / (counts * segments) - np.diff(path_scores, axis=1))
+        extra = allocate_points(misses, size)
+        _accumulate_by_segment(job, on_path, delta, segment_points(extra, counts),
+                               segment_sums, slope_sums, done, steps)
         counts += extra
+        done += size
     sums = np.zeros(job.images.shape, np.float64)
     for j in range(segments):
         sums += (1.0 / (segments * counts[:, j]))[:, None, None, None] * segment_sums[:, j]
@@ -450,24 +470,24 @@ def _adaptive_group_sums(job: _Job, on_path: Callable, delta: np.ndarray,
 
 
 def _accumulate_by_segment(job: _Job, on_path: Callable, delta: np.ndarray, alphas: np.ndarray,
-                           segment_sums: np.ndarray, done: int, steps: int) -> np.ndarray:
+                           segment_sums: np.ndarray, slope_sums: np.ndarray, done: int,
+                           steps: int) -> None:
     """Add the gradient at each point ``alphas`` ``(N, M)`` to its segment's sum in
-    ``segment_sums`` ``(N, S, H, W, 3)``; return each point's slope along the path, the
-    gradient dotted with ``delta``, ``(N, M)``. ``done`` and ``steps`` scale the progress."""
+    ``segment_sums`` ``(N, S, H, W, 3)``, and its slope along the path (the gradient dotted
+    with ``delta``) to ``slope_sums`` ``(N, S)``. ``done`` and ``steps`` scale the progress."""
     n, count = alphas.shape
     segments = segment_sums.shape[1]
-    slopes = np.empty((n, count))
     for image_index, sample_index in job.index_chunks(count):
         grads = job.gradients(
             on_path(image_index, alphas[image_index, sample_index]), job.weights[image_index]
         )
-        slopes[image_index, sample_index] = np.einsum(
+        slopes = np.einsum(
             "nhwc,nhwc->n", grads.astype(np.float64), delta[image_index].astype(np.float64))
         segment = np.minimum((alphas[image_index, sample_index] * segments).astype(int),
                              segments - 1)
         np.add.at(segment_sums, (image_index, segment), grads)
+        np.add.at(slope_sums, (image_index, segment), slopes)
         job.report((done * n + image_index[-1] * count + sample_index[-1] + 1) / (steps * n))
-    return slopes
 
 
 def _gradcam(job: _Job) -> dict:

@@ -80,8 +80,8 @@ METHODS: dict[str, MethodInfo] = {
             "path_sampling": Option(
                 "adaptive",
                 "'adaptive': half the points at the middles of steps // 2 segments scored by "
-                "forward passes, the other half where those missed the segment's score change "
-                "most; 'uniform': the midpoint rule",
+                "forward passes, the other half in 16 rounds, each where the estimate so far "
+                "missed the segment's score change most; 'uniform': the midpoint rule",
             ),
             "baseline": Option("black", "'black', 'blurred' (Gaussian blur) or 'noise' (uniform)"),
             "blur_sigma": Option(4.0, "blurred baseline: Gaussian sigma in 32x32-image pixels"),

@@ -355,18 +355,29 @@ def test_allocate_points_splits_in_proportion_with_largest_remainders():
     np.testing.assert_array_equal(allocate_points(shares[:1], 0), [[0, 0, 0, 0]])
 
 
-def test_segment_points_are_the_midpoint_rule_per_segment():
+def test_segment_points_start_at_midpoints_and_continue_without_repeats():
     counts = np.array([[1, 3, 0, 2], [2, 2, 1, 1]])
-    points = segment_points(counts)
+    # One point per segment: the midpoint rule.
+    np.testing.assert_allclose(segment_points(np.ones((1, 4), int))[0], (np.arange(4) + 0.5) / 4)
+    g = (3 - np.sqrt(5)) / 2
+    first = segment_points(counts)
     np.testing.assert_allclose(
-        points, [np.r_[1 / 8, 1 / 4 + np.array([1, 3, 5]) / 24, 3 / 4 + np.array([1, 3]) / 16],
-                 np.r_[np.array([1, 3, 5, 7]) / 16, 5 / 8, 7 / 8]]
+        first[0],
+        np.r_[1 / 8, (1 + (0.5 + np.arange(3) * g) % 1) / 4, (3 + np.array([0.5, 0.5 + g])) / 4],
     )
-    # One point per segment of one segment is the plain midpoint rule.
-    np.testing.assert_allclose(segment_points(np.array([[7]]))[0], (np.arange(7) + 0.5) / 7)
-    shifted = segment_points(counts, offset=0.25)
-    assert (np.diff(shifted, axis=1) > 0).all() and (shifted > 0).all() and (shifted < 1).all()
-    assert not any(np.isin(a, b).any() for a, b in zip(shifted, points, strict=True))
+    # A later round continues each segment's sequence where the last one stopped.
+    more = np.array([[2, 0, 1, 1], [0, 1, 2, 1]])
+    second = segment_points(more, placed=counts)
+    for i in range(2):
+        together = segment_points((counts + more)[i:i + 1])[0]
+        np.testing.assert_allclose(np.sort(np.r_[first[i], second[i]]), np.sort(together))
+    # Every point lies inside its segment, and no segment gets the same point twice.
+    many = segment_points(np.array([[40, 0, 25]]))[0]
+    segment = np.repeat([0, 2], [40, 25])
+    assert ((many * 3 >= segment) & (many * 3 < segment + 1)).all()
+    assert len(np.unique(np.round(many, 12))) == 65
+    # Spread evenly: 40 points leave no gap wider than 2 / 40 of the segment.
+    assert np.diff(np.r_[0, np.sort(many[:40] * 3), 1]).max() < 2 / 40
 
 
 def test_adaptive_path_sampling_beats_the_midpoint_rule_at_kinks():

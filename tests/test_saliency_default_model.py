@@ -71,9 +71,9 @@ def test_integrated_gradients_completeness_on_the_default_model(cifar_dir, defau
     meaningful = np.abs(change) >= 1.0
     assert meaningful.sum() >= 12
     gaps = {name: r.completeness_gap[meaningful] for name, r in results.items()}
-    # With 64 steps the mean gap is under 2%, and placing the points where the slope along the
-    # path bends beats the midpoint rule. Single images can still be above 2% (a ReLU network's
-    # slope along the path jumps at many places; see benchmarks/README.md).
+    # With 64 steps the mean gap is under 2%, and placing the points where forward passes show
+    # the estimate missing beats the midpoint rule. Single images can still be above 2% (a ReLU
+    # network's slope along the path jumps at many places; see benchmarks/README.md).
     assert float(np.mean(gaps["adaptive"])) < 0.02, gaps
     assert float(np.mean(gaps["adaptive"])) < float(np.mean(gaps["uniform"])), gaps
     assert float(np.max(gaps["adaptive"])) < 0.03, gaps
