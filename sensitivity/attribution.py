@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from sensitivity import gradients as engine
 from sensitivity.choices import (
+    ADAPTIVE_ROUNDS,
     BASELINES,
     COMMON_OPTIONS,
     METHODS,
@@ -364,11 +365,6 @@ POINT_STEP = (3.0 - math.sqrt(5.0)) / 2.0
 """The step, as a fraction of a segment, between successive points Integrated Gradients places
 in it: the golden ratio's, whose multiples (mod 1) are the most evenly spread of any step's."""
 
-ADAPTIVE_ROUNDS = 16
-"""Rounds in which adaptive Integrated Gradients places its refinement gradients, each where
-the estimate so far misses the forward passes most (more rounds: better placed, more calls)."""
-
-
 def _integrated_gradients(job: _Job) -> dict:
     steps = _positive_int("steps", job.options["steps"])
     sampling = _choice("path_sampling", job.options["path_sampling"], PATH_SAMPLINGS)
@@ -453,16 +449,16 @@ def _adaptive_group_sums(job: _Job, on_path: Callable, delta: np.ndarray,
     slope_sums = np.zeros((n, segments))
     _accumulate_by_segment(job, on_path, delta, segment_points(counts), segment_sums, slope_sums,
                            0, steps)
-    done = segments
-    rounds = min(ADAPTIVE_ROUNDS, steps - segments)
+    refinement = steps - segments
+    rounds = min(ADAPTIVE_ROUNDS, refinement)
     for round_index in range(rounds):
-        size = (steps - segments) * (round_index + 1) // rounds - (done - segments)
+        done = segments + refinement * round_index // rounds
+        size = segments + refinement * (round_index + 1) // rounds - done
         misses = np.abs(slope_sums / (counts * segments) - np.diff(path_scores, axis=1))
         extra = allocate_points(misses, size)
         _accumulate_by_segment(job, on_path, delta, segment_points(extra, counts),
                                segment_sums, slope_sums, done, steps)
         counts += extra
-        done += size
     sums = np.zeros(job.images.shape, np.float64)
     for j in range(segments):
         sums += (1.0 / (segments * counts[:, j]))[:, None, None, None] * segment_sums[:, j]

@@ -26,6 +26,10 @@ PATH_SAMPLINGS = ("adaptive", "uniform")
 """How Integrated Gradients places its points on the path
 (``sensitivity.attribution._adaptive_path_sums``)."""
 
+ADAPTIVE_ROUNDS = 16
+"""Rounds in which adaptive Integrated Gradients places its refinement gradients, each where
+the estimate so far misses the forward passes most (more rounds: better placed, more calls)."""
+
 
 @dataclass(frozen=True)
 class Option:
@@ -80,8 +84,9 @@ METHODS: dict[str, MethodInfo] = {
             "path_sampling": Option(
                 "adaptive",
                 "'adaptive': half the points at the middles of steps // 2 segments scored by "
-                "forward passes, the other half in 16 rounds, each where the estimate so far "
-                "missed the segment's score change most; 'uniform': the midpoint rule",
+                f"forward passes, the other half in {ADAPTIVE_ROUNDS} rounds, each where the "
+                "estimate so far missed the segment's score change most; 'uniform': the "
+                "midpoint rule",
             ),
             "baseline": Option("black", "'black', 'blurred' (Gaussian blur) or 'noise' (uniform)"),
             "blur_sigma": Option(4.0, "blurred baseline: Gaussian sigma in 32x32-image pixels"),
