@@ -75,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from",
         help="start from the weights of this .keras model (same depth and width): a warm restart",
     )
+    train.add_argument(
+        "--teacher",
+        help="distil from this .keras model: its flip-averaged probabilities soften the targets",
+    )
+    train.add_argument(
+        "--teacher-weight",
+        type=float,
+        default=0.5,
+        help="share of the teacher's probabilities in each target (0..1, default 0.5)",
+    )
     train.add_argument("--log", help="also append one line per epoch to this file")
     train.add_argument(
         "--stop-after", type=positive_int, help="train at most this many epochs now"
@@ -107,6 +117,8 @@ def _train(args) -> int:
         split_dir(args.data_dir, "train")
     if not 0 <= args.cutout <= 32:
         raise ValueError("--cutout must be between 0 (off) and 32 pixels")
+    if not 0 <= args.teacher_weight <= 1:
+        raise ValueError("--teacher-weight must be between 0 and 1")
     if not 0 <= args.val_size < 50000:
         raise ValueError("--val-size must be between 0 and the number of training images")
     config = TrainConfig(
@@ -124,6 +136,8 @@ def _train(args) -> int:
         cutout=args.cutout,
         data_dir=os.path.abspath(args.data_dir) if args.data_dir else None,
         init_from=os.path.abspath(args.init_from) if args.init_from else None,
+        teacher=os.path.abspath(args.teacher) if args.teacher else None,
+        teacher_weight=args.teacher_weight,
     )
     if args.log:
         os.makedirs(os.path.dirname(os.path.abspath(args.log)), exist_ok=True)

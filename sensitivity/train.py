@@ -50,11 +50,38 @@ class TrainConfig:
     seed: int = 0
     data_dir: str | None = None
     init_from: str | None = None  # a .keras model of the same architecture to start from
+    teacher: str | None = None  # a .keras model whose predictions soften the targets
+    teacher_weight: float = 0.5  # share of the teacher's probabilities in each target
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
     """``(N,)`` int labels to ``(N, 10)`` float32 one-hot rows."""
     return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+
+
+def teacher_probabilities(teacher, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """The teacher's class probabilities for ``(N, H, W, 3)`` images (pixel values 0..255).
+
+    The logits of each image and of its mirror image are averaged before the softmax, so the
+    targets do not depend on which way round an image was flipped. Returns ``(N, 10)`` float32.
+    """
+    import keras
+
+    pixels = images.astype(np.float32)
+    logits = teacher.predict(pixels, batch_size=batch_size, verbose=0)
+    logits = logits + teacher.predict(pixels[:, :, ::-1], batch_size=batch_size, verbose=0)
+    return keras.ops.convert_to_numpy(keras.ops.softmax(logits / 2.0, axis=-1)).astype(np.float32)
+
+
+def training_targets(
+    labels: np.ndarray, teacher_probs: np.ndarray | None, teacher_weight: float
+) -> np.ndarray:
+    """``(N, 10)`` float32 targets: one-hot labels, or with a teacher (knowledge distillation,
+    Hinton et al., 2015) ``(1 - teacher_weight) * one-hot + teacher_weight * teacher_probs``."""
+    targets = one_hot(labels)
+    if teacher_probs is None:
+        return targets
+    return ((1.0 - teacher_weight) * targets + teacher_weight * teacher_probs).astype(np.float32)
 
 
 def augment_batch(
@@ -103,7 +130,7 @@ def downscale_batch(images: np.ndarray, size: int) -> np.ndarray:
     return np.einsum("ih,nhwc,jw->nijc", rows, images, cols, optimize=True)
 
 
-def _batches(images, labels, config: TrainConfig, first_epoch: int, size: int | None = None):
+def _batches(images, targets, config: TrainConfig, first_epoch: int, size: int | None = None):
     import keras
 
     class AugmentedBatches(keras.utils.PyDataset):
@@ -127,7 +154,7 @@ def _batches(images, labels, config: TrainConfig, first_epoch: int, size: int | 
             batch = augment_batch(images[idx], rng, cutout=config.cutout)
             if size is not None:
                 batch = downscale_batch(batch, size)
-            return batch, one_hot(labels[idx])
+            return batch, targets[idx]
 
         def on_epoch_end(self):
             self.epoch += 1
@@ -330,6 +357,18 @@ def train(
         x, y, config.val_size, config.seed
     )
     steps = math.ceil(len(x_train) / config.batch_size)
+    teacher_probs = None
+    if config.teacher:
+        from sensitivity.model_io import load_model, sha256_of
+
+        teacher = load_model(config.teacher)
+        teacher_probs = teacher_probabilities(teacher, x_train)
+        if len(x_val):
+            val_probs = teacher_probabilities(teacher, x_val)
+            state["teacher_validation_accuracy"] = float(np.mean(val_probs.argmax(1) == y_val))
+        state["teacher_sha256"] = sha256_of(config.teacher)
+        del teacher
+    targets = training_targets(y_train, teacher_probs, config.teacher_weight)
     if resume:
         model = keras.saving.load_model(checkpoint_dir / "last.keras")
         if new_epochs is not None and new_epochs != config.epochs:
@@ -365,7 +404,7 @@ def train(
     for size, end in ((config.low_res_size, low_res_end), (None, last)):
         if state["epoch"] < end:
             model.fit(
-                _batches(x_train, y_train, config, state["epoch"], size),
+                _batches(x_train, targets, config, state["epoch"], size),
                 epochs=end,
                 initial_epoch=state["epoch"],
                 validation_data=validation,
@@ -414,7 +453,18 @@ def train(
             "progressive_resizing": "the first low_res_epochs epochs see the augmented images "
             "area-downscaled to low_res_size (the network is fully convolutional)",
             "loss": "categorical cross-entropy with label smoothing on the logits",
-        },
+        }
+        | (
+            {
+                "distillation": "each target is (1 - teacher_weight) x the one-hot label + "
+                "teacher_weight x the teacher's softmax of its logits averaged over the "
+                "un-augmented training image and its mirror image",
+                "teacher_sha256": state.get("teacher_sha256"),
+                "teacher_validation_accuracy": state.get("teacher_validation_accuracy"),
+            }
+            if config.teacher
+            else {}
+        ),
         "epochs": state["epoch"] + earlier["epochs"],
         "train_wall_time_minutes": round(
             state["train_seconds"] / 60 + earlier["train_wall_time_minutes"], 1

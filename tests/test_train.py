@@ -135,3 +135,64 @@ def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(tmp_
 
     with pytest.raises(ValueError):
         _warm_start(build_wrn(10, 2), str(first))
+
+
+def test_teacher_probabilities_average_an_image_and_its_mirror():
+    from sensitivity.train import teacher_probabilities, training_targets
+
+    keras.utils.set_random_seed(3)
+    teacher = build_wrn(10, 1)
+    images = np.random.default_rng(4).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    probs = teacher_probabilities(teacher, images)
+    assert probs.shape == (6, 10) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    # The same targets whichever way round the images come ...
+    np.testing.assert_allclose(teacher_probabilities(teacher, images[:, :, ::-1]), probs,
+                               rtol=1e-4, atol=1e-6)
+    # ... and they are the softmax of the mean of the two logits, computed here by hand.
+    pixels = images.astype(np.float32)
+    mean = (np.asarray(teacher(pixels)) + np.asarray(teacher(pixels[:, :, ::-1]))) / 2
+    by_hand = np.exp(mean - mean.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(probs, by_hand / by_hand.sum(axis=1, keepdims=True),
+                               rtol=1e-4, atol=1e-6)
+    # An asymmetric teacher: the mirror changes its logits, so averaging is not a no-op.
+    assert not np.allclose(np.asarray(teacher(pixels)), np.asarray(teacher(pixels[:, :, ::-1])))
+
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    targets = training_targets(labels, probs, 0.25)
+    np.testing.assert_allclose(targets, 0.75 * np.eye(10)[labels] + 0.25 * probs, rtol=1e-6)
+    np.testing.assert_array_equal(training_targets(labels, None, 0.25), np.eye(10)[labels])
+
+
+def test_cli_distils_from_a_teacher_and_records_it_in_the_card(tmp_path, monkeypatch):
+    monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
+    import pytest
+
+    from sensitivity.__main__ import main
+    from sensitivity.model_io import sha256_of
+    from tests.helpers import write_class_folders
+
+    data = write_class_folders(tmp_path / "data", per_class=3)
+    tiny = ["--data-dir", str(data), "--depth", "10", "--width", "1", "--batch-size", "8",
+            "--val-size", "10", "--epochs", "1"]
+    teacher = tmp_path / "teacher.keras"
+    assert main(["train", *tiny, "--out", str(teacher), "--checkpoint-dir",
+                 str(tmp_path / "c1")]) == 0
+    student = tmp_path / "student.keras"
+    assert main(["train", *tiny, "--out", str(student), "--checkpoint-dir", str(tmp_path / "c2"),
+                 "--teacher", str(teacher), "--teacher-weight", "0.7"]) == 0
+    card = json.loads(student.with_suffix(".json").read_text())
+    assert card["recipe"]["teacher_weight"] == 0.7
+    assert card["recipe"]["teacher_sha256"] == sha256_of(teacher)
+    assert 0.0 <= card["recipe"]["teacher_validation_accuracy"] <= 1.0
+    # A teacher that is not there, or a weight outside 0..1, is a message, not a traceback.
+    missing = str(tmp_path / "no.keras")
+    assert main(["train", *tiny, "--out", str(student), "--teacher", missing]) == 2
+    assert main(["train", *tiny, "--out", str(student), "--teacher", str(teacher),
+                 "--teacher-weight", "1.5"]) == 2
+    from sensitivity.model_io import ModelError
+    from sensitivity.train import TrainConfig, train
+
+    with pytest.raises(ModelError, match="not found"):
+        train(TrainConfig(data_dir=str(data), teacher=str(tmp_path / "no.keras"), val_size=10,
+                          depth=10, width=1), tmp_path / "x.keras", tmp_path / "c3")
