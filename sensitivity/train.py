@@ -4,7 +4,8 @@ The recipe: random crops of 32x32 from the image padded by 4 pixels (reflection)
 horizontal flips, optionally Cutout (a random square per image filled with the batch's mean
 colour; DeVries and Taylor, 2017); SGD with Nesterov momentum 0.9; learning rate warmed up
 linearly to its peak over the first 15% of the steps, then a cosine decay to zero (one
-cycle); label smoothing; an L2 penalty on the weights. A class-balanced validation part is
+cycle); label smoothing; an L2 penalty on the weights; optionally a teacher model whose
+probabilities soften the targets (knowledge distillation). A class-balanced validation part is
 held out of the training split; the test split is touched once, at the end, to measure the
 final model.
 
