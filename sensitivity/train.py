@@ -66,12 +66,12 @@ def teacher_probabilities(teacher, images: np.ndarray, batch_size: int = 500) ->
     The logits of each image and of its mirror image are averaged before the softmax, so the
     targets do not depend on which way round an image was flipped. Returns ``(N, 10)`` float32.
     """
-    import keras
+    from sensitivity.inference import softmax
 
     pixels = images.astype(np.float32)
     logits = teacher.predict(pixels, batch_size=batch_size, verbose=0)
     logits = logits + teacher.predict(pixels[:, :, ::-1], batch_size=batch_size, verbose=0)
-    return keras.ops.convert_to_numpy(keras.ops.softmax(logits / 2.0, axis=-1)).astype(np.float32)
+    return softmax(logits / 2.0)
 
 
 def training_targets(
@@ -360,14 +360,14 @@ def train(
     steps = math.ceil(len(x_train) / config.batch_size)
     teacher_probs = None
     if config.teacher:
-        from sensitivity.model_io import load_model, sha256_of
+        from sensitivity.model_io import load_model, read_model_card
 
-        teacher = load_model(config.teacher)
+        teacher = load_model(config.teacher)  # checks the file against its card's sha256
         teacher_probs = teacher_probabilities(teacher, x_train)
         if len(x_val):
             val_probs = teacher_probabilities(teacher, x_val)
             state["teacher_validation_accuracy"] = float(np.mean(val_probs.argmax(1) == y_val))
-        state["teacher_sha256"] = sha256_of(config.teacher)
+        state["teacher_sha256"] = read_model_card(config.teacher)["sha256"]
         del teacher
     targets = training_targets(y_train, teacher_probs, config.teacher_weight)
     if resume:
