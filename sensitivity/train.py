@@ -360,14 +360,21 @@ def train(
     steps = math.ceil(len(x_train) / config.batch_size)
     teacher_probs = None
     if config.teacher:
-        from sensitivity.model_io import load_model, read_model_card
+        from sensitivity.model_io import ModelError, load_model, read_model_card
 
         teacher = load_model(config.teacher)  # checks the file against its card's sha256
+        teacher_sha256 = read_model_card(config.teacher)["sha256"]
+        if state.get("teacher_sha256", teacher_sha256) != teacher_sha256:
+            raise ModelError(
+                f"the teacher {config.teacher} is not the model this run began with "
+                f"(sha256 {teacher_sha256[:12]}..., the run recorded "
+                f"{state['teacher_sha256'][:12]}...): put that model back, or start a new run"
+            )
         teacher_probs = teacher_probabilities(teacher, x_train)
         if len(x_val):
             val_probs = teacher_probabilities(teacher, x_val)
             state["teacher_validation_accuracy"] = float(np.mean(val_probs.argmax(1) == y_val))
-        state["teacher_sha256"] = read_model_card(config.teacher)["sha256"]
+        state["teacher_sha256"] = teacher_sha256
         del teacher
     targets = training_targets(y_train, teacher_probs, config.teacher_weight)
     if resume:

@@ -196,3 +196,40 @@ def test_cli_distils_from_a_teacher_and_records_it_in_the_card(tmp_path, monkeyp
     with pytest.raises(ModelError, match="not found"):
         train(TrainConfig(data_dir=str(data), teacher=str(tmp_path / "no.keras"), val_size=10,
                           depth=10, width=1), tmp_path / "x.keras", tmp_path / "c3")
+
+
+def test_resumed_distillation_refuses_a_teacher_that_changed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
+    import shutil
+
+    from sensitivity.__main__ import main
+    from tests.helpers import write_class_folders
+
+    data = write_class_folders(tmp_path / "data", per_class=3)
+    tiny = ["--data-dir", str(data), "--depth", "10", "--width", "1", "--batch-size", "8",
+            "--val-size", "10"]
+    teacher, other = tmp_path / "teacher.keras", tmp_path / "other.keras"
+    for path, seed in ((teacher, "0"), (other, "1")):
+        assert main(["train", *tiny, "--epochs", "1", "--seed", seed, "--out", str(path),
+                     "--checkpoint-dir", str(tmp_path / f"c{seed}")]) == 0
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for suffix in (".keras", ".json"):
+        shutil.copy(teacher.with_suffix(suffix), kept / f"teacher{suffix}")
+    student = ["--out", str(tmp_path / "student.keras"), "--checkpoint-dir", str(tmp_path / "s")]
+    assert main(["train", *tiny, *student, "--epochs", "2", "--stop-after", "1",
+                 "--teacher", str(teacher)]) == 0
+    # Another model, with its own valid card, now sits at the teacher's path: resuming would
+    # change the targets half-way through the run, so it is refused with a message.
+    for suffix in (".keras", ".json"):
+        shutil.copy(other.with_suffix(suffix), teacher.with_suffix(suffix))
+    capsys.readouterr()
+    assert main(["train", *student, "--resume"]) == 2
+    assert "not the model this run began with" in capsys.readouterr().err
+    # With the original teacher back, the run resumes and finishes.
+    for suffix in (".keras", ".json"):
+        shutil.copy(kept / f"teacher{suffix}", teacher.with_suffix(suffix))
+    assert main(["train", *student, "--resume"]) == 0
+    card = json.loads((tmp_path / "student.json").read_text())
+    kept_sha256 = json.loads((kept / "teacher.json").read_text())["sha256"]
+    assert card["epochs"] == 2 and card["recipe"]["teacher_sha256"] == kept_sha256
