@@ -289,14 +289,13 @@ def _warm_start(model, path: str) -> dict:
     ended too early go on in a later sitting. The card of the earlier model gives the epochs and
     wall time it cost, so that the new card can report the whole cost.
     """
-    from sensitivity.model_io import load_model
+    from sensitivity.model_io import load_model, read_model_card
 
-    earlier = load_model(path)
+    earlier = load_model(path)  # refuses a file without a card that matches it
     if len(earlier.get_weights()) != len(model.get_weights()):
         raise ValueError(f"{path} is not a {model.name} of this depth and width")
     model.set_weights(earlier.get_weights())
-    card_path = Path(path).with_suffix(".json")
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    card = read_model_card(path)
     return {
         "path": str(path),
         "epochs": card.get("epochs", 0),
