@@ -466,6 +466,9 @@ def train(
                 "distillation": "each target is (1 - teacher_weight) x the one-hot label + "
                 "teacher_weight x the teacher's softmax of its logits averaged over the "
                 "un-augmented training image and its mirror image",
+                # The path alone would go stale: a shipped student usually replaces its teacher.
+                "teacher": f"{config.teacher} as it was at training time: the model whose "
+                "weights file has the sha256 in teacher_sha256",
                 "teacher_sha256": state.get("teacher_sha256"),
                 "teacher_validation_accuracy": state.get("teacher_validation_accuracy"),
             }

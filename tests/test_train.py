@@ -184,6 +184,10 @@ def test_cli_distils_from_a_teacher_and_records_it_in_the_card(tmp_path, monkeyp
     card = json.loads(student.with_suffix(".json").read_text())
     assert card["recipe"]["teacher_weight"] == 0.7
     assert card["recipe"]["teacher_sha256"] == sha256_of(teacher)
+    # The teacher is named by its weights' sha256, not only by a path that a shipped model may
+    # later occupy.
+    assert card["recipe"]["teacher"].startswith(str(teacher))
+    assert "sha256" in card["recipe"]["teacher"]
     assert 0.0 <= card["recipe"]["teacher_validation_accuracy"] <= 1.0
     # A teacher that is not there, or a weight outside 0..1, is a message, not a traceback.
     missing = str(tmp_path / "no.keras")
