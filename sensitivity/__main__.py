@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--teacher",
-        help="distil from this .keras model: its flip-averaged probabilities soften the targets",
+        action="append",
+        help="distil from this .keras model: its flip-averaged probabilities soften the targets; "
+        "give it more than once to distil from the ensemble of those models",
     )
     train.add_argument(
         "--teacher-weight",
@@ -136,7 +138,7 @@ def _train(args) -> int:
         cutout=args.cutout,
         data_dir=os.path.abspath(args.data_dir) if args.data_dir else None,
         init_from=os.path.abspath(args.init_from) if args.init_from else None,
-        teacher=os.path.abspath(args.teacher) if args.teacher else None,
+        teachers=[os.path.abspath(path) for path in args.teacher or []],
         teacher_weight=args.teacher_weight,
     )
     if args.log:

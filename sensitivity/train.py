@@ -4,10 +4,10 @@ The recipe: random crops of 32x32 from the image padded by 4 pixels (reflection)
 horizontal flips, optionally Cutout (a random square per image filled with the batch's mean
 colour; DeVries and Taylor, 2017); SGD with Nesterov momentum 0.9; learning rate warmed up
 linearly to its peak over the first 15% of the steps, then a cosine decay to zero (one
-cycle); label smoothing; an L2 penalty on the weights; optionally a teacher model whose
-probabilities soften the targets (knowledge distillation). A class-balanced validation part is
-held out of the training split; the test split is touched once, at the end, to measure the
-final model.
+cycle); label smoothing; an L2 penalty on the weights; optionally teacher models (one, or an
+ensemble) whose probabilities soften the targets (knowledge distillation). A class-balanced
+validation part is held out of the training split; the test split is touched once, at the end,
+to measure the final model.
 
 After every epoch the model with its optimizer state goes to ``<checkpoint-dir>/last.keras``
 and the progress to ``state.json`` beside it, so ``--resume`` continues an interrupted run
@@ -51,8 +51,9 @@ class TrainConfig:
     seed: int = 0
     data_dir: str | None = None
     init_from: str | None = None  # a .keras model of the same architecture to start from
-    teacher: str | None = None  # a .keras model whose predictions soften the targets
-    teacher_weight: float = 0.5  # share of the teacher's probabilities in each target
+    # .keras models whose (ensembled) predictions soften the targets; none: no distillation
+    teachers: list[str] = dataclasses.field(default_factory=list)
+    teacher_weight: float = 0.5  # share of the teachers' probabilities in each target
 
 
 def one_hot(labels: np.ndarray) -> np.ndarray:
@@ -60,18 +61,23 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
 
 
-def teacher_probabilities(teacher, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """The teacher's class probabilities for ``(N, H, W, 3)`` images (pixel values 0..255).
+def teacher_probabilities(teachers, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """The class probabilities of one teacher model, or of an ensemble given as a list of
+    models, for ``(N, H, W, 3)`` images (pixel values 0..255).
 
-    The logits of each image and of its mirror image are averaged before the softmax, so the
-    targets do not depend on which way round an image was flipped. Returns ``(N, 10)`` float32.
+    The logits of every teacher for each image and for its mirror image are averaged before the
+    softmax, so the targets do not depend on which way round an image was flipped. Returns
+    ``(N, 10)`` float32.
     """
     from sensitivity.inference import softmax
 
+    teachers = teachers if isinstance(teachers, (list, tuple)) else [teachers]
     pixels = images.astype(np.float32)
-    logits = teacher.predict(pixels, batch_size=batch_size, verbose=0)
-    logits = logits + teacher.predict(pixels[:, :, ::-1], batch_size=batch_size, verbose=0)
-    return softmax(logits / 2.0)
+    logits = 0.0
+    for teacher in teachers:
+        logits = logits + teacher.predict(pixels, batch_size=batch_size, verbose=0)
+        logits = logits + teacher.predict(pixels[:, :, ::-1], batch_size=batch_size, verbose=0)
+    return softmax(logits / (2.0 * len(teachers)))
 
 
 def training_targets(
@@ -358,23 +364,28 @@ def train(
     )
     steps = math.ceil(len(x_train) / config.batch_size)
     teacher_probs = None
-    if config.teacher:
+    if config.teachers:
         from sensitivity.model_io import ModelError, load_model, read_model_card
 
-        teacher = load_model(config.teacher)  # checks the file against its card's sha256
-        teacher_sha256 = read_model_card(config.teacher)["sha256"]
-        if state.get("teacher_sha256", teacher_sha256) != teacher_sha256:
-            raise ModelError(
-                f"the teacher {config.teacher} is not the model this run began with "
-                f"(sha256 {teacher_sha256[:12]}..., the run recorded "
-                f"{state['teacher_sha256'][:12]}...): put that model back, or start a new run"
-            )
-        teacher_probs = teacher_probabilities(teacher, x_train)
+        # load_model checks each file against its card's sha256.
+        teachers = [load_model(path) for path in config.teachers]
+        teacher_sha256 = [read_model_card(path)["sha256"] for path in config.teachers]
+        for path, now, then in zip(
+            config.teachers, teacher_sha256, state.get("teacher_sha256", teacher_sha256),
+            strict=True,
+        ):
+            if now != then:
+                raise ModelError(
+                    f"the teacher {path} is not the model this run began with (sha256 "
+                    f"{now[:12]}..., the run recorded {then[:12]}...): put that model back, "
+                    "or start a new run"
+                )
+        teacher_probs = teacher_probabilities(teachers, x_train)
         if len(x_val):
-            val_probs = teacher_probabilities(teacher, x_val)
+            val_probs = teacher_probabilities(teachers, x_val)
             state["teacher_validation_accuracy"] = float(np.mean(val_probs.argmax(1) == y_val))
         state["teacher_sha256"] = teacher_sha256
-        del teacher
+        del teachers
     targets = training_targets(y_train, teacher_probs, config.teacher_weight)
     if resume:
         model = keras.saving.load_model(checkpoint_dir / "last.keras")
@@ -464,15 +475,18 @@ def train(
         | (
             {
                 "distillation": "each target is (1 - teacher_weight) x the one-hot label + "
-                "teacher_weight x the teacher's softmax of its logits averaged over the "
-                "un-augmented training image and its mirror image",
-                # The path alone would go stale: a shipped student usually replaces its teacher.
-                "teacher": f"{config.teacher} as it was at training time: the model whose "
-                "weights file has the sha256 in teacher_sha256",
+                "teacher_weight x the softmax of the teachers' logits averaged over the "
+                "teachers and over the un-augmented training image and its mirror image",
+                # A path alone would go stale: a shipped student usually replaces its teacher.
+                "teachers": [
+                    f"{path} as it was at training time: the model whose weights file has the "
+                    f"sha256 {sha256}"
+                    for path, sha256 in zip(config.teachers, state["teacher_sha256"], strict=True)
+                ],
                 "teacher_sha256": state.get("teacher_sha256"),
                 "teacher_validation_accuracy": state.get("teacher_validation_accuracy"),
             }
-            if config.teacher
+            if config.teachers
             else {}
         ),
         "epochs": state["epoch"] + earlier["epochs"],

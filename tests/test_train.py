@@ -158,6 +158,15 @@ def test_teacher_probabilities_average_an_image_and_its_mirror():
     # An asymmetric teacher: the mirror changes its logits, so averaging is not a no-op.
     assert not np.allclose(np.asarray(teacher(pixels)), np.asarray(teacher(pixels[:, :, ::-1])))
 
+    # An ensemble: the softmax of the mean of all four logits (two teachers, two mirrors).
+    other = build_wrn(10, 1)
+    both = teacher_probabilities([teacher, other], images)
+    mean = (2 * mean + np.asarray(other(pixels)) + np.asarray(other(pixels[:, :, ::-1]))) / 4
+    by_hand = np.exp(mean - mean.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(both, by_hand / by_hand.sum(axis=1, keepdims=True),
+                               rtol=1e-4, atol=1e-6)
+    assert not np.allclose(both, probs, atol=1e-3)
+
     labels = np.array([0, 1, 2, 3, 4, 5])
     targets = training_targets(labels, probs, 0.25)
     np.testing.assert_allclose(targets, 0.75 * np.eye(10)[labels] + 0.25 * probs, rtol=1e-6)
@@ -183,11 +192,20 @@ def test_cli_distils_from_a_teacher_and_records_it_in_the_card(tmp_path, monkeyp
                  "--teacher", str(teacher), "--teacher-weight", "0.7"]) == 0
     card = json.loads(student.with_suffix(".json").read_text())
     assert card["recipe"]["teacher_weight"] == 0.7
-    assert card["recipe"]["teacher_sha256"] == sha256_of(teacher)
+    assert card["recipe"]["teacher_sha256"] == [sha256_of(teacher)]
     # The teacher is named by its weights' sha256, not only by a path that a shipped model may
     # later occupy.
-    assert card["recipe"]["teacher"].startswith(str(teacher))
-    assert "sha256" in card["recipe"]["teacher"]
+    [named] = card["recipe"]["teachers"]
+    assert named.startswith(str(teacher)) and sha256_of(teacher) in named
+    # Twice --teacher: an ensemble of two teachers, both recorded.
+    other = tmp_path / "other.keras"
+    assert main(["train", *tiny, "--seed", "1", "--out", str(other), "--checkpoint-dir",
+                 str(tmp_path / "c4")]) == 0
+    assert main(["train", *tiny, "--out", str(student), "--checkpoint-dir", str(tmp_path / "c5"),
+                 "--teacher", str(teacher), "--teacher", str(other)]) == 0
+    card = json.loads(student.with_suffix(".json").read_text())
+    assert card["recipe"]["teacher_sha256"] == [sha256_of(teacher), sha256_of(other)]
+    assert len(card["recipe"]["teachers"]) == 2
     assert 0.0 <= card["recipe"]["teacher_validation_accuracy"] <= 1.0
     # A teacher that is not there, or a weight outside 0..1, is a message, not a traceback.
     missing = str(tmp_path / "no.keras")
@@ -198,7 +216,7 @@ def test_cli_distils_from_a_teacher_and_records_it_in_the_card(tmp_path, monkeyp
     from sensitivity.train import TrainConfig, train
 
     with pytest.raises(ModelError, match="not found"):
-        train(TrainConfig(data_dir=str(data), teacher=str(tmp_path / "no.keras"), val_size=10,
+        train(TrainConfig(data_dir=str(data), teachers=[str(tmp_path / "no.keras")], val_size=10,
                           depth=10, width=1), tmp_path / "x.keras", tmp_path / "c3")
 
 
@@ -236,4 +254,4 @@ def test_resumed_distillation_refuses_a_teacher_that_changed(tmp_path, monkeypat
     assert main(["train", *student, "--resume"]) == 0
     card = json.loads((tmp_path / "student.json").read_text())
     kept_sha256 = json.loads((kept / "teacher.json").read_text())["sha256"]
-    assert card["epochs"] == 2 and card["recipe"]["teacher_sha256"] == kept_sha256
+    assert card["epochs"] == 2 and card["recipe"]["teacher_sha256"] == [kept_sha256]
