@@ -61,9 +61,9 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
 
 
-def teacher_probabilities(teachers, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """The class probabilities of one teacher model, or of an ensemble given as a list of
-    models, for ``(N, H, W, 3)`` images (pixel values 0..255).
+def teacher_probabilities(teachers: list, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """The class probabilities of a list of teacher models (one, or an ensemble) for
+    ``(N, H, W, 3)`` images (pixel values 0..255).
 
     The logits of every teacher for each image and for its mirror image are averaged before the
     softmax, so the targets do not depend on which way round an image was flipped. Returns
@@ -71,7 +71,6 @@ def teacher_probabilities(teachers, images: np.ndarray, batch_size: int = 500) -
     """
     from sensitivity.inference import softmax
 
-    teachers = teachers if isinstance(teachers, (list, tuple)) else [teachers]
     pixels = images.astype(np.float32)
     logits = 0.0
     for teacher in teachers:

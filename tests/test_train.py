@@ -143,11 +143,11 @@ def test_teacher_probabilities_average_an_image_and_its_mirror():
     keras.utils.set_random_seed(3)
     teacher = build_wrn(10, 1)
     images = np.random.default_rng(4).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
-    probs = teacher_probabilities(teacher, images)
+    probs = teacher_probabilities([teacher], images)
     assert probs.shape == (6, 10) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     # The same targets whichever way round the images come ...
-    np.testing.assert_allclose(teacher_probabilities(teacher, images[:, :, ::-1]), probs,
+    np.testing.assert_allclose(teacher_probabilities([teacher], images[:, :, ::-1]), probs,
                                rtol=1e-4, atol=1e-6)
     # ... and they are the softmax of the mean of the two logits, computed here by hand.
     pixels = images.astype(np.float32)
