@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL_PATH = MODELS_DIR / "wrn-16-2.keras"
+DEFAULT_MODEL_PATH = MODELS_DIR / "wrn-16-3.keras"
 """The committed default model."""
 
 MODEL_PATH_ENV = "SENSITIVITY_MODEL_PATH"

@@ -212,7 +212,7 @@ def test_a_damaged_model_file_stops_the_page_with_its_name_and_checksum(damage, 
 
     from sensitivity.model_io import DEFAULT_MODEL_PATH, read_model_card
 
-    model = tmp_path / "wrn-16-2.keras"
+    model = tmp_path / "model.keras"
     shutil.copy(DEFAULT_MODEL_PATH, model)
     shutil.copy(DEFAULT_MODEL_PATH.with_suffix(".json"), model.with_suffix(".json"))
     data = bytearray(model.read_bytes())

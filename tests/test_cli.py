@@ -68,7 +68,7 @@ def test_serve_refuses_to_start_on_an_altered_model(tmp_path, monkeypatch, capsy
 
     from sensitivity.model_io import DEFAULT_MODEL_PATH, read_model_card
 
-    model = tmp_path / "wrn-16-2.keras"
+    model = tmp_path / "model.keras"
     shutil.copy(DEFAULT_MODEL_PATH.with_suffix(".json"), model.with_suffix(".json"))
     model.write_bytes(DEFAULT_MODEL_PATH.read_bytes()[:-10])
     monkeypatch.setenv("SENSITIVITY_MODEL_PATH", str(model))
