@@ -68,6 +68,14 @@ def _read_32(path: Path) -> np.ndarray:
     return np.clip(np.rint(preprocess(image, 32)), 0, 255).astype(np.uint8)
 
 
+def read_images(paths: list[Path]) -> np.ndarray:
+    """Decode image files to ``(N, 32, 32, 3)`` uint8 (other sizes centre-cropped and resized)."""
+    if not paths:
+        return np.zeros((0, 32, 32, 3), np.uint8)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return np.stack(list(pool.map(_read_32, paths)))
+
+
 def _cache_file(folder: Path, paths: list[Path]) -> Path:
     digest = hashlib.sha256()
     for p in paths:
@@ -98,8 +106,7 @@ def load_split(
     if cache_path is not None and cache_path.exists():
         with np.load(cache_path) as stored:
             return stored["images"], stored["labels"]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        images = np.stack(list(pool.map(_read_32, paths)))
+    images = read_images(paths)
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_path.with_suffix(".tmp.npz")

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from sensitivity.cli_args import positive_int
+from sensitivity.scenes import PHOTO_OBJECTS
 
 CONTROLS = ("random", "edge", "center")
 """Maps that ignore the model: uniform noise, Sobel edges of the image, a centred bump."""
@@ -267,14 +268,6 @@ def report_html(summary: dict[str, dict[str, tuple[float, float]]], notes: str =
         + f"\n<pre>{html.escape(table)}</pre>\n</body></html>\n"
     )
 
-
-PHOTO_OBJECTS: dict[str, dict[str, tuple[tuple[int, ...], tuple[int, int, int, int]]]] = {
-    # Rough boxes (x0, y0, x1, y1) read by eye, from ../shared/datasets/photos/README.md;
-    # each object has the classes of its mask (the pickup counts as automobile or truck).
-    "dog.jpg": {"dog": ((5,), (130, 222, 310, 540)), "pickup": ((1, 9), (467, 73, 690, 170))},
-    "person.jpg": {"dog": ((5,), (62, 263, 205, 345)), "horse": ((7,), (405, 138, 602, 345))},
-}
-"""Photographs with two objects of different classes, for the real-photo check."""
 
 PHOTO_WIDTH = 160
 """The whole photograph is resized to this width (aspect kept) for the real-photo check."""
