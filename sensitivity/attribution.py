@@ -30,7 +30,7 @@ from sensitivity.choices import (
     PATH_SAMPLINGS,
     SMOOTHGRAD_VARIANTS,
 )
-from sensitivity.filters import correlate_axis, gaussian_kernel
+from sensitivity.filters import gaussian_smooth
 from sensitivity.inference import as_batch, softmax
 
 ADAPTIVE_POINTS_PER_SEGMENT = 2
@@ -294,16 +294,6 @@ def _smoothgrad(job: _Job) -> dict:
     return {"values": values}
 
 
-def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
-    """``(N, H, W, C)`` images blurred by a Gaussian of ``sigma`` pixels (reflected borders)."""
-    kernel = gaussian_kernel(sigma)
-    out = np.asarray(images, np.float64)
-    for axis in (1, 2):
-        mode = "reflect" if out.shape[axis] > 1 else "edge"
-        out = correlate_axis(out, kernel, axis, mode)
-    return out.astype(np.asarray(images).dtype)
-
-
 def _baseline(job: _Job) -> np.ndarray:
     kind = _choice("baseline", job.options["baseline"], BASELINES)
     images = job.images
@@ -315,7 +305,11 @@ def _baseline(job: _Job) -> np.ndarray:
     sigma = job.options["blur_sigma"]
     if not isinstance(sigma, (int, float, np.number)) or not 0 < sigma < math.inf:
         raise ValueError(f"blur_sigma must be a positive number, got {sigma!r}")
-    return gaussian_blur(images, float(sigma) * min(images.shape[1:3]) / REFERENCE_SIZE)
+    scaled = float(sigma) * min(images.shape[1:3]) / REFERENCE_SIZE
+    blurred = np.empty_like(images)
+    for i, image in enumerate(images):
+        blurred[i] = gaussian_smooth(image, scaled)
+    return blurred
 
 
 def allocate_points(shares: np.ndarray, total: int) -> np.ndarray:

@@ -282,7 +282,7 @@ def photo_check(model, photos_dir: str | os.PathLike, methods: list[str]) -> lis
     mass in its box over the mass in both objects' boxes (0.5 = no preference).
     """
     from sensitivity.images import as_rgb_array, load_image, resize
-    from sensitivity.metrics import box_mass, pointing_game
+    from sensitivity.metrics import mass_in_box, pointing_game
     from sensitivity.saliency import saliency
 
     rows = []
@@ -303,8 +303,8 @@ def photo_check(model, photos_dir: str | os.PathLike, methods: list[str]) -> lis
             for name, (classes, _) in objects.items():
                 saliency_map = saliency(model, x, method=method, class_mask=list(classes))[0]
                 other = next(b for n, b in boxes.items() if n != name)
-                own = box_mass(saliency_map, boxes[name])
-                rival = box_mass(saliency_map, other)
+                own = mass_in_box(saliency_map, boxes[name])
+                rival = mass_in_box(saliency_map, other)
                 rows.append(
                     {
                         "photo": photo,

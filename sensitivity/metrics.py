@@ -2,7 +2,10 @@
 
 - Faithfulness: deletion and insertion curves and their areas (Petsiuk et al., "RISE", 2018),
   and the counterfactual top-k check with a random-k control.
-- Localisation: the pointing game and CorLoc, against ground-truth boxes.
+- Localisation: the pointing game, CorLoc, the share of a map's mass in a box
+  (:func:`mass_in_box`) and MaxBoxAcc (Choe et al., "Evaluating Weakly Supervised Object
+  Localization Methods Right", CVPR 2020), against ground-truth boxes; :func:`by_size`
+  breaks any per-scene measure down by object size.
 - Class discrimination: in a two-object scene, does the map of one object's class put more
   of its mass in that object's box than in the other's?
 - Sanity: the cascading model-randomisation check (Adebayo et al., "Sanity checks for
@@ -17,7 +20,10 @@ under a ``tf.distribute`` strategy (:mod:`sensitivity.distributed`).
 
 Fills (what a removed pixel becomes, and where insertion starts), see :func:`fill_image`:
 ``"blur"`` the image blurred by a Gaussian of ``blur_sigma`` pixels of a 32x32 image (scaled
-with the image's size), ``"mean"`` the image's mean colour, ``"black"`` zeros.
+with the image's size), ``"mean"`` the image's mean colour, ``"black"`` zeros, and ``"road"``
+(:func:`road_impute`): removed pixels interpolated from the kept ones, plus a little noise
+(Rong et al., "A Consistent and Efficient Evaluation Strategy for Attribution Methods",
+ICML 2022), so the fill does not reveal the shape of the removed set.
 """
 
 from __future__ import annotations
@@ -27,12 +33,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
+from scipy.sparse.linalg import splu
 
-from sensitivity.discovery import Box, as_map, iou
+from sensitivity.discovery import Box, as_map, component_boxes, iou, label_components
 from sensitivity.filters import gaussian_smooth, grey, sobel_magnitude
 
-FILLS = ("blur", "mean", "black")
-"""Replacement values for removed pixels; see :func:`fill_image`."""
+FILLS = ("blur", "mean", "black", "road")
+"""Replacement values for removed pixels; see :func:`fill_image` and :func:`road_impute`."""
+
+ROAD_NOISE_STD = 2.55
+"""Standard deviation (pixel units) of the noise on ROAD-imputed pixels: 1 % of 0..255."""
+
+_ROAD_NEIGHBOURS = (
+    (-1, 0, 2.0), (1, 0, 2.0), (0, -1, 2.0), (0, 1, 2.0),
+    (-1, -1, 1.0), (-1, 1, 1.0), (1, -1, 1.0), (1, 1, 1.0),
+)  # fmt: skip
+"""``(dy, dx, weight)``: direct neighbours weigh 1/6, diagonal ones 1/12 (here 2 : 1)."""
 
 BLUR_SIGMA = 4.0
 """Default blur of the ``"blur"`` fill, in pixels of a 32x32 image (scaled with image size)."""
@@ -84,9 +101,12 @@ def fill_image(image, fill: str = "blur", blur_sigma: float = BLUR_SIGMA) -> np.
     """The ``(H, W, 3)`` float32 values that replace removed pixels of ``image``.
 
     ``"blur"``: Gaussian blur of ``blur_sigma * min(H, W) / 32`` pixels; ``"mean"``: every
-    pixel the image's mean colour; ``"black"``: zeros.
+    pixel the image's mean colour; ``"black"``: zeros. ``"road"`` depends on which pixels
+    are removed and has no single fill image: see :func:`road_impute`.
     """
     image = _image(image)
+    if fill == "road":
+        raise ValueError("the 'road' fill depends on the removed pixels: use road_impute")
     if fill == "blur":
         if not (isinstance(blur_sigma, (int, float, np.number)) and 0 < blur_sigma < math.inf):
             raise ValueError(f"blur_sigma must be a positive number, got {blur_sigma!r}")
@@ -97,6 +117,88 @@ def fill_image(image, fill: str = "blur", blur_sigma: float = BLUR_SIGMA) -> np.
     if fill == "black":
         return np.zeros_like(image)
     raise ValueError(f"fill must be one of {list(FILLS)}, got {fill!r}")
+
+
+def road_impute(image, removed, *, noise_std: float = ROAD_NOISE_STD, seed: int = 0) -> np.ndarray:
+    """``(H, W, 3)`` float32 image whose ``removed`` pixels are imputed from the kept ones
+    (ROAD's noisy linear imputation); kept pixels are returned unchanged.
+
+    ``removed``: ``(H, W)`` bool. Each removed pixel's value (per channel) equals the weighted
+    mean of its neighbours inside the image (direct ones weigh 1/6, diagonal ones 1/12,
+    renormalised at the border), kept neighbours being fixed: one sparse linear system for
+    all removed pixels and the three channels. With nothing kept, every pixel gets the
+    image's mean colour. Then Gaussian noise of ``noise_std`` pixel values (a field drawn
+    for the whole image from ``numpy.random.default_rng(seed)``, so a pixel's noise does not
+    depend on the removed set) is added to the removed pixels, which are clipped to 0..255.
+    """
+    image = _image(image)
+    removed = np.asarray(removed, dtype=bool)
+    if removed.shape != image.shape[:2]:
+        raise ValueError(f"removed must have shape {image.shape[:2]}, got {removed.shape}")
+    if not (isinstance(noise_std, (int, float, np.number)) and 0 <= noise_std < math.inf):
+        raise ValueError(f"noise_std must be a non-negative number, got {noise_std!r}")
+    if not removed.any():
+        return image.copy()
+    out = image.astype(np.float64)
+    if removed.all():
+        out[:] = image.mean(axis=(0, 1), dtype=np.float64)
+    else:
+        out[removed] = _harmonic_fill(out, removed)
+    if noise_std > 0:
+        noise = np.random.default_rng(seed).normal(0.0, float(noise_std), image.shape)
+        out[removed] += noise[removed]
+    out[removed] = np.clip(out[removed], 0.0, 255.0)
+    return out.astype(np.float32)
+
+
+def _harmonic_fill(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """``(M, 3)`` values of the ``M`` removed pixels (raster order) solving ROAD's system;
+    at least one pixel must be kept (then every removed region touches a kept pixel and
+    the system, weakly diagonally dominant and irreducible, has one solution)."""
+    inside = np.pad(np.ones(removed.shape, bool), 1)
+    gone = np.pad(removed, 1)
+    values = np.pad(image, ((1, 1), (1, 1), (0, 0)))
+    index = np.full(gone.shape, -1, np.int64)
+    count = int(removed.sum())
+    index[gone] = np.arange(count)
+    rows, cols = np.nonzero(gone)
+    diagonal = np.zeros(count)
+    rhs = np.zeros((count, image.shape[2]))
+    entries, targets, weights = [], [], []
+    for dy, dx, weight in _ROAD_NEIGHBOURS:
+        r, c = rows + dy, cols + dx
+        diagonal += weight * inside[r, c]
+        unknown = gone[r, c]
+        entries.append(np.flatnonzero(unknown))
+        targets.append(index[r[unknown], c[unknown]])
+        weights.append(np.full(int(unknown.sum()), -weight))
+        known = inside[r, c] & ~unknown
+        rhs[known] += weight * values[r[known], c[known]]
+    diagonal_index = np.arange(count)
+    row_index = np.concatenate([diagonal_index, *entries])
+    column_index = np.concatenate([diagonal_index, *targets])
+    matrix = sparse.csc_matrix(
+        (np.concatenate([diagonal, *weights]), (row_index, column_index)), shape=(count, count)
+    )
+    return splu(matrix).solve(rhs)
+
+
+def _replaced(
+    image: np.ndarray,
+    replace: np.ndarray,
+    fill: str,
+    blur_sigma: float,
+    road_noise: float,
+    seed: int,
+) -> np.ndarray:
+    """``(K, H, W, 3)`` float32: ``image`` with the pixels of each ``(K, H, W)`` bool mask
+    replaced by the fill (``"road"``: imputed from the pixels the mask keeps)."""
+    if fill == "road":
+        return np.stack(
+            [road_impute(image, mask, noise_std=road_noise, seed=seed) for mask in replace]
+        )
+    filled = fill_image(image, fill, blur_sigma)
+    return np.where(replace[..., None], filled[None], image[None]).astype(np.float32)
 
 
 def saliency_order(saliency_map) -> np.ndarray:
@@ -144,11 +246,16 @@ def perturbed_images(
     steps: int = 32,
     fill: str = "blur",
     blur_sigma: float = BLUR_SIGMA,
+    road_noise: float = ROAD_NOISE_STD,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(fractions (S + 1,), images (S + 1, H, W, 3) float32)`` of a deletion or insertion.
 
     Deletion: after step ``i`` the ``round(i * H * W / S)`` most salient pixels (all three
     channels) hold the fill. Insertion: the same pixels hold the image, all others the fill.
+    With ``fill="road"`` the filled pixels are imputed (:func:`road_impute`, noise
+    ``road_noise``, ``seed``) from the others at every step: for deletion from the pixels
+    still kept, for insertion from the pixels inserted so far (none: the mean colour).
     """
     image = _image(image)
     values = _map_for(image, saliency_map)
@@ -158,19 +265,16 @@ def perturbed_images(
     rank = np.empty(values.size, np.int64)
     rank[saliency_order(values)] = np.arange(values.size)
     changed = rank.reshape(values.shape)[None] < counts[:, None, None]  # (S + 1, H, W)
-    filled = fill_image(image, fill, blur_sigma)
-    first, second = (filled, image) if kind == "deletion" else (image, filled)
-    images = np.where(changed[..., None], first[None], second[None]).astype(np.float32)
+    replace = changed if kind == "deletion" else ~changed
+    images = _replaced(image, replace, fill, blur_sigma, road_noise, seed)
     return counts / values.size, images
 
 
-def _curve(model, image, saliency_map, class_index, kind, steps, fill, blur_sigma, batch_size):
+def _curve(model, image, saliency_map, class_index, kind, batch_size, **options):
     from sensitivity.inference import predict
 
     class_index = _class(class_index)
-    fractions, images = perturbed_images(
-        image, saliency_map, kind, steps=steps, fill=fill, blur_sigma=blur_sigma
-    )
+    fractions, images = perturbed_images(image, saliency_map, kind, **options)
     probabilities = predict(model, images, batch_size=batch_size)[:, class_index]
     probabilities = probabilities.astype(np.float64)
     return Curve(
@@ -187,15 +291,19 @@ def deletion_curve(
     steps: int = 32,
     fill: str = "blur",
     blur_sigma: float = BLUR_SIGMA,
+    road_noise: float = ROAD_NOISE_STD,
+    seed: int = 0,
     batch_size: int = 64,
 ) -> Curve:
     """Class probability as the most salient pixels are removed (filled), in ``steps`` steps.
 
-    A faithful map makes the probability fall fast: a low area is good.
+    A faithful map makes the probability fall fast: a low area is good. The images are
+    those of :func:`perturbed_images` (``road_noise``, ``seed``: the ``"road"`` fill).
     """
     return _curve(
-        model, image, saliency_map, class_index, "deletion", steps, fill, blur_sigma, batch_size
-    )
+        model, image, saliency_map, class_index, "deletion", batch_size, steps=steps, fill=fill,
+        blur_sigma=blur_sigma, road_noise=road_noise, seed=seed,
+    )  # fmt: skip
 
 
 def insertion_curve(
@@ -207,15 +315,19 @@ def insertion_curve(
     steps: int = 32,
     fill: str = "blur",
     blur_sigma: float = BLUR_SIGMA,
+    road_noise: float = ROAD_NOISE_STD,
+    seed: int = 0,
     batch_size: int = 64,
 ) -> Curve:
     """Class probability as the most salient pixels are put back into the fill.
 
-    A faithful map makes the probability rise fast: a high area is good.
+    A faithful map makes the probability rise fast: a high area is good. The images are
+    those of :func:`perturbed_images` (``road_noise``, ``seed``: the ``"road"`` fill).
     """
     return _curve(
-        model, image, saliency_map, class_index, "insertion", steps, fill, blur_sigma, batch_size
-    )
+        model, image, saliency_map, class_index, "insertion", batch_size, steps=steps, fill=fill,
+        blur_sigma=blur_sigma, road_noise=road_noise, seed=seed,
+    )  # fmt: skip
 
 
 def perturbation_curves(
@@ -228,6 +340,8 @@ def perturbation_curves(
     steps: int = 32,
     fill: str = "blur",
     blur_sigma: float = BLUR_SIGMA,
+    road_noise: float = ROAD_NOISE_STD,
+    seed: int = 0,
     batch_size: int = 64,
     strategy=None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -238,7 +352,8 @@ def perturbation_curves(
     perturbed images are made lazily in a ``tf.data`` pipeline (from the arrays) and run
     under ``strategy`` (default :func:`sensitivity.distributed.default_strategy`: mirrored
     over several GPUs or logical devices). Same numbers as :func:`deletion_curve` /
-    :func:`insertion_curve` image by image, up to float rounding.
+    :func:`insertion_curve` image by image, up to float rounding; with ``fill="road"`` image
+    ``i`` uses the noise seed ``seed + i`` and its images are made in a Python generator.
     """
     import tensorflow as tf
 
@@ -261,6 +376,34 @@ def perturbation_curves(
     fractions = counts / (height * width)
     if n == 0:
         return fractions, np.zeros((0, len(counts))), np.zeros(0)
+    if fill == "road":
+
+        def generate():
+            for i in range(n):
+                yield from perturbed_images(
+                    images[i], maps[i], kind, steps=steps, fill=fill, road_noise=road_noise,
+                    seed=seed + i,
+                )[1]  # fmt: skip
+
+        dataset = tf.data.Dataset.from_generator(
+            generate, output_signature=tf.TensorSpec((height, width, 3), tf.float32)
+        )
+    else:
+        dataset = _static_fill_dataset(images, maps, counts, kind, fill, blur_sigma)
+    probabilities = predict_dataset(
+        model, dataset, n * len(counts), batch_size=batch_size, strategy=strategy
+    ).reshape(n, len(counts), -1)
+    chosen = probabilities[np.arange(n), :, classes].astype(np.float64)
+    aucs = np.array([area_under_curve(fractions, row) for row in chosen])
+    return fractions, chosen, aucs
+
+
+def _static_fill_dataset(images, maps, counts, kind, fill, blur_sigma):
+    """The perturbed images of :func:`perturbation_curves` for a fill that does not depend
+    on the removed set, made lazily in ``tf.data`` from the images and fills."""
+    import tensorflow as tf
+
+    n, height, width = maps.shape
     ranks = np.empty((n, height * width), np.int64)
     for i in range(n):
         ranks[i, saliency_order(maps[i])] = np.arange(height * width)
@@ -275,15 +418,9 @@ def perturbation_curves(
             tf.where(changed[..., None], first[None], second[None])
         )
 
-    dataset = tf.data.Dataset.from_tensor_slices(
+    return tf.data.Dataset.from_tensor_slices(
         (images, fills, ranks.reshape(n, height, width))
     ).flat_map(expand)
-    probabilities = predict_dataset(
-        model, dataset, n * len(counts), batch_size=batch_size, strategy=strategy
-    ).reshape(n, len(counts), -1)
-    chosen = probabilities[np.arange(n), :, classes].astype(np.float64)
-    aucs = np.array([area_under_curve(fractions, row) for row in chosen])
-    return fractions, chosen, aucs
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,8 +476,9 @@ def corloc(boxes: Sequence, truth, *, threshold: float = 0.5, top: int | None = 
     return any(iou(b, truth) >= threshold for b in candidates)
 
 
-def box_mass(saliency_map, box) -> float:
-    """Fraction (0..1) of the map's non-negative mass inside ``box``; 0 for an all-zero map."""
+def mass_in_box(saliency_map, box) -> float:
+    """Share (0..1) of the map's non-negative mass inside ``box``: negative values count as
+    0; 0 for a map with no positive value."""
     values = np.maximum(as_map(saliency_map), 0.0)
     total = values.sum()
     x0, y0, x1, y1 = (max(0, int(v)) for v in tuple(box)[:4])
@@ -350,7 +488,188 @@ def box_mass(saliency_map, box) -> float:
 def discriminates(saliency_map, target_box, other_box) -> bool:
     """Whether the map (computed for the target object's class) puts more of its mass in
     ``target_box`` than in ``other_box``."""
-    return box_mass(saliency_map, target_box) > box_mass(saliency_map, other_box)
+    return mass_in_box(saliency_map, target_box) > mass_in_box(saliency_map, other_box)
+
+
+# --------------------------------------------------------------------------------------------
+# MaxBoxAcc (Choe et al., CVPR 2020).
+
+
+BOX_FRACTIONS = tuple(i / 100 for i in range(100))
+"""Thresholds of the normalised map tried by MaxBoxAcc: 0, 0.01, ..., 0.99 (as in the paper)."""
+
+IOU_THRESHOLDS = (0.3, 0.5, 0.7)
+"""IoU levels of MaxBoxAccV2; its score is the mean over them."""
+
+
+def threshold_box(saliency_map, fraction: float) -> Box | None:
+    """Box around the largest 8-connected region of the map at or above ``fraction`` (0..1)
+    of its range, or None when no pixel is kept.
+
+    The ``(H, W)`` map is min-max normalised to 0..1 (a constant map to all zeros); pixels
+    ``>= fraction`` are kept; of their components the one with most pixels (ties: the first
+    in raster order) gives the box (score 1.0).
+    """
+    values = as_map(saliency_map)
+    if not (isinstance(fraction, (int, float, np.number)) and 0 <= fraction <= 1):
+        raise ValueError(f"fraction must be a number in 0..1, got {fraction!r}")
+    low, high = values.min(), values.max()
+    normalised = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    labels, count = label_components(normalised >= fraction)
+    if count == 0:
+        return None
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    return component_boxes(labels, count)[int(np.argmax(areas))]
+
+
+def threshold_ious(maps, truth_boxes: Sequence, fractions=BOX_FRACTIONS) -> np.ndarray:
+    """``(N, T)`` float64 IoU of each map's :func:`threshold_box` at each of the ``T``
+    ``fractions`` with its ground-truth box (0 where there is no box).
+
+    ``maps``: ``N`` ``(H, W)`` maps (an ``(N, H, W)`` array or a list of maps of any sizes);
+    ``truth_boxes``: one box ``(x0, y0, x1, y1, ...)`` per map.
+    """
+    fractions = np.asarray(fractions, dtype=np.float64).reshape(-1)
+    if len(maps) != len(truth_boxes):
+        raise ValueError(f"give one truth box per map: {len(maps)} maps, {len(truth_boxes)} boxes")
+    out = np.zeros((len(maps), len(fractions)))
+    for i, (saliency_map, truth) in enumerate(zip(maps, truth_boxes, strict=True)):
+        for t, fraction in enumerate(fractions):
+            box = threshold_box(saliency_map, float(fraction))
+            out[i, t] = 0.0 if box is None else iou(box, truth)
+    return out
+
+
+def box_accuracy(
+    maps, truth_boxes: Sequence, fractions=BOX_FRACTIONS, iou_threshold: float = 0.5
+) -> np.ndarray:
+    """``(T,)`` float64 BoxAcc: per fraction, the share of maps whose :func:`threshold_box`
+    has IoU >= ``iou_threshold`` with its truth box."""
+    if len(maps) == 0:
+        raise ValueError("box accuracy needs at least one map")
+    return (threshold_ious(maps, truth_boxes, fractions) >= iou_threshold).mean(axis=0)
+
+
+@dataclass(frozen=True)
+class BoxAccuracy:
+    """Box accuracy at each IoU level with one threshold fraction per level.
+
+    ``iou_thresholds``, ``fractions`` (the chosen threshold per level), ``accuracies`` and
+    ``standard_errors`` (binomial, ``sqrt(p (1 - p) / n)``) are ``(L,)`` arrays; ``mean`` is
+    MaxBoxAccV2 (mean over the levels) and ``mean_standard_error`` the standard error of the
+    mean over the ``count`` images of each image's share of levels hit (the levels are
+    scored on the same images, so their errors are not independent).
+    """
+
+    iou_thresholds: np.ndarray
+    fractions: np.ndarray
+    accuracies: np.ndarray
+    standard_errors: np.ndarray
+    mean: float
+    mean_standard_error: float
+    count: int
+
+
+def _box_accuracy_at(ious: np.ndarray, levels: np.ndarray, fractions, chosen) -> BoxAccuracy:
+    hits = np.stack([ious[:, t] >= level for level, t in zip(levels, chosen, strict=True)], 1)
+    count = len(ious)
+    accuracies = hits.mean(axis=0)
+    per_image = hits.mean(axis=1)
+    return BoxAccuracy(
+        levels,
+        np.asarray(fractions, dtype=np.float64)[np.asarray(chosen, dtype=np.int64)],
+        accuracies,
+        np.sqrt(accuracies * (1 - accuracies) / count),
+        float(per_image.mean()),
+        float(per_image.std() / math.sqrt(count)),
+        count,
+    )
+
+
+def _levels(iou_thresholds) -> np.ndarray:
+    levels = np.asarray(iou_thresholds, dtype=np.float64).reshape(-1)
+    if levels.size == 0 or not ((levels > 0) & (levels <= 1)).all():
+        raise ValueError(f"IoU thresholds must be in (0, 1], got {iou_thresholds!r}")
+    return levels
+
+
+def max_box_accuracy(
+    validation_maps,
+    validation_boxes: Sequence,
+    test_maps,
+    test_boxes: Sequence,
+    *,
+    fractions=BOX_FRACTIONS,
+    iou_thresholds=IOU_THRESHOLDS,
+) -> BoxAccuracy:
+    """MaxBoxAcc with the threshold chosen on held-out data: for each IoU level the fraction
+    with the best :func:`box_accuracy` on the validation maps (ties: the smallest fraction),
+    scored on the test maps. Maps and boxes as in :func:`threshold_ious`."""
+    levels = _levels(iou_thresholds)
+    if len(validation_maps) == 0 or len(test_maps) == 0:
+        raise ValueError("need at least one validation map and one test map")
+    validation = threshold_ious(validation_maps, validation_boxes, fractions)
+    chosen = [int(np.argmax((validation >= level).mean(axis=0))) for level in levels]
+    return _box_accuracy_at(threshold_ious(test_maps, test_boxes, fractions), levels, fractions,
+                            chosen)  # fmt: skip
+
+
+def max_box_accuracy_same_set(
+    maps, truth_boxes: Sequence, *, fractions=BOX_FRACTIONS, iou_thresholds=IOU_THRESHOLDS
+) -> BoxAccuracy:
+    """The paper's MaxBoxAcc(V2): for each IoU level the best :func:`box_accuracy` over the
+    fractions on these same maps (ties: the smallest fraction). Optimistic, as the threshold
+    is tuned on the images it scores; the standard errors ignore that choice."""
+    levels = _levels(iou_thresholds)
+    if len(maps) == 0:
+        raise ValueError("box accuracy needs at least one map")
+    ious = threshold_ious(maps, truth_boxes, fractions)
+    chosen = [int(np.argmax((ious >= level).mean(axis=0))) for level in levels]
+    return _box_accuracy_at(ious, levels, fractions, chosen)
+
+
+# --------------------------------------------------------------------------------------------
+# Breakdown by object size.
+
+
+SIZE_BINS = (0.0, 0.1, 0.25, 0.5, 1.0)
+"""Default edges of :func:`by_size`: object area as a fraction of the image area."""
+
+
+def by_size(
+    rows: Sequence[dict],
+    measures: Sequence[str],
+    *,
+    key: str = "object_area_fraction",
+    bins: Sequence[float] = SIZE_BINS,
+) -> list[dict]:
+    """Mean and standard error of each of ``measures`` per bin of ``row[key]``.
+
+    ``rows``: dicts holding a number under ``key`` and under each measure (bools count as
+    0 / 1). ``bins``: increasing edges; bin ``j`` holds ``bins[j] <= size < bins[j + 1]``, the
+    last bin also its upper edge; rows outside every bin are left out. Returns one dict per
+    bin: ``low``, ``high``, ``count``, and per measure ``m``: ``m`` (mean; NaN for an empty
+    bin) and ``m + "_se"`` (sample standard deviation / sqrt(count); NaN below 2 rows).
+    """
+    edges = np.asarray(bins, dtype=np.float64).reshape(-1)
+    if len(edges) < 2 or not (np.diff(edges) > 0).all():
+        raise ValueError(f"bins must be at least two increasing edges, got {bins!r}")
+    sizes = np.array([float(row[key]) for row in rows])
+    table = {m: np.array([float(row[m]) for row in rows]) for m in measures}
+    out = []
+    for j, (low, high) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        last = j == len(edges) - 2
+        inside = (sizes >= low) & ((sizes <= high) if last else (sizes < high))
+        count = int(inside.sum())
+        entry = {"low": float(low), "high": float(high), "count": count}
+        for m, values in table.items():
+            chosen = values[inside]
+            entry[m] = float(chosen.mean()) if count else math.nan
+            entry[m + "_se"] = (
+                float(chosen.std(ddof=1) / math.sqrt(count)) if count > 1 else math.nan
+            )
+        out.append(entry)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,6 +700,7 @@ def counterfactual(
     mode: str = "remove",
     fill: str = "blur",
     blur_sigma: float = BLUR_SIGMA,
+    road_noise: float = ROAD_NOISE_STD,
     trials: int = 8,
     seed: int = 0,
 ) -> Counterfactual:
@@ -388,7 +708,8 @@ def counterfactual(
     only them (``mode="keep"``: all others take the fill), and predict again.
 
     The top-k pixels come from :func:`sensitivity.postprocess.top_k_mask`; the control does
-    the same to ``trials`` random sets of ``k`` pixels (``numpy`` generator of ``seed``).
+    the same to ``trials`` random sets of ``k`` pixels (``numpy`` generator of ``seed``;
+    ``seed`` and ``road_noise`` also set the noise of the ``"road"`` fill).
     """
     from sensitivity.inference import predict
     from sensitivity.postprocess import top_k_mask
@@ -409,9 +730,8 @@ def counterfactual(
         mask[rng.choice(values.size, size=k, replace=False)] = True
         masks.append(mask.reshape(values.shape))
     stack = np.stack(masks)  # (1 + trials, H, W): True = the chosen pixels
-    filled = fill_image(image, fill, blur_sigma)
     replace = stack if mode == "remove" else ~stack
-    changed = np.where(replace[..., None], filled[None], image[None])
+    changed = _replaced(image, replace, fill, blur_sigma, road_noise, seed)
     probabilities = predict(model, np.concatenate([image[None], changed]))[:, class_index]
     probabilities = probabilities.astype(np.float64)
     return Counterfactual(

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensitivity.discovery import Box, boxes_to_image, discover_objects, iou, label_components
+from sensitivity.discovery import (
+    Box,
+    boxes_to_image,
+    component_boxes,
+    discover_objects,
+    iou,
+    label_components,
+)
 
 
 def _two_blobs(second_value: float = 1.0) -> np.ndarray:
@@ -89,6 +96,7 @@ def test_eight_connected_labelling():
     )
     assert count == 3
     np.testing.assert_array_equal(labels, expected)
+    assert component_boxes(labels, count) == [Box(0, 0, 2, 2), Box(4, 0, 5, 2), Box(0, 3, 4, 5)]
     assert label_components(np.zeros((3, 3), bool))[1] == 0
     assert label_components(np.ones((3, 3), bool))[1] == 1
 

@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 
 import sensitivity
+from sensitivity.discovery import Box
 from sensitivity.metrics import (
     area_under_curve,
-    box_mass,
+    box_accuracy,
+    by_size,
     center_box,
     center_map,
     corloc,
@@ -30,14 +32,19 @@ from sensitivity.metrics import (
     edge_map,
     fill_image,
     insertion_curve,
+    mass_in_box,
+    max_box_accuracy,
+    max_box_accuracy_same_set,
     perturbation_curves,
     perturbed_images,
     pointing_game,
     random_map,
     randomization_check,
     rank_values,
+    road_impute,
     spearman,
     step_counts,
+    threshold_box,
 )
 from tests.helpers import class_pattern
 
@@ -210,10 +217,209 @@ def test_class_discrimination_by_mass():
     values[2:4, 10:12] = 0.5  # 2 units in the right box
     values[7, 7] = 2.0  # 2 units in neither
     left, right = (0, 0, 8, 8), (8, 0, 16, 8)
-    assert box_mass(values, (0, 0, 6, 6)) == pytest.approx(0.5)
-    assert box_mass(values, right) == pytest.approx(0.25)
+    assert mass_in_box(values, (0, 0, 6, 6)) == pytest.approx(0.5)
+    assert mass_in_box(values, right) == pytest.approx(0.25)
     assert discriminates(values, left, right) and not discriminates(values, right, left)
     assert not discriminates(np.zeros((8, 16)), left, right)
+    values[2:4, 2:4] = -1.0  # negative evidence counts as nothing: 2 of 4 units in the right box
+    assert mass_in_box(values, right) == pytest.approx(0.5)
+    assert mass_in_box(values, (0, 0, 6, 6)) == 0.0  # the left blob without the 2 units
+    assert mass_in_box(-np.ones((4, 4)), (0, 0, 2, 2)) == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# MaxBoxAcc.
+
+
+def test_threshold_box_keeps_the_largest_component():
+    values = np.full((10, 10), 0.1)
+    values[1:3, 1:4] = 0.6  # 6 pixels, normalised 5 / 9
+    values[6, 6] = values[7, 7] = 1.0  # 2 pixels touching diagonally: one component
+    assert threshold_box(values, 0.5) == Box(1, 1, 4, 3)
+    assert threshold_box(values, 0.6) == Box(6, 6, 8, 8)
+    assert threshold_box(values, 0.0) == Box(0, 0, 10, 10)
+    assert threshold_box(np.full((4, 4), 3.0), 0.0) == Box(0, 0, 4, 4)
+    assert threshold_box(np.full((4, 4), 3.0), 0.5) is None  # a constant map normalises to 0
+    values[6, 6] = 0.1
+    values[9, 9] = 1.0  # now 1 + 1 pixels apart: a tie, the first in raster order wins
+    assert threshold_box(values, 0.6) == Box(7, 7, 8, 8)
+    with pytest.raises(ValueError, match="fraction"):
+        threshold_box(values, 1.5)
+
+
+def _strip_map() -> np.ndarray:
+    """10x10 map of full-height strips: columns 0-3 at 1, 4-7 at 0.5, 8-9 at 0, so fraction
+    0 keeps columns 0-9, 0.4 columns 0-7 and 0.8 columns 0-3."""
+    values = np.zeros((10, 10))
+    values[:, :4] = 1.0
+    values[:, 4:8] = 0.5
+    return values
+
+
+def _strips(widths) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    # Truth box of width w from column 0: IoU with a strip of width a is min(a, w) / max(a, w).
+    return np.stack([_strip_map()] * len(widths)), [(0, 0, w, 10) for w in widths]
+
+
+FRACTIONS = (0.0, 0.4, 0.8)
+
+
+def test_box_accuracy_by_hand():
+    maps, boxes = _strips([10, 6, 4, 8, 2])
+    # IoUs at fractions 0 / 0.4 / 0.8: w 10: 1, .8, .4; w 6: .6, .75, 4/6; w 4: .4, .5, 1;
+    # w 8: .8, 1, .5; w 2: .2, .25, .5.
+    np.testing.assert_allclose(box_accuracy(maps, boxes, FRACTIONS, 0.5), [0.6, 0.8, 0.8])
+    np.testing.assert_allclose(box_accuracy(maps, boxes, FRACTIONS, 0.7), [0.4, 0.6, 0.2])
+    with pytest.raises(ValueError, match="one truth box"):
+        box_accuracy(maps, boxes[:2], FRACTIONS)
+
+
+def test_max_box_accuracy_chooses_on_validation_and_scores_on_test():
+    validation_maps, validation_boxes = _strips([4, 4, 8])
+    # Validation accuracies: IoU 0.3: 1, 1, 1 -> fraction 0 (first); 0.5: 1/3, 1, 1 -> 0.4;
+    # 0.7: 1/3, 1/3, 2/3 -> 0.8.
+    test_maps, test_boxes = _strips([10, 6, 4, 8, 2])
+    result = max_box_accuracy(
+        validation_maps, validation_boxes, test_maps, test_boxes, fractions=FRACTIONS
+    )
+    np.testing.assert_allclose(result.iou_thresholds, [0.3, 0.5, 0.7])
+    np.testing.assert_allclose(result.fractions, [0.0, 0.4, 0.8])
+    np.testing.assert_allclose(result.accuracies, [0.8, 0.8, 0.2])
+    np.testing.assert_allclose(result.standard_errors, math.sqrt(0.8 * 0.2 / 5))
+    assert result.mean == pytest.approx(0.6) and result.count == 5
+    # Levels hit per test image: 2/3, 2/3, 1, 2/3, 0.
+    hits = np.array([2 / 3, 2 / 3, 1, 2 / 3, 0])
+    assert result.mean_standard_error == pytest.approx(hits.std() / math.sqrt(5))
+    # The paper's variant tunes the fraction on the test maps themselves: never lower.
+    same = max_box_accuracy_same_set(test_maps, test_boxes, fractions=FRACTIONS)
+    np.testing.assert_allclose(same.fractions, [0.8, 0.4, 0.4])  # ties: the smaller fraction
+    np.testing.assert_allclose(same.accuracies, [1.0, 0.8, 0.6])
+    assert same.mean == pytest.approx(0.8)
+    assert (same.accuracies >= result.accuracies).all()
+
+
+# --------------------------------------------------------------------------------------------
+# ROAD imputation.
+
+
+def test_road_imputation_is_exact_on_a_ramp_inside_the_image():
+    y, x = np.mgrid[0:12, 0:12]
+    ramp = np.stack([3 * x + 5 * y + 10, 2 * x + 1, 100 - 4 * y], axis=-1).astype(np.float32)
+    removed = np.zeros((12, 12), bool)
+    removed[2:9, 3:10] = True
+    removed[5, 1] = True  # a lone pixel apart from the block
+    out = road_impute(ramp, removed, noise_std=0)
+    assert out.dtype == np.float32 and out.shape == ramp.shape
+    np.testing.assert_allclose(out, ramp, atol=1e-3)
+
+
+def test_road_imputation_by_hand_at_a_corner_and_for_a_constant_image():
+    image = np.zeros((3, 3, 3), np.float32)
+    image[..., 0] = [[0, 10, 20], [30, 40, 50], [60, 70, 80]]
+    removed = np.zeros((3, 3), bool)
+    removed[0, 0] = True
+    # Corner: two direct neighbours (weight 2) and one diagonal (1), renormalised by 5.
+    out = road_impute(image, removed, noise_std=0)
+    assert out[0, 0, 0] == pytest.approx((2 * 10 + 2 * 30 + 40) / 5)
+    removed[0, 0], removed[1, 1] = False, True
+    centre = road_impute(image, removed, noise_std=0)[1, 1, 0]
+    assert centre == pytest.approx((2 * (10 + 30 + 50 + 70) + (0 + 20 + 60 + 80)) / 12)
+    constant = np.ones((8, 8, 3), np.float32) * np.array([10, 200, 90], np.float32)
+    edge = np.zeros((8, 8), bool)
+    edge[:3, :5] = edge[7, :] = True  # regions on the border
+    np.testing.assert_allclose(road_impute(constant, edge, noise_std=0), constant, rtol=1e-5)
+    everything = road_impute(image, np.ones((3, 3), bool), noise_std=0)  # nothing kept
+    np.testing.assert_allclose(everything, np.broadcast_to(image.mean(axis=(0, 1)), image.shape))
+
+
+def test_road_noise_only_on_removed_pixels_deterministic_and_clipped():
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0, 255, (40, 40, 3)).astype(np.float32)
+    image[:20] = 255.0
+    removed = rng.random((40, 40)) < 0.5
+    first = road_impute(image, removed, noise_std=5.0, seed=7)
+    np.testing.assert_array_equal(first[~removed], image[~removed])
+    np.testing.assert_array_equal(first, road_impute(image, removed, noise_std=5.0, seed=7))
+    assert not np.array_equal(first, road_impute(image, removed, noise_std=5.0, seed=8))
+    assert first.min() >= 0 and first.max() <= 255
+    noise = first - road_impute(image, removed, noise_std=0)
+    assert (noise[:20][~removed[:20]] == 0).all()
+    assert noise[20:][removed[20:]].std() == pytest.approx(5.0, rel=0.1)
+    np.testing.assert_array_equal(road_impute(image, np.zeros((40, 40), bool)), image)
+    with pytest.raises(ValueError, match="removed"):
+        road_impute(image, removed[:4])
+    with pytest.raises(ValueError, match="road_impute"):
+        fill_image(image, "road")
+
+
+def test_road_deletion_of_a_ramp_reveals_nothing_until_the_border_goes():
+    y, x = np.mgrid[0:8, 0:8]
+    ramp = np.repeat((10 * x + 3 * y + 20)[..., None], 3, axis=-1).astype(np.float32)
+    values = np.zeros((8, 8))
+    values[2:6, 2:6] = 1.0  # the 16 inner pixels first
+    _, deleted = perturbed_images(ramp, values, "deletion", steps=4, fill="road", road_noise=0)
+    np.testing.assert_allclose(deleted[1], ramp, atol=1e-3)  # 16 inner pixels removed
+    np.testing.assert_allclose(deleted[4], np.broadcast_to(ramp.mean(axis=(0, 1)), ramp.shape))
+    _, inserted = perturbed_images(ramp, values, "insertion", steps=4, fill="road", road_noise=0)
+    np.testing.assert_allclose(inserted[0], deleted[4])
+    np.testing.assert_array_equal(inserted[4], ramp)
+    np.testing.assert_array_equal(inserted[1][2:6, 2:6], ramp[2:6, 2:6])  # inserted pixels
+    # The rest is imputed from the inner block: weighted means of their neighbours, so (the
+    # maximum principle) within the inner block's range, and not the ramp itself.
+    inner = ramp[2:6, 2:6]
+    assert inserted[1].min() >= inner.min() - 1e-3 and inserted[1].max() <= inner.max() + 1e-3
+    assert np.abs(inserted[1] - ramp).max() > 10
+
+
+def test_road_counterfactual_by_hand(stub, image):
+    removed = counterfactual(
+        stub, image, _map(R), 0, 2, fill="road", road_noise=0, trials=2
+    )
+    # The two red pixels become the mean of their neighbours, all 100: the logit is
+    # 200 ln 81 / 510 and the nine others 0.
+    logit = 200 * math.log(81) / 510
+    assert removed.after == pytest.approx(math.exp(logit) / (math.exp(logit) + 9), abs=1e-6)
+
+
+def test_road_batch_curves_match_single_curves(stub, image):
+    rng = np.random.default_rng(2)
+    images = np.stack([image, image * 0.5, image[::-1]])
+    maps = rng.random((3, 4, 4))
+    for kind, single in (("deletion", deletion_curve), ("insertion", insertion_curve)):
+        _, probabilities, aucs = perturbation_curves(
+            stub, images, maps, [0, 0, 3], kind=kind, steps=4, fill="road", seed=5, batch_size=4
+        )
+        for i, c in enumerate([0, 0, 3]):
+            curve = single(stub, images[i], maps[i], c, steps=4, fill="road", seed=5 + i)
+            np.testing.assert_allclose(probabilities[i], curve.probabilities, atol=1e-6)
+            assert aucs[i] == pytest.approx(curve.auc, abs=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# Breakdown by object size.
+
+
+def test_by_size_by_hand():
+    sizes = [0.05, 0.08, 0.3, 0.3, 1.0, 2.0]
+    measures = zip([1, 0, 2, 4, 5, 9], [True, True, False, True, True, False], strict=True)
+    rows = [
+        {"object_area_fraction": s, "a": a, "hit": h, "method": "x"}
+        for s, (a, h) in zip(sizes, measures, strict=True)
+    ]
+    table = by_size(rows, ["a", "hit"])
+    assert [(t["low"], t["high"], t["count"]) for t in table] == [
+        (0.0, 0.1, 2), (0.1, 0.25, 0), (0.25, 0.5, 2), (0.5, 1.0, 1)
+    ]  # fmt: skip
+    assert table[0]["a"] == 0.5 and table[0]["a_se"] == pytest.approx(0.5)  # sd 0.707 / sqrt 2
+    assert table[0]["hit"] == 1.0 and table[0]["hit_se"] == 0.0
+    assert math.isnan(table[1]["a"]) and math.isnan(table[1]["a_se"])
+    assert table[2]["a"] == 3.0 and table[2]["a_se"] == pytest.approx(1.0)
+    assert table[2]["hit"] == 0.5
+    assert table[3]["a"] == 5.0 and math.isnan(table[3]["a_se"])  # 1.0 is in the last bin
+    wide = by_size(rows, ["a"], key="object_area_fraction", bins=(0, 3))
+    assert wide[0]["count"] == 6 and wide[0]["a"] == pytest.approx(21 / 6)
+    with pytest.raises(ValueError, match="bins"):
+        by_size(rows, ["a"], bins=(0.5, 0.1))
 
 
 def test_spearman_by_hand():
