@@ -306,3 +306,25 @@ CHANNEL_REDUCTIONS: dict[str, str] = {
     "none": "keep the three channels: maps of shape (N, H, W, 3)",
 }
 """How the three colour channels become one value per pixel."""
+
+
+def method_table() -> str:
+    """The methods and their options as a Markdown table (README.md holds it verbatim)."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = [
+        "| method | option | default | page default | values from the page, a link or "
+        "`--option` | meaning |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    groups = [(f"`{name}`", info.description, info.options) for name, info in METHODS.items()]
+    groups.append(("every method", "options that every method takes", COMMON_OPTIONS))
+    for title, description, options in groups:
+        rows.append(f"| {title} | | | | | {cell(description)} |")
+        for name, option in options.items():
+            page = f"`{option.initial!r}`" if option.shown else ""
+            rows.append(f"| | `{name}` | `{option.default!r}` | {page} | "
+                        f"{cell(option.expected())} | {cell(option.description)} |")
+    return "\n".join(rows) + "\n"
