@@ -7,6 +7,10 @@ Importing the package is cheap: TensorFlow is imported only when a name that nee
 used (``sensitivity.predict``, ``sensitivity.load_model``, ...) or a module that needs it is
 imported, so light modules (``sensitivity.figures``, ``sensitivity.labels``) load in a blink
 and a page can draw before TensorFlow is ready.
+
+The usual calls: ``sensitivity.load_model()``, ``load_image``, ``preprocess``, ``predict``,
+``saliency`` (maps of any method of ``METHODS``, with its options as keywords), ``top_k_mask``
+and ``discover_objects``.
 """
 
 import importlib

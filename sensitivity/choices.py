@@ -180,9 +180,6 @@ class MethodInfo:
     """Whether the attribution has one value per RGB channel."""
 
 
-SEED = Option(0, "random seed of the noise (None: a fresh one)", kind="int", minimum=0,
-              maximum=2**32 - 1, optional=True)
-
 COMMON_OPTIONS: dict[str, Option] = {
     "layer_reduction": Option(
         "sum", "inner layer only: its output becomes a scalar by 'sum', 'mean' or 'l2'",
@@ -215,7 +212,8 @@ METHODS: dict[str, MethodInfo] = {
                 "mean", "'mean' of gradients, 'squared' (mean of squares) or 'vargrad' (variance)",
                 kind="choice", choices=SMOOTHGRAD_VARIANTS, shown=True, label="Variant",
             ),
-            "seed": SEED,
+            "seed": Option(0, "random seed of the noise (None: a fresh one)", kind="int",
+                           minimum=0, maximum=2**32 - 1, optional=True),
         },
     ),
     "integrated_gradients": MethodInfo(
@@ -235,7 +233,8 @@ METHODS: dict[str, MethodInfo] = {
                                kind="choice", choices=BASELINES, shown=True, label="Baseline"),
             "blur_sigma": Option(4.0, "blurred baseline: Gaussian sigma in 32x32-image pixels",
                                  kind="float", minimum=0.5, maximum=16.0, step=0.5),
-            "seed": SEED,
+            "seed": Option(0, "noise baseline: random seed (None: a fresh one)", kind="int",
+                           minimum=0, maximum=2**32 - 1, optional=True),
         },
     ),
     "gradcam": MethodInfo(
