@@ -26,19 +26,22 @@ NOTICES = st.container()  # the model's error, problems with the link's settings
 WORKSPACE = st.empty()  # the uploader and the analyses (the fragment `workspace` draws them)
 SIDEBAR = st.sidebar.empty()
 
-from sensitivity.choices import LAYER_REDUCTIONS, METHODS, OUTPUT_TARGETS
+from sensitivity.choices import LAYER_REDUCTIONS, METHODS, OUTPUT_TARGETS, shown_options
 from sensitivity.labels import CLASS_NAMES
 from sensitivity.serving import analysis_shown, import_keras, ready_model
 from sensitivity.settings import (
-    BASELINES,
     CHANNEL_REDUCTIONS,
     COLOUR_SCALES,
     COMPARE_MODES,
     SIGNS,
     SIZES,
-    SMOOTHGRAD_VARIANTS,
+    VIEW_OPTIONS,
     ViewSettings,
+    method_options,
+    option_controls,
+    option_key,
     settings_from_query,
+    view_fields,
 )
 
 # --- Settings and controls: from the link, through the widgets, back into the link ---------
@@ -60,15 +63,16 @@ def init_state() -> None:
         return
     settings, problems = settings_from_query(st.query_params.to_dict())
     values = {}
-    for field in dataclasses.fields(ViewSettings):
-        value = getattr(settings, field.name)
-        if field.name == "classes":
+    for name in view_fields():
+        value = getattr(settings, name)
+        if name == "classes":
             value = [CLASS_NAMES[i] for i in value]
-        elif field.name == "compare_items":
+        elif name == "compare_items":
             value = list(value)
-        elif field.name == "channel":
+        elif name == "channel":
             value = -1 if value is None else value
-        values[f"w_{field.name}"] = value
+        values[f"w_{name}"] = value
+    values.update({option_key(name): settings.option(name) for name in shown_options()})
     st.session_state.update(values)
     # Kept apart too: an upload during the first run (the uploader shows while the model
     # loads) interrupts it before the widgets are drawn, and Streamlit then drops their values.
@@ -109,13 +113,14 @@ def compare_choices(layers: list[tuple[str, str]]) -> dict[str, list[str]]:
 
 def current_settings() -> ViewSettings:
     s = st.session_state
-    s["_values"] = {f"w_{field.name}": s[f"w_{field.name}"]
-                    for field in dataclasses.fields(ViewSettings)}
-    values = {field.name: s[f"w_{field.name}"] for field in dataclasses.fields(ViewSettings)}
+    keys = [f"w_{name}" for name in view_fields()] + [option_key(n) for n in shown_options()]
+    s["_values"] = {key: s[key] for key in keys}
+    values = {name: s[f"w_{name}"] for name in view_fields()}
     values["classes"] = tuple(sorted(CLASS_NAMES.index(c) for c in values["classes"]))
     values["compare_items"] = tuple(values["compare_items"])
     values["channel"] = None if values["channel"] < 0 else int(values["channel"])
-    return ViewSettings(**values)
+    options = {name: s[option_key(name)] for name in shown_options()}
+    return ViewSettings(**values, options=options)
 
 
 def sidebar() -> tuple:
@@ -131,15 +136,9 @@ def sidebar() -> tuple:
             st.warning("Guided backpropagation fails the model-randomisation sanity check "
                        "(Adebayo et al. 2018): its maps barely change when the weights are "
                        "randomised. Shown for comparison only.")
-        if method == "smoothgrad":
-            st.slider("Samples", 1, 128, key="w_samples")
-            st.slider("Noise (fraction of 0..255)", 0.0, 0.5, step=0.01, key="w_noise")
-            st.selectbox("Variant", SMOOTHGRAD_VARIANTS, key="w_smoothgrad_variant")
-        elif method == "integrated_gradients":
-            st.slider("Steps", 2, 256, key="w_steps")
-            st.selectbox("Baseline", BASELINES, key="w_baseline")
-        elif method == "occlusion":
-            st.slider("Patch (pixels of 32x32)", 1, 16, key="w_patch")
+        for control in option_controls(method):  # declared in sensitivity.choices.METHODS
+            getattr(st, control.widget)(control.label, key=control.key, help=control.help,
+                                        **control.arguments)
 
         layer_slot = st.container()
         st.radio("Sign", SIGNS, key="w_sign", horizontal=True,
@@ -151,8 +150,10 @@ def sidebar() -> tuple:
                                "so larger inputs show finer maps.")
 
         st.header("How to show it")
-        st.slider("Top-k pixels", 1, 1024, key="w_k")
-        st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key="w_opacity")
+        k, opacity = VIEW_OPTIONS["k"], VIEW_OPTIONS["opacity"]
+        st.slider("Top-k pixels", k.minimum, k.maximum, key="w_k")
+        st.slider("Overlay opacity", opacity.minimum, opacity.maximum, step=opacity.step,
+                  key="w_opacity")
         st.selectbox("Colour scale", COLOUR_SCALES, key="w_colour_scale",
                      help="viridis and cividis stay readable with colour blindness; signed "
                           "maps use a blue-white-red scale centred at zero.")
@@ -311,26 +312,6 @@ def samples(source: str) -> list[gallery.Sample]:
     return gallery.load_samples(source, per_class=2)
 
 
-# --- A method's options, as a cache key --------------------------------------------------------
-
-
-def method_options(settings: ViewSettings, method: str | None = None) -> tuple:
-    """The options of ``method`` (default: the chosen one) as a hashable tuple."""
-    method = method or settings.method
-    options: dict = {}
-    if settings.layer not in OUTPUT_TARGETS:
-        options["layer_reduction"] = settings.layer_reduction
-        options["channel"] = settings.channel
-    if method == "smoothgrad":
-        options.update(samples=settings.samples, noise=settings.noise,
-                       variant=settings.smoothgrad_variant)
-    elif method == "integrated_gradients":
-        options.update(steps=settings.steps, baseline=settings.baseline)
-    elif method == "occlusion":
-        options.update(patch=settings.patch)
-    return tuple(sorted(options.items()))
-
-
 # --- Page sections -----------------------------------------------------------------------------
 
 
@@ -406,7 +387,8 @@ def compute_attribution(x: np.ndarray, settings: ViewSettings, *, method: str | 
     classes = settings.classes if classes is None else classes
     if layer not in OUTPUT_TARGETS:
         classes = ()
-    options = method_options(dataclasses.replace(settings, layer=layer), method)
+    options = tuple(sorted(method_options(dataclasses.replace(settings, layer=layer),
+                                          method).items()))
     bar = None
     if method in SLOW_METHODS:
         bar = st.progress(0.0, text=f"Computing {method}...")

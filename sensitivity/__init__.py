@@ -7,10 +7,16 @@ Importing the package is cheap: TensorFlow is imported only when a name that nee
 used (``sensitivity.predict``, ``sensitivity.load_model``, ...) or a module that needs it is
 imported, so light modules (``sensitivity.figures``, ``sensitivity.labels``) load in a blink
 and a page can draw before TensorFlow is ready.
+
+The usual calls: ``sensitivity.load_model()``, ``load_image``, ``preprocess``, ``predict``,
+``saliency`` (maps of any method of ``METHODS``, with its options as keywords), ``top_k_mask``
+and ``discover_objects``.
 """
 
 import importlib
 import os
+import sys
+import types
 
 # oneDNN kernels: about 1.7x faster convolutions on this project's CPUs, off by default on AMD.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -19,11 +25,15 @@ _EXPORTS = {
     "CLASS_NAMES": "sensitivity.labels",
     "DEFAULT_MODEL_PATH": "sensitivity.model_io",
     "ImageError": "sensitivity.images",
+    "METHODS": "sensitivity.choices",
     "ModelError": "sensitivity.model_io",
+    "discover_objects": "sensitivity.discovery",
     "load_image": "sensitivity.images",
     "load_model": "sensitivity.model_io",
     "predict": "sensitivity.inference",
     "preprocess": "sensitivity.images",
+    "saliency": "sensitivity.saliency",
+    "top_k_mask": "sensitivity.postprocess",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -40,3 +50,23 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+    """The package's module type: ``sensitivity.saliency`` stays the function.
+
+    Importing a submodule binds it as an attribute of its package once it has run, and an
+    attribute found that way never reaches ``__getattr__``: after ``import sensitivity.saliency``
+    (or ``from sensitivity.saliency import ...``, anywhere) ``sensitivity.saliency`` would be
+    the module. This binds the public name of the same name instead; the module stays in
+    ``sys.modules``, so ``from sensitivity.saliency import saliency`` keeps working.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if (isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}"
+                and _EXPORTS.get(name) == value.__name__):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -8,6 +8,8 @@ validate against these and re-export them.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 
 OUTPUT_TARGETS = ("logits", "probabilities", "log_probabilities")
@@ -31,12 +33,141 @@ ADAPTIVE_ROUNDS = 16
 the estimate so far misses the forward passes most (more rounds: better placed, more calls)."""
 
 
+OPTION_KINDS = ("int", "float", "choice", "bool", "layer")
+"""What an option's value is: a whole number or a number in ``minimum..maximum``, one of
+``choices``, true or false, or a layer name. An option without a kind (None) is set only by
+library calls (a callable, an array, ...): the page, its links and the command line leave it
+at its default."""
+
+
+
+class _LibraryDefault:
+    def __repr__(self) -> str:
+        return "LIBRARY_DEFAULT"
+
+
+_LIBRARY_DEFAULT = _LibraryDefault()  # page_default when the page starts at the library's default
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 @dataclass(frozen=True)
 class Option:
-    """One option of a method: its default value and a one-line description."""
+    """One option of a method: its default value, a one-line description and, for an option
+    that the page, its links or the command line can set, what values it takes.
+
+    ``kind``: one of :data:`OPTION_KINDS` (None: library calls only). ``minimum``, ``maximum``:
+    the range an ``"int"`` or ``"float"`` takes from the page, a link or the command line (the
+    library itself accepts more). ``step``: the page's slider step. ``choices``: the values of
+    a ``"choice"``. ``optional``: None is also a value (written ``none``). ``shown``: the page
+    has a control for it, labelled ``label``, starting at ``page_default`` (when it differs
+    from ``default``, e.g. fewer samples for a quick first map).
+    """
 
     default: object
     description: str
+    kind: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    choices: tuple = ()
+    optional: bool = False
+    shown: bool = False
+    label: str = ""
+    page_default: object = _LIBRARY_DEFAULT
+
+    def __post_init__(self) -> None:
+        if self.kind is not None and self.kind not in OPTION_KINDS:
+            raise ValueError(f"option kind must be one of {OPTION_KINDS}, got {self.kind!r}")
+        if self.kind in ("int", "float") and (self.minimum is None or self.maximum is None):
+            raise ValueError(f"an {self.kind} option needs a minimum and a maximum")
+        if self.kind == "int" and not all(isinstance(v, int) for v in (self.minimum, self.maximum)):
+            raise ValueError("an int option's minimum and maximum are whole numbers")
+        if self.kind == "choice" and not self.choices:
+            raise ValueError("a choice option needs its choices")
+        if self.shown and (self.kind in (None, "layer") or self.optional):
+            raise ValueError("the page shows only int, float, choice and bool options, never None")
+        for value in (self.default, self.initial):
+            if self.kind is not None and self.check(value) != value:
+                raise ValueError(f"default {value!r} is not a value of this option")
+
+    @property
+    def initial(self) -> object:
+        """The value the page starts from."""
+        return self.default if self.page_default is _LIBRARY_DEFAULT else self.page_default
+
+    @property
+    def caption(self) -> str:
+        """The page control's label."""
+        return self.label or self.description
+
+    def expected(self) -> str:
+        """What a value must be, in words (for messages)."""
+        if self.kind == "int":
+            text = f"a whole number from {self.minimum} to {self.maximum}"
+        elif self.kind == "float":
+            text = f"a number from {self.minimum} to {self.maximum}"
+        elif self.kind == "choice":
+            text = "one of " + ", ".join(str(c) for c in self.choices)
+        elif self.kind == "bool":
+            text = "1 or 0 (true or false)"
+        elif self.kind == "layer":
+            text = "a layer name"
+        else:
+            return "a value set only by library calls"
+        return text + (", or none" if self.optional else "")
+
+    def read(self, text: str) -> object:
+        """The value written as ``text`` (in a link or on the command line), not yet checked
+        against the range (see :meth:`check`); ValueError when ``text`` is no value of this
+        option at all (a word for a number, an unknown choice, a number that is not finite)."""
+        text = text.strip()
+        if self.optional and text.lower() in ("none", ""):
+            return None
+        if self.kind == "int" and re.fullmatch(r"[+-]?[0-9]{1,4000}", text):
+            return int(text)
+        if self.kind == "float":
+            try:
+                value = float(text)
+            except ValueError:
+                pass
+            else:
+                if math.isfinite(value):
+                    return value
+        if self.kind == "choice":
+            for choice in self.choices:
+                if str(choice) == text:
+                    return choice
+        if self.kind == "bool" and text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        if self.kind == "layer" and 0 < len(text) <= 200 and text.isprintable():
+            return text
+        raise ValueError(f"expected {self.expected()}")
+
+    def check(self, value: object) -> object:
+        """``value`` if it is a value of this option, a number clamped into
+        ``minimum..maximum``; ValueError if it is of the wrong type (or not finite)."""
+        if value is None and self.optional:
+            return None
+        if self.kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return int(min(max(value, self.minimum), self.maximum))
+        if (self.kind == "float" and isinstance(value, (int, float))
+                and not isinstance(value, bool) and math.isfinite(value)):
+            return float(min(max(value, self.minimum), self.maximum))
+        if self.kind == "choice" and value in self.choices:
+            return value
+        if self.kind == "bool" and isinstance(value, bool):
+            return value
+        if self.kind == "layer" and isinstance(value, str) and value:
+            return value
+        raise ValueError(f"expected {self.expected()}, got {value!r}")
+
+    def format(self, value: object) -> str:
+        """``value`` as :meth:`read` reads it back."""
+        if value is None:
+            return "none"
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        return str(value)
 
 
 @dataclass(frozen=True)
@@ -51,11 +182,14 @@ class MethodInfo:
 
 COMMON_OPTIONS: dict[str, Option] = {
     "layer_reduction": Option(
-        "sum", "inner layer only: its output becomes a scalar by 'sum', 'mean' or 'l2'"
+        "sum", "inner layer only: its output becomes a scalar by 'sum', 'mean' or 'l2'",
+        kind="choice", choices=LAYER_REDUCTIONS,
     ),
-    "channel": Option(None, "inner layer only: reduce this channel alone (None: all channels)"),
+    "channel": Option(None, "inner layer only: reduce this channel alone (None: all channels)",
+                      kind="int", minimum=0, maximum=65535, optional=True),
     "max_batch": Option(
-        64, "most images per forward/backward pass (bounds memory; fewer when images are large)"
+        64, "most images per forward/backward pass (bounds memory; fewer when images are large)",
+        kind="int", minimum=1, maximum=4096,
     ),
     "progress": Option(None, "callable(fraction 0..1) reporting progress of long methods"),
 }
@@ -69,35 +203,47 @@ METHODS: dict[str, MethodInfo] = {
     "smoothgrad": MethodInfo(
         "gradient averaged over noisy copies of the image (Smilkov et al. 2017)",
         {
-            "samples": Option(50, "number of noisy copies"),
-            "noise": Option(0.15, "noise standard deviation as a fraction of the range 0..255"),
+            "samples": Option(50, "number of noisy copies", kind="int", minimum=1, maximum=128,
+                              shown=True, label="Samples", page_default=32),
+            "noise": Option(0.15, "noise standard deviation as a fraction of the range 0..255",
+                            kind="float", minimum=0.0, maximum=0.5, step=0.01, shown=True,
+                            label="Noise (fraction of 0..255)"),
             "variant": Option(
-                "mean", "'mean' of gradients, 'squared' (mean of squares) or 'vargrad' (variance)"
+                "mean", "'mean' of gradients, 'squared' (mean of squares) or 'vargrad' (variance)",
+                kind="choice", choices=SMOOTHGRAD_VARIANTS, shown=True, label="Variant",
             ),
-            "seed": Option(0, "random seed of the noise (None: a fresh one)"),
+            "seed": Option(0, "random seed of the noise (None: a fresh one)", kind="int",
+                           minimum=0, maximum=2**32 - 1, optional=True),
         },
     ),
     "integrated_gradients": MethodInfo(
         "path integral of the gradient from a baseline image (Sundararajan et al. 2017)",
         {
-            "steps": Option(50, "gradient evaluations along the path"),
+            "steps": Option(50, "gradient evaluations along the path", kind="int", minimum=2,
+                            maximum=256, shown=True, label="Steps", page_default=32),
             "path_sampling": Option(
                 "adaptive",
                 "'adaptive': half the points at the middles of steps // 2 segments scored by "
                 f"forward passes, the other half in {ADAPTIVE_ROUNDS} rounds, each where the "
                 "estimate so far missed the segment's score change most; 'uniform': the "
                 "midpoint rule",
+                kind="choice", choices=PATH_SAMPLINGS, shown=True, label="Path sampling",
             ),
-            "baseline": Option("black", "'black', 'blurred' (Gaussian blur) or 'noise' (uniform)"),
-            "blur_sigma": Option(4.0, "blurred baseline: Gaussian sigma in 32x32-image pixels"),
-            "seed": Option(0, "noise baseline: random seed"),
+            "baseline": Option("black", "'black', 'blurred' (Gaussian blur) or 'noise' (uniform)",
+                               kind="choice", choices=BASELINES, shown=True, label="Baseline"),
+            "blur_sigma": Option(4.0, "blurred baseline: Gaussian sigma in 32x32-image pixels",
+                                 kind="float", minimum=0.5, maximum=16.0, step=0.5),
+            "seed": Option(0, "noise baseline: random seed (None: a fresh one)", kind="int",
+                           minimum=0, maximum=2**32 - 1, optional=True),
         },
     ),
     "gradcam": MethodInfo(
         "Grad-CAM: feature maps weighted by their mean gradient, ReLU, upsampled bilinearly",
         {
-            "target_layer": Option(None, "layer with a 4-D output (None: the last such layer)"),
-            "plus_plus": Option(False, "use the Grad-CAM++ weights (Chattopadhay et al. 2018)"),
+            "target_layer": Option(None, "layer with a 4-D output (None: the last such layer)",
+                                   kind="layer", optional=True),
+            "plus_plus": Option(False, "use the Grad-CAM++ weights (Chattopadhay et al. 2018)",
+                                kind="bool", shown=True, label="Grad-CAM++ weights"),
         },
         channels=False,
     ),
@@ -108,14 +254,40 @@ METHODS: dict[str, MethodInfo] = {
     "occlusion": MethodInfo(
         "gradient-free: drop in the score when a patch covering the pixel is filled",
         {
-            "patch": Option(4, "patch side in 32x32-image pixels"),
-            "stride": Option(None, "patch step in 32x32-image pixels (None: half the patch)"),
+            "patch": Option(4, "patch side in 32x32-image pixels", kind="int", minimum=1,
+                            maximum=16, shown=True, label="Patch (pixels of 32x32)"),
+            "stride": Option(None, "patch step in 32x32-image pixels (None: half the patch)",
+                             kind="float", minimum=0.5, maximum=16.0, optional=True),
             "fill": Option("mean", "fill value 0..255, an RGB triple, or 'mean' (image's mean)"),
         },
         channels=False,
     ),
 }
 """Every method, with its description and its own options (besides :data:`COMMON_OPTIONS`)."""
+
+
+def method_option_specs(method: str) -> dict[str, Option]:
+    """Every option ``method`` takes: :data:`COMMON_OPTIONS` and its own (ValueError for an
+    unknown method)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return {**COMMON_OPTIONS, **METHODS[method].options}
+
+
+def shown_options() -> dict[str, Option]:
+    """The options the page shows, over all methods, by name: a name means one setting (one
+    control, one key of the link) whichever method uses it, so methods that share a shown
+    option's name must declare it alike (ValueError otherwise)."""
+    found: dict[str, Option] = {}
+    for method, info in METHODS.items():
+        for name, option in info.options.items():
+            if not option.shown:
+                continue
+            if name in found and found[name] != option:
+                raise ValueError(f"{method} declares the shown option {name!r} unlike another "
+                                 "method; give it another name")
+            found[name] = option
+    return found
 
 
 SIGNS: dict[str, str] = {
@@ -133,3 +305,25 @@ CHANNEL_REDUCTIONS: dict[str, str] = {
     "none": "keep the three channels: maps of shape (N, H, W, 3)",
 }
 """How the three colour channels become one value per pixel."""
+
+
+def method_table() -> str:
+    """The methods and their options as a Markdown table (README.md holds it verbatim)."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = [
+        "| method | option | default | page default | values from the page, a link or "
+        "`--option` | meaning |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    groups = [(f"`{name}`", info.description, info.options) for name, info in METHODS.items()]
+    groups.append(("every method", "options that every method takes", COMMON_OPTIONS))
+    for title, description, options in groups:
+        rows.append(f"| {title} | | | | | {cell(description)} |")
+        for name, option in options.items():
+            page = f"`{option.initial!r}`" if option.shown else ""
+            rows.append(f"| | `{name}` | `{option.default!r}` | {page} | "
+                        f"{cell(option.expected())} | {cell(option.description)} |")
+    return "\n".join(rows) + "\n"

@@ -86,12 +86,83 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT}/)"
     )
+    parser.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        default=[],
+        type=option_assignment,
+        metavar="NAME=VALUE",
+        help=(
+            "a method option, e.g. --option steps=64 for integrated_gradients; repeat it for "
+            "more (options and ranges: the method table of README.md)"
+        ),
+    )
     parser.add_argument("--model", default=None, help="a .keras file with its card")
     return parser
 
 
 # --------------------------------------------------------------------------------------------
 # Arguments.
+
+
+def _settable(method: str) -> dict:
+    """``method``'s options that a command line can set (those with a kind)."""
+    from sensitivity.choices import method_option_specs
+
+    return {n: o for n, o in method_option_specs(method).items() if o.kind is not None}
+
+
+def _value(option, text: str) -> object:
+    """``text`` read as a value of ``option``; ValueError when malformed or out of range."""
+    value = option.read(text)
+    if option.check(value) != value:
+        raise ValueError(f"out of range: expected {option.expected()}")
+    return value
+
+
+def option_assignment(text: str) -> tuple[str, str]:
+    """An argparse type: ``NAME=VALUE`` for an option some method declares settable
+    (:data:`sensitivity.choices.METHODS`), with a value it takes; returns (name, value text).
+    Whether the chosen method has that option is checked by :func:`method_option_values`."""
+    from sensitivity.choices import METHODS
+
+    name, equals, value = text.partition("=")
+    name = name.strip()
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text[:80]!r}")
+    declared = [specs[name] for specs in map(_settable, METHODS) if name in specs]
+    if not declared:
+        known = sorted({n for method in METHODS for n in _settable(method)})
+        raise argparse.ArgumentTypeError(
+            f"no method has an option {name[:80]!r}; options: {', '.join(known)}"
+        )
+    problems = []
+    for option in declared:
+        try:
+            _value(option, value)
+        except ValueError as exc:
+            problems.append(str(exc))
+        else:
+            return name, value
+    raise argparse.ArgumentTypeError(f"{name} {value[:80]!r}: {problems[0]}")
+
+
+def method_option_values(method: str, assignments: list[tuple[str, str]]) -> dict[str, object]:
+    """The options of ``method`` given by ``--option`` (:func:`option_assignment`), read and
+    checked against its declarations; ValueError for an option it lacks or a bad value."""
+    settable = _settable(method)
+    values: dict[str, object] = {}
+    for name, text in assignments:
+        if name not in settable:
+            raise ValueError(
+                f"method {method!r} has no option {name!r}; its options: {', '.join(settable)}"
+            )
+        try:
+            values[name] = _value(settable[name], text)
+        except ValueError as exc:
+            raise ValueError(f"--option {name}={text[:80]}: {exc}") from None
+    return values
 
 
 def parse_classes(values: list[str] | None) -> list[int] | None:
@@ -127,8 +198,9 @@ def parse_classes(values: list[str] | None) -> list[int] | None:
     return indices
 
 
-def check_arguments(args: argparse.Namespace) -> list[int] | None:
-    """Validate the model-independent arguments; returns the parsed classes (or None)."""
+def check_arguments(args: argparse.Namespace) -> tuple[list[int] | None, dict[str, object]]:
+    """Validate the model-independent arguments; returns the parsed classes (or None) and
+    the method's options."""
     from sensitivity.saliency import METHODS, SIGNS
 
     if args.method not in METHODS:
@@ -150,7 +222,7 @@ def check_arguments(args: argparse.Namespace) -> list[int] | None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
-    return parse_classes(args.classes)
+    return parse_classes(args.classes), method_option_values(args.method, args.options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,6 +319,7 @@ def explain_image(
     classes: list[int] | None,
     sign: str,
     reduce_channels: str,
+    options: dict | None = None,
 ) -> tuple[np.ndarray, dict]:
     """The ``(H, W)`` float32 map of one preprocessed ``(H, W, 3)`` image and its facts.
 
@@ -254,12 +327,15 @@ def explain_image(
     ``explained_classes``, ``score`` (the explained target score at the image) and, for
     integrated gradients, ``completeness_gap`` (relative, see :class:`Attribution`; None when
     the score did not change along the path but the attributions do not sum to zero).
+    ``options``: the method's options (:func:`method_option_values`; default: its defaults).
     """
     from sensitivity.inference import softmax
     from sensitivity.labels import CLASS_NAMES
     from sensitivity.saliency import attribute, to_map
 
-    result = attribute(model, image[None], method=method, layer=layer, class_mask=classes)
+    result = attribute(
+        model, image[None], method=method, layer=layer, class_mask=classes, **(options or {})
+    )
     saliency_map = to_map(result, sign, reduce_channels)[0]
     probabilities = softmax(result.logits)[0]
     predicted = int(probabilities.argmax())
@@ -314,7 +390,7 @@ def run(args: argparse.Namespace) -> int:
     from sensitivity.model_io import load_model
     from sensitivity.saliency import METHODS
 
-    classes = check_arguments(args)
+    classes, options = check_arguments(args)
     model = load_model(args.model)
     make_target(model, args.layer)  # ValueError for an unknown layer
     if classes is not None and args.layer not in OUTPUT_TARGETS:
@@ -326,7 +402,10 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     settings = {
         "method": args.method,
-        "method_options": {k: o.default for k, o in METHODS[args.method].options.items()},
+        "method_options": {
+            **{k: o.default for k, o in METHODS[args.method].options.items()},
+            **options,
+        },
         "layer": args.layer,
         "classes": None if classes is None else [CLASS_NAMES[i] for i in classes],
         "sign": args.sign,
@@ -351,6 +430,7 @@ def run(args: argparse.Namespace) -> int:
                 classes=classes,
                 sign=args.sign,
                 reduce_channels=args.reduce_channels,
+                options=options,
             )
         except (ValueError, OSError) as exc:  # ImageError is a ValueError
             skipped.append((path, str(exc)))

@@ -1,8 +1,12 @@
 """The dashboard's view settings and their round trip through the URL's query string.
 
 A hosted demo's link reopens the same view: :meth:`ViewSettings.to_query` gives the settings
-that differ from the defaults as strings, :func:`settings_from_query` reads them back, ignoring
-(and reporting) anything malformed, so a hand-edited link can never break the page.
+that differ from the defaults as strings, :func:`settings_from_query` reads them back. Every
+value is checked against its declaration (:data:`VIEW_OPTIONS`, and for the methods' options
+the registry :data:`sensitivity.choices.METHODS`): a number out of range is clamped, anything
+else malformed or unknown is ignored, each with a message, so a hand-edited link can never
+break the page. :func:`option_controls` says which controls the page draws for a method's
+options, :func:`method_options` what the page passes to the method.
 """
 
 from __future__ import annotations
@@ -11,18 +15,37 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sensitivity.choices import BASELINES, LAYER_REDUCTIONS, SMOOTHGRAD_VARIANTS
 from sensitivity.choices import CHANNEL_REDUCTIONS as _ENGINE_CHANNEL_REDUCTIONS
-from sensitivity.choices import METHODS as _ENGINE_METHODS
+from sensitivity.choices import COMMON_OPTIONS, METHODS, OUTPUT_TARGETS, Option, shown_options
 from sensitivity.choices import SIGNS as _ENGINE_SIGNS
 from sensitivity.labels import NUM_CLASSES
 
-METHODS = tuple(_ENGINE_METHODS)
 SIGNS = tuple(_ENGINE_SIGNS)
 CHANNEL_REDUCTIONS = tuple(c for c in _ENGINE_CHANNEL_REDUCTIONS if c != "none")  # one map
 COLOUR_SCALES = ("viridis", "cividis", "greys")
 COMPARE_MODES = ("none", "layers", "classes", "methods", "images")
 SIZES = (32, 64, 96, 128, 160, 224)
+
+VIEW_OPTIONS: dict[str, Option] = {
+    "layer": Option("logits", "the output or an inner layer, by name", kind="layer"),
+    "layer_reduction": COMMON_OPTIONS["layer_reduction"],
+    "channel": COMMON_OPTIONS["channel"],
+    "sign": Option("abs", "sign mode", kind="choice", choices=SIGNS),
+    "reduce_channels": Option("max", "how RGB becomes one value", kind="choice",
+                              choices=CHANNEL_REDUCTIONS),
+    "size": Option(32, "side of the network's input", kind="choice", choices=SIZES),
+    "k": Option(100, "pixels in the top-k mask", kind="int", minimum=1, maximum=1024),
+    "opacity": Option(0.5, "overlay opacity", kind="float", minimum=0.0, maximum=1.0,
+                      step=0.05),
+    "colour_scale": Option("viridis", "colour scale", kind="choice", choices=COLOUR_SCALES),
+    "shared_scale": Option(True, "one colour scale across panels", kind="bool"),
+    "boxes": Option(False, "boxes around discovered objects", kind="bool"),
+    "faithfulness": Option(False, "the faithfulness panel", kind="bool"),
+    "compare": Option("none", "what to compare side by side", kind="choice",
+                      choices=COMPARE_MODES),
+}
+"""The page's own settings that a link carries, declared like the methods' options (the
+method, classes and compared items are checked apart)."""
 
 
 @dataclass(frozen=True)
@@ -31,117 +54,158 @@ class ViewSettings:
 
     # What is differentiated (changing these recomputes the map).
     method: str = "gradient"
-    layer: str = "logits"
-    layer_reduction: str = "sum"
-    channel: int | None = None
+    layer: str = VIEW_OPTIONS["layer"].default
+    layer_reduction: str = VIEW_OPTIONS["layer_reduction"].default
+    channel: int | None = VIEW_OPTIONS["channel"].default
     classes: tuple[int, ...] = ()  # empty: the predicted class
-    sign: str = "abs"
-    reduce_channels: str = "max"
-    size: int = 32
-    samples: int = 32
-    noise: float = 0.15
-    smoothgrad_variant: str = "mean"
-    steps: int = 32
-    baseline: str = "black"
-    patch: int = 4
+    sign: str = VIEW_OPTIONS["sign"].default
+    reduce_channels: str = VIEW_OPTIONS["reduce_channels"].default
+    size: int = VIEW_OPTIONS["size"].default
+    options: dict[str, object] = field(default_factory=dict)
+    """Values of the methods' shown options (:func:`sensitivity.choices.shown_options`) that
+    differ from their page defaults, by name; see :meth:`option`."""
     # How it is shown (changing these never recomputes).
-    k: int = 100
-    opacity: float = 0.5
-    colour_scale: str = "viridis"
-    shared_scale: bool = True
-    boxes: bool = False
-    faithfulness: bool = False
-    compare: str = "none"
-    compare_items: tuple[str, ...] = field(default_factory=tuple)
+    k: int = VIEW_OPTIONS["k"].default
+    opacity: float = VIEW_OPTIONS["opacity"].default
+    colour_scale: str = VIEW_OPTIONS["colour_scale"].default
+    shared_scale: bool = VIEW_OPTIONS["shared_scale"].default
+    boxes: bool = VIEW_OPTIONS["boxes"].default
+    faithfulness: bool = VIEW_OPTIONS["faithfulness"].default
+    compare: str = VIEW_OPTIONS["compare"].default
+    compare_items: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        shown = shown_options()
+        unknown = sorted(set(self.options) - set(shown))
+        if unknown:
+            raise ValueError(f"no method shows the options {unknown}")
+        changed = {name: value for name, value in sorted(self.options.items())
+                   if value != shown[name].initial}
+        object.__setattr__(self, "options", changed)
+
+    def option(self, name: str) -> object:
+        """The value of the shown method option ``name`` (its page default unless set)."""
+        return self.options.get(name, shown_options()[name].initial)
 
     def to_query(self) -> dict[str, str]:
         """Settings that differ from the defaults, as query-string values."""
         defaults = ViewSettings()
         query = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value == getattr(defaults, f.name):
+        for name in view_fields():
+            value = getattr(self, name)
+            if value == getattr(defaults, name):
                 continue
             if isinstance(value, tuple):
-                query[f.name] = ",".join(str(v) for v in value)
-            elif isinstance(value, bool):
-                query[f.name] = "1" if value else "0"
+                query[name] = ",".join(str(v) for v in value)
+            elif name in VIEW_OPTIONS:
+                query[name] = VIEW_OPTIONS[name].format(value)
             else:
-                query[f.name] = str(value)
+                query[name] = str(value)
+        shown = shown_options()
+        query.update({name: shown[name].format(value) for name, value in self.options.items()})
         return query
 
 
-_CHOICES = {
-    "method": METHODS,
-    "layer_reduction": LAYER_REDUCTIONS,
-    "sign": SIGNS,
-    "reduce_channels": CHANNEL_REDUCTIONS,
-    "smoothgrad_variant": SMOOTHGRAD_VARIANTS,
-    "baseline": BASELINES,
-    "colour_scale": COLOUR_SCALES,
-    "compare": COMPARE_MODES,
-}
-_INT_RANGES = {
-    "size": (8, 512),
-    "samples": (1, 256),
-    "steps": (2, 512),
-    "patch": (1, 64),
-    "k": (1, 512 * 512),
-}
-_FLOAT_RANGES = {"noise": (0.0, 1.0), "opacity": (0.0, 1.0)}
+def view_fields() -> tuple[str, ...]:
+    """The names of the settings besides the methods' options (``ViewSettings.options``)."""
+    return tuple(f.name for f in dataclasses.fields(ViewSettings) if f.name != "options")
 
 
-def _parse(name: str, text: str):
-    if name in _CHOICES:
-        if text not in _CHOICES[name]:
-            raise ValueError(f"one of {', '.join(_CHOICES[name])}")
+def _read_special(name: str, text: str):
+    """The settings that are not plain options: the method, classes and compared items."""
+    if name == "method":
+        if text not in METHODS:
+            raise ValueError(f"expected one of {', '.join(METHODS)}")
         return text
-    if name in _INT_RANGES:
-        low, high = _INT_RANGES[name]
-        value = int(text)
-        if not low <= value <= high:
-            raise ValueError(f"a whole number from {low} to {high}")
-        return value
-    if name in _FLOAT_RANGES:
-        low, high = _FLOAT_RANGES[name]
-        value = float(text)
-        if not low <= value <= high:
-            raise ValueError(f"a number from {low} to {high}")
-        return value
-    if name == "channel":
-        value = int(text)
-        if value < 0:
-            raise ValueError("a channel index of 0 or more")
-        return value
     if name == "classes":
-        values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
-        if any(not 0 <= v < NUM_CLASSES for v in values):
-            raise ValueError(f"class indices from 0 to {NUM_CLASSES - 1}")
-        return values
-    if name in ("shared_scale", "boxes", "faithfulness"):
-        if text not in ("0", "1"):
-            raise ValueError("0 or 1")
-        return text == "1"
-    if name == "layer":
-        if not text or len(text) > 200:
-            raise ValueError("a layer name")
-        return text
-    if name == "compare_items":
-        return tuple(v for v in text.split(",") if v)[:8]
-    raise KeyError(name)
+        items = [v.strip() for v in text.split(",") if v.strip()]
+        if not all(v.isdigit() and int(v) < NUM_CLASSES for v in items):
+            raise ValueError(f"expected class indices from 0 to {NUM_CLASSES - 1}")
+        return tuple(sorted({int(v) for v in items}))
+    return tuple(v for v in text.split(",") if v)[:8]  # compare_items
 
 
-def settings_from_query(query: Mapping[str, str]) -> tuple[ViewSettings, list[str]]:
-    """Settings from query-string values; returns them and a message per ignored value."""
+def settings_from_query(query: Mapping[str, str | list[str]]) -> tuple[ViewSettings, list[str]]:
+    """Settings from query-string values; returns them and a message per value that was
+    clamped into its range or ignored (malformed, or no such setting)."""
     values: dict = {}
+    options: dict = {}
     problems: list[str] = []
-    names = {f.name for f in dataclasses.fields(ViewSettings)}
+    fields = view_fields()
+    shown = shown_options()
     for name, raw in query.items():
-        if name not in names:
+        if isinstance(raw, list) and not raw:
             continue
         text = raw[-1] if isinstance(raw, list) else str(raw)
+        quoted = f"{name[:40]}={text[:40]!r}"
+        spec = VIEW_OPTIONS.get(name) if name in fields else shown.get(name)
+        if name not in fields and spec is None:
+            problems.append(f"ignored {quoted} from the link: no such setting")
+            continue
+        target = values if name in fields else options
         try:
-            values[name] = _parse(name, text)
-        except (ValueError, KeyError) as exc:
-            problems.append(f"ignored {name}={text[:40]!r} from the link: expected {exc}")
-    return ViewSettings(**values), problems
+            if spec is None:
+                target[name] = _read_special(name, text)
+                continue
+            value = spec.read(text)
+            target[name] = spec.check(value)
+        except ValueError as exc:
+            problems.append(f"ignored {quoted} from the link: {exc}")
+            continue
+        if target[name] != value:
+            problems.append(f"{quoted} from the link is outside {spec.minimum} to "
+                            f"{spec.maximum}: using {target[name]}")
+    return ViewSettings(**values, options=options), problems
+
+
+@dataclass(frozen=True)
+class Control:
+    """A page control of one method option: the Streamlit function that draws it (``widget``:
+    ``"slider"``, ``"selectbox"`` or ``"checkbox"``), its session-state ``key``, ``label``,
+    ``help`` text and the widget's other keyword ``arguments``."""
+
+    name: str
+    widget: str
+    key: str
+    label: str
+    help: str
+    arguments: dict
+
+
+def option_key(name: str) -> str:
+    """The session-state key of the control of the shown method option ``name``."""
+    return f"w_option_{name}"
+
+
+def option_controls(method: str) -> list[Control]:
+    """The controls of ``method``'s shown options, in their declared order."""
+    controls = []
+    for name, option in METHODS[method].options.items():
+        if not option.shown:
+            continue
+        if option.kind in ("int", "float"):
+            widget = "slider"
+            arguments = {"min_value": option.minimum, "max_value": option.maximum}
+            if option.step is not None:
+                arguments["step"] = option.step
+        elif option.kind == "choice":
+            widget, arguments = "selectbox", {"options": option.choices}
+        else:
+            widget, arguments = "checkbox", {}
+        controls.append(Control(name, widget, option_key(name), option.caption,
+                                option.description, arguments))
+    return controls
+
+
+def method_options(settings: ViewSettings, method: str | None = None) -> dict[str, object]:
+    """The options the page passes to ``method`` (default: the chosen one): its shown options'
+    values and, for an inner layer, the layer reduction and channel."""
+    method = method or settings.method
+    options: dict[str, object] = {}
+    if settings.layer not in OUTPUT_TARGETS:
+        options["layer_reduction"] = settings.layer_reduction
+        options["channel"] = settings.channel
+    for name, option in METHODS[method].options.items():
+        if option.shown:
+            options[name] = settings.option(name)
+    return options

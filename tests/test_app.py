@@ -6,14 +6,20 @@ import base64
 import io
 import json
 
+import hypothesis
 import numpy as np
 import pytest
+from hypothesis import strategies
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from sensitivity.choices import METHODS, shown_options
 from sensitivity.labels import CLASS_NAMES
+from sensitivity.settings import option_controls
 from tests.conftest import PHOTOS_DIR, ROOT
 from tests.helpers import probability_bars_rows
+from tests.test_settings import KEYS as LINK_KEYS
+from tests.test_settings import texts as link_texts
 
 APP = str(ROOT / "app.py")  # absolute: AppTest resolves relative paths against this file
 
@@ -170,9 +176,14 @@ def test_each_control_changes_what_is_shown(dog_app, drawn_masks):
     assert at.query_params["method"] == ["gradcam"] or at.query_params["method"] == "gradcam"
 
     widget(at, "selectbox", "Method").set_value("integrated_gradients").run()
-    assert not at.exception and not np.allclose(heat_values(at), cam)
+    integrated = heat_values(at)
+    assert not at.exception and not np.allclose(integrated, cam)
     assert any(c.value.startswith("Completeness: the attributions add up to")
                for c in at.caption)
+
+    widget(at, "slider", "Steps").set_value(4).run()  # a method option, from the registry
+    assert not at.exception and not np.allclose(heat_values(at), integrated)
+    assert at.query_params["steps"] in ("4", ["4"])
 
 
 def test_bad_upload_gets_an_error_box_and_the_good_one_is_still_analysed(app):
@@ -344,3 +355,57 @@ def test_scene_builder_puts_two_samples_on_one_canvas(app):
     scene = [h.value for h in app.subheader if h.value.startswith("scene: ")]
     assert len(scene) == 1 and " + " in scene[0]
     assert len(predictions(app)) == 1 and "after processing (32x32)" in captions(app)
+
+
+def test_the_reported_link_opens_with_its_value_clamped():
+    """?method=integrated_gradients&steps=512 once stopped the page (the slider ends at 256)."""
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["method"] = "integrated_gradients"
+    at.query_params["steps"] = "512"
+    at.run()
+    assert not at.exception
+    assert widget(at, "slider", "Steps").value == 256
+    assert any(w.value.startswith("steps='512' from the link is outside 2 to 256")
+               for w in at.warning)
+    assert at.query_params["steps"] in ("256", ["256"])
+
+
+def test_a_new_method_option_gets_its_control_and_its_link(monkeypatch):
+    """Adding a method option is one declaration in the registry: the page draws it."""
+    from sensitivity import choices
+    from sensitivity.choices import MethodInfo, Option
+
+    wobble = Option(3, "how much to wobble", kind="int", minimum=1, maximum=9, shown=True,
+                    label="Wobble", page_default=5)
+    monkeypatch.setitem(choices.METHODS, "fake", MethodInfo("a fake method", {"wobble": wobble}))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["method"] = "fake"
+    at.query_params["wobble"] = "7"
+    at.run()
+    assert not at.exception
+    assert widget(at, "selectbox", "Method").value == "fake"
+    assert widget(at, "slider", "Wobble").value == 7
+    widget(at, "slider", "Wobble").set_value(2).run()
+    assert not at.exception and at.query_params["wobble"] in ("2", ["2"])
+
+
+@hypothesis.settings(max_examples=25, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.too_slow])
+@hypothesis.given(method=strategies.sampled_from([*METHODS, "no-such-method"]),
+                  query=strategies.dictionaries(
+                      strategies.one_of(strategies.sampled_from(LINK_KEYS),
+                                        strategies.text(max_size=6)),
+                      link_texts(), max_size=8))
+def test_no_link_breaks_the_page(method, query):
+    """Any query string (unknown keys, numbers out of range, wrong types) opens the page, with
+    every method option's control inside its declaration."""
+    at = AppTest.from_file(APP, default_timeout=300)
+    for key, value in {**query, "method": method}.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception
+    shown = widget(at, "selectbox", "Method").value
+    assert shown == (method if method in METHODS else "gradient")
+    for control in option_controls(shown):
+        value = widget(at, control.widget, control.label).value
+        assert shown_options()[control.name].check(value) == value

@@ -1,15 +1,21 @@
-"""The explain command: the four files per image, skipped files, bad arguments, class names."""
+"""The explain command: the four files per image, skipped files, bad arguments, class names,
+method options."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from sensitivity.__main__ import main
-from sensitivity.explain import output_stems, parse_classes
+from sensitivity.__main__ import build_parser, main
+from sensitivity.choices import METHODS, method_option_specs
+from sensitivity.explain import method_option_values, output_stems, parse_classes
 from sensitivity.labels import CLASS_NAMES
 
 SIZE = 16
@@ -176,3 +182,79 @@ def test_output_stems_are_safe_and_unique():
     assert parse_classes(["cat, 5", "CAT"]) == [3, 5]
     with pytest.raises(ValueError, match="unknown class '10'"):
         parse_classes(["10"])
+
+
+def test_method_options_reach_the_method_and_the_record(tmp_path, model_file, capsys):
+    from sensitivity import load_image, load_model, preprocess, saliency
+
+    image = _image(tmp_path / "a.png")
+    out = tmp_path / "out"
+    code = _explain(model_file, out, str(image), "--method", "integrated_gradients",
+                    "--option", "steps=6", "--option", "baseline=blurred",
+                    "--option=path_sampling=uniform")
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((out / "a.json").read_text())
+    options = record["settings"]["method_options"]
+    assert options["steps"] == 6 and options["baseline"] == "blurred"
+    assert options["path_sampling"] == "uniform" and options["blur_sigma"] == 4.0
+    expected = saliency(load_model(model_file), preprocess(load_image(image), SIZE),
+                        method="integrated_gradients", steps=6, baseline="blurred",
+                        path_sampling="uniform")[0]
+    np.testing.assert_allclose(np.load(out / "a_map.npy"), expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--option", "steps=999"], "out of range: expected a whole number from 2 to 256"),
+        (["--option", "steps=many"], "expected a whole number from 2 to 256"),
+        (["--option", "wobble=1"], "no method has an option 'wobble'"),
+        (["--option", "steps"], "expected NAME=VALUE"),
+        (["--option", "baseline=grey"], "one of black, blurred, noise"),
+    ],
+)
+def test_bad_method_options_are_argparse_errors(options, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["explain", "a.png", "--method", "integrated_gradients", *options])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --option: " in err and message in err and "Traceback" not in err
+
+
+def test_an_option_of_another_method_exits_2(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["explain", "a.png", "--option", "steps=8", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: method 'gradient' has no option 'steps'")
+    assert not out.exists()
+
+
+OPTION_NAMES = sorted({n for m in METHODS for n in method_option_specs(m)} | {"wobble", ""})
+
+
+@settings(max_examples=300, deadline=None)
+@given(method=st.sampled_from(sorted(METHODS)), name=st.sampled_from(OPTION_NAMES),
+       value=st.one_of(st.integers(-10**5, 10**5).map(str), st.floats().map(str),
+                       st.sampled_from(["none", "true", "0", "adaptive", "group3", "mean", ""]),
+                       st.text(max_size=10)),
+       equals=st.sampled_from(["=", " = ", ":"]))
+def test_any_option_is_a_clean_error_or_a_value_within_its_declaration(method, name, value,
+                                                                        equals):
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            args = build_parser().parse_args(
+                ["explain", "a.png", "--method", method, f"--option={name}{equals}{value}"])
+    except SystemExit as exc:
+        assert exc.code == 2 and "error: argument --option: " in stderr.getvalue()
+        return
+    try:
+        values = method_option_values(args.method, args.options)
+    except ValueError as exc:
+        assert str(exc)
+        return
+    (given_name,) = values
+    option = method_option_specs(method)[given_name]
+    assert option.kind is not None and option.check(values[given_name]) == values[given_name]
+    if option.kind in ("int", "float") and values[given_name] is not None:
+        assert option.minimum <= values[given_name] <= option.maximum

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -24,11 +26,13 @@ def test_light_modules_do_not_import_tensorflow():
 
 
 def test_the_engine_validates_against_the_choices_the_page_offers():
-    from sensitivity import attribution, choices, gradients, saliency, settings
+    import importlib
 
+    from sensitivity import attribution, choices, gradients, settings
+
+    saliency = importlib.import_module("sensitivity.saliency")  # the module, not the function
     assert saliency.METHODS is attribution.METHODS is choices.METHODS
     assert gradients.OUTPUT_TARGETS is saliency.OUTPUT_TARGETS is choices.OUTPUT_TARGETS
-    assert settings.METHODS == tuple(choices.METHODS)
     assert set(settings.SIGNS) == set(choices.SIGNS)
 
 
@@ -52,3 +56,51 @@ def test_public_names():
         assert "no_such_name" in str(exc)
     else:
         raise AssertionError("an unknown name must raise AttributeError")
+
+
+def test_methods_and_postprocessing_load_without_tensorflow():
+    loaded = modules_after("import sensitivity\nsensitivity.METHODS\nsensitivity.top_k_mask\n"
+                           "sensitivity.discover_objects")
+    assert {"sensitivity.choices", "sensitivity.postprocess", "sensitivity.discovery"} <= loaded
+    assert "tensorflow" not in loaded and "keras" not in loaded
+
+
+SALIENCY_IS_THE_FUNCTION = """
+import importlib, types
+import sensitivity
+module = importlib.import_module("sensitivity.saliency")
+from sensitivity.saliency import saliency
+assert isinstance(module, types.ModuleType) and module.saliency is saliency
+assert sensitivity.saliency is saliency, sensitivity.saliency
+assert "saliency" in dir(sensitivity) and "saliency" in sensitivity.__all__
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("first", [
+    "import sensitivity\nsensitivity.saliency",  # the public name first (PEP 562 __getattr__)
+    "from sensitivity.saliency import saliency",  # the submodule first: binds the package name
+    "import sensitivity.saliency",
+    "import sensitivity.attribution\nfrom sensitivity import saliency\nassert callable(saliency)",
+])
+def test_saliency_is_the_function_whatever_was_imported_first(first):
+    """``sensitivity.saliency`` is the function and ``sys.modules["sensitivity.saliency"]`` the
+    module, in a fresh interpreter whatever was imported first: the import system's binding of
+    the submodule to the package's attribute does not change that."""
+    code = f"{first}\n{SALIENCY_IS_THE_FUNCTION}"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+def test_top_level_api_is_the_library_functions():
+    import numpy as np
+
+    import sensitivity
+    from sensitivity import choices, discovery, postprocess
+
+    assert sensitivity.METHODS is choices.METHODS
+    assert sensitivity.top_k_mask is postprocess.top_k_mask
+    assert sensitivity.discover_objects is discovery.discover_objects
+    heat = np.arange(16, dtype=np.float32).reshape(4, 4)
+    assert sensitivity.top_k_mask(heat, 3).sum() == 3 and sensitivity.top_k_mask(heat, 3)[3, 3]
