@@ -58,6 +58,13 @@ COMMON_OPTIONS: dict[str, Option] = {
         64, "most images per forward/backward pass (bounds memory; fewer when images are large)"
     ),
     "progress": Option(None, "callable(fraction 0..1) reporting progress of long methods"),
+    "scales": Option(
+        None,
+        "multi-scale fusion: image scale factors, e.g. (0.5, 1, 2) (None: the image as it is); "
+        "each scale's map is resized back; with two or more, each is divided by its largest "
+        "|value| per image and they are averaged (unitless); scores are those at scale 1 (else "
+        "the first scale), whose class is explained at every scale",
+    ),
 }
 """Options every method accepts."""
 
@@ -114,6 +121,47 @@ METHODS: dict[str, MethodInfo] = {
         },
         channels=False,
     ),
+    "cam": MethodInfo(
+        "CAM (Zhou et al. 2016): the dense head's class weights applied to the last feature map "
+        "before global average pooling, sum_k W[k, c] f_k, signed (no ReLU, bias ignored; its "
+        "mean is the logit less the bias), upsampled bilinearly; needs a head feature map -> "
+        "global average pooling -> Dense logits; one forward pass",
+        {},
+        channels=False,
+    ),
+    "layercam": MethodInfo(
+        "LayerCAM (Jiang et al. 2021): ReLU(sum_k ReLU(dS/dA_k) A_k) per position of a spatial "
+        "layer, upsampled bilinearly",
+        {"target_layer": Option(None, "layer with a 4-D output (None: the last such layer)")},
+        channels=False,
+    ),
+    "scorecam": MethodInfo(
+        "Score-CAM (Wang et al. 2020): each channel of a layer, upsampled and scaled to 0..1, "
+        "masks the image over a fill; its weight is the masked image's score less the fill's; "
+        "ReLU(sum_k w_k A_k) upsampled bilinearly; one forward pass per channel",
+        {
+            "target_layer": Option(None, "layer with a 4-D output (None: the last such layer)"),
+            "fill": Option("blur", "what the mask blends with: 'blur', 'black' or 'mean'"),
+            "max_channels": Option(
+                None, "score only this many channels of largest mean activation per image "
+                "(None: all)"
+            ),
+        },
+        channels=False,
+    ),
+    "rise": MethodInfo(
+        "RISE (Petsiuk et al. 2018): sum_n (S_n - mean S) M_n / (masks * keep) over random "
+        "smooth masks M_n blending the image with a fill, S_n the masked image's score; score "
+        "units; one forward pass per mask",
+        {
+            "masks": Option(1000, "number of random masks"),
+            "grid": Option(7, "cells per side of the random binary grid"),
+            "keep": Option(0.5, "probability that a grid cell keeps the image"),
+            "fill": Option("blur", "what the mask blends with: 'blur', 'black' or 'mean'"),
+            "seed": Option(0, "random seed of the masks"),
+        },
+        channels=False,
+    ),
 }
 """Every method, with its description and its own options (besides :data:`COMMON_OPTIONS`)."""
 
@@ -133,3 +181,10 @@ CHANNEL_REDUCTIONS: dict[str, str] = {
     "none": "keep the three channels: maps of shape (N, H, W, 3)",
 }
 """How the three colour channels become one value per pixel."""
+
+FILLS = ("blur", "black", "mean")
+"""What Score-CAM and RISE blend a masked image with: the image blurred by a Gaussian of
+:data:`FILL_BLUR_SIGMA`, black, or the image's mean colour."""
+
+FILL_BLUR_SIGMA = 4.0
+"""Gaussian sigma of the 'blur' fill, in pixels of a 32x32 image (scaled with the image)."""
