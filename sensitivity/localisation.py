@@ -71,12 +71,13 @@ def cam_head(model) -> tuple[str, np.ndarray]:
 
 def resize(values: np.ndarray, height: int, width: int, antialias: bool = False) -> np.ndarray:
     """``(N, h, w, C)`` float arrays resized bilinearly to ``(N, height, width, C)`` float64
-    (``antialias`` low-passes when shrinking); the same size returns a float64 copy."""
+    (computed in float32; ``antialias`` low-passes when shrinking); the same size returns a
+    float64 copy."""
     values = np.asarray(values, np.float64)
     if values.shape[1:3] == (height, width):
         return values.copy()
     resized = tf.image.resize(values, (height, width), method="bilinear", antialias=antialias)
-    return resized.numpy()
+    return np.asarray(resized, np.float64)
 
 
 def upsample(maps: np.ndarray, height: int, width: int) -> np.ndarray:
