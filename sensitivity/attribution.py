@@ -536,6 +536,9 @@ def _layercam(job: _Job) -> dict:
 
 
 def _cam(job: _Job) -> dict:
+    """CAM from one forward pass to the head's feature map (:func:`cam_head`): ``sum_c w_c sum_k
+    W[k, c] f_k(i, j)``, signed, bias ignored, upsampled bilinearly; score units (its mean over
+    the feature map's positions is the score less the bias term)."""
     if job.target.layer != "logits":
         raise ValueError(
             f"CAM explains logits (layer='logits'), not {job.target.layer!r}; method='gradcam' "
@@ -565,6 +568,10 @@ def _fills(job: _Job) -> np.ndarray:
 
 
 def _scorecam(job: _Job) -> dict:
+    """Score-CAM: channel ``k``'s activation upsampled bilinearly and scaled to 0..1 (a constant
+    channel gives an all-fill mask, weight 0) masks the image over the fill; ``w_k`` = masked
+    score - fill score (no softmax); ``ReLU(sum_k w_k A_k)`` upsampled; score x feature units.
+    ``max_channels`` keeps each image's channels of largest mean activation."""
     layer = job.options["target_layer"] or engine.last_spatial_layer(job.model)
     fills = _fills(job)
     features, _ = engine.feature_forward(job.model, layer, job.images, max_batch=job.max_batch)
@@ -596,6 +603,21 @@ def _scorecam(job: _Job) -> dict:
 
 
 def _rise(job: _Job) -> dict:
+    """RISE, ``sum_n (S_n - mean S) M_n / (masks * keep)``, in score units.
+
+    The original ``sum_n S_n M_n / (masks * keep)`` equals this plus ``mean S`` times the
+    masks' empirical density ``sum_n M_n / (masks * keep)``, which is 1 on average and carries
+    only the masks' Monte-Carlo unevenness, nothing about the model: subtracting the mean
+    score removes that noise (a control variate), so fewer masks give a stable map. The
+    expected value is ``Cov(S, M(x)) / keep``: positive where keeping the pixel raises the
+    score, negative where it lowers it, zero where it does not matter.
+
+    Default fill 'blur' (the original used black): a blurred copy keeps each image's colours
+    and coarse layout, so a masked image loses only the detail under the dropped cells instead
+    of gaining black blotches whose edges the network also reacts to; it is also Score-CAM's
+    default, so the two compare. A blur still shows the coarse shape of a large object, which
+    can weaken the signal; 'black' and 'mean' remain available.
+    """
     opts = job.options
     count = _positive_int("masks", opts["masks"])
     grid = _positive_int("grid", opts["grid"])
@@ -727,9 +749,9 @@ def attribute(
     (differentiating the ``layer_reduction`` of its output, or of one ``channel``).
     ``class_mask`` (output targets only): None for each image's predicted class, a class
     index, a list of them, or a length-K weight vector; the score is ``sum_c w_c out_c``.
-    ``options``: see :data:`METHODS` and :data:`COMMON_OPTIONS`; with ``scales`` see
-    :func:`_fused`. Raises ValueError on bad arguments and on NaN or infinite pixels; warns
-    :class:`SaturationWarning` when a probability's gradient vanishes.
+    ``options``: see :data:`METHODS` and :data:`COMMON_OPTIONS` (``scales``: multi-scale
+    fusion, see :func:`_fused`). Raises ValueError on bad arguments and on NaN or infinite
+    pixels; warns :class:`SaturationWarning` when a probability's gradient vanishes.
     """
     opts = method_options(method, options)
     if opts["scales"] is not None:

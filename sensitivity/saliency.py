@@ -163,9 +163,9 @@ def saliency(
     a length-10 weight vector ``w`` (the score is ``sum_c w_c out_c``). ``sign``: a key of
     :data:`SIGNS`; ``reduce_channels``: a key of :data:`CHANNEL_REDUCTIONS`.
     ``method_options``: the method's options (:data:`METHODS`) and :data:`COMMON_OPTIONS`.
-    Map values are in the score's units per pixel unit (gradients) or score units (gradient x
-    input, integrated gradients, occlusion, CAM, Grad-CAM, LayerCAM, Score-CAM, RISE); unitless
-    with two or more ``scales``.
+    Map values are in the score's units per pixel unit (gradients), score units (gradient x
+    input, integrated gradients, occlusion, CAM, Grad-CAM, LayerCAM, RISE) or score units times
+    the layer's units (Score-CAM); unitless with two or more ``scales``.
     """
     _check_modes(sign, reduce_channels)
     result = attribute(
