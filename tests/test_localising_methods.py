@@ -371,3 +371,11 @@ def test_new_methods_on_the_shipped_model(default_model):
                 masked = saliency(default_model, x, method=method, class_mask=[2, 3], **options)
                 assert np.isfinite(masked).all()
     assert tracing_count(default_model) == traced
+
+
+def test_cam_on_the_shipped_model_reads_final_relu(default_model):
+    x = np.random.default_rng(10).uniform(0, 255, (2, 40, 32, 3)).astype(np.float32)
+    features = _features(default_model, "final_relu", x)
+    kernel = default_model.get_layer("logits").get_weights()[0].astype(np.float64)
+    expected = _bilinear(np.einsum("nhwk,k->nhw", features, kernel[:, 5]), 40, 32)
+    _close(_signed(default_model, x, method="cam", class_mask=5), expected)
