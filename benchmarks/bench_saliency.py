@@ -6,7 +6,7 @@ Run from the repository root (see ``benchmarks/README.md``)::
     python benchmarks/bench_saliency.py --quick --repeats 2   # smoke test: tiny random WRN-10-1
 
 In one process, on one model and the same 32x32 images (CIFAR-10 test images when the shared
-copy exists, else uniform noise), every method is timed for batch 1 and batch 32 in up to four
+copy exists, else uniform noise), every method is timed for batch 1 and batch 32 in up to five
 implementations:
 
 - ``engine``: :func:`sensitivity.saliency.saliency` (compiled gradients, batched samples);
@@ -18,15 +18,26 @@ implementations:
 - ``xplique``: xplique 1.3.3 ``Saliency``, ``SmoothGrad``, ``IntegratedGradients``, ``GradCAM``,
   ``GradientInput``, ``GuidedBackprop``, ``Occlusion``;
 - ``tf-keras-vis``: tf-keras-vis 0.8.7 ``Saliency`` (gradient; SmoothGrad with
-  ``smooth_samples``) and ``Gradcam``.
+  ``smooth_samples``) and ``Gradcam``;
+- ``forwards``: for the methods made of forward passes (occlusion, Score-CAM, RISE), only
+  those passes: the compiled :func:`sensitivity.gradients.forward` over one copy of each image
+  per patch, channel or mask, ``MAX_BATCH`` at a time, as the engine batches them. This is
+  the measured floor the engine's masking and bookkeeping are compared with (column
+  "x forwards").
+
+CAM, LayerCAM, Score-CAM and RISE are the engine's only (no eager or peer rows): CAM and
+LayerCAM compare with the engine's gradient row, Score-CAM and RISE with their ``forwards``
+row.
 
 Settings are the same everywhere: the target is each image's predicted class (one-hot), 50
 SmoothGrad samples with noise sigma 0.15 x 255 (tf-keras-vis: 0.15 x each image's value
 range), 50 integrated-gradient steps from a black baseline (midpoint rule everywhere; the
 engine's default adaptive path sampling is not timed here), Grad-CAM on the layer the engine
-picks (the last 4-D layer), occlusion with 4x4 patches, stride 2. Peers run with batches of at
-most 64 images, like the engine. Each case is warmed up (tracing excluded), then the
-implementations of a method take turns for ``--repeats`` rounds; the table gives the median.
+picks (the last 4-D layer), occlusion with 4x4 patches, stride 2, Score-CAM on that layer
+with every channel, RISE with ``--masks`` masks (default 1000), both with the 'blur' fill.
+Peers run with batches of at most 64 images, like the engine. Each case is warmed up (tracing
+excluded), then the implementations of a method take turns for ``--repeats`` rounds; the
+table gives the median.
 
 Memory: after the timings every case runs once more and its peak resident set size (RSS) above
 the RSS at the call's start is recorded (see :class:`PeakRSS` for how, and the limits).
@@ -73,13 +84,21 @@ METHODS = (
     "gradient_x_input",
     "guided_backprop",
     "occlusion",
+    "cam",
+    "layercam",
+    "scorecam",
+    "rise",
 )
-IMPLEMENTATIONS = ("engine", "eager", "xplique", "tf-keras-vis")
+IMPLEMENTATIONS = ("engine", "eager", "xplique", "tf-keras-vis", "forwards")
+GRADIENT_ERA = set(METHODS[:7])
+"""The methods the eager baseline and xplique are timed on."""
 PEER_METHODS = {
-    "xplique": set(METHODS),
+    "xplique": GRADIENT_ERA,
     "tf-keras-vis": {"gradient", "smoothgrad", "gradcam"},
 }
 """Which methods each peer library offers."""
+OFFERED = {**PEER_METHODS, "eager": GRADIENT_ERA, "forwards": {"occlusion", "scorecam", "rise"}}
+"""Which methods each implementation other than the engine is timed on."""
 
 SIZE = 32
 PATCH = 4
@@ -180,8 +199,10 @@ def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
     return 2.0 * n**3 / best
 
 
-def floor_passes(method: str, samples: int, steps: int, patches: int) -> tuple[int, int]:
-    """(forward passes, backward passes to the input) per image that ``method`` needs at least."""
+def floor_passes(method: str, samples: int, steps: int, patches: int, masks: int = 0,
+                 channels: int = 0) -> tuple[int, int]:
+    """(forward passes, backward passes to the input) per image that ``method`` needs at least;
+    ``masks``: RISE's masks, ``channels``: the channels Score-CAM scores."""
     return {
         "gradient": (1, 1),
         "gradient_x_input": (1, 1),
@@ -190,6 +211,10 @@ def floor_passes(method: str, samples: int, steps: int, patches: int) -> tuple[i
         "integrated_gradients": (steps, steps),
         "gradcam": (1, 0),  # the backward pass stops at the last feature maps: negligible
         "occlusion": (patches + 1, 0),
+        "cam": (1, 0),
+        "layercam": (1, 0),  # as Grad-CAM
+        "scorecam": (channels, 0),  # one pass per channel's mask (features and fill negligible)
+        "rise": (masks, 0),  # one pass per mask
     }[method]
 
 
@@ -325,6 +350,14 @@ class Settings:
     stride: int = STRIDE
     seed: int = 0
     feature_layer: str = ""
+    masks: int = 1000
+    channels: int = 0
+    """Channels of ``feature_layer``: the masks Score-CAM scores."""
+    patches: int = 0
+
+    def forward_count(self, method: str) -> int:
+        """Forward passes per image of a method made of them: patches, channels or masks."""
+        return {"occlusion": self.patches, "scorecam": self.channels, "rise": self.masks}[method]
 
     def engine_options(self, method: str) -> dict:
         """Options of :func:`sensitivity.saliency.saliency` for ``method``."""
@@ -336,6 +369,9 @@ class Settings:
                                      "path_sampling": "uniform"},
             "gradcam": {"target_layer": self.feature_layer},
             "occlusion": {"patch": self.patch, "stride": self.stride, "fill": "mean"},
+            "layercam": {"target_layer": self.feature_layer},
+            "scorecam": {"target_layer": self.feature_layer, "fill": "blur"},
+            "rise": {"masks": self.masks, "fill": "blur", "seed": self.seed},
         }.get(method, {})
 
 
@@ -348,6 +384,23 @@ def _engine(model, method: str, settings: Settings):
         return saliency(
             model, images, method=method, class_mask=onehot, max_batch=MAX_BATCH, **options
         )
+
+    return run
+
+
+def _forwards(model, method: str, settings: Settings):
+    """Only the forward passes of a forward-pass method: ``forward_count`` copies of each image
+    through the compiled engine, ``MAX_BATCH`` at a time (no masks, no bookkeeping)."""
+    from sensitivity import gradients as engine
+
+    target = engine.make_target(model, "logits")
+    count = settings.forward_count(method)
+
+    def run(images, onehot):
+        total = len(images) * count
+        for start in range(0, total, MAX_BATCH):
+            index = np.arange(start, min(start + MAX_BATCH, total)) // count
+            engine.forward(model, target, images[index], onehot[index], max_batch=MAX_BATCH)
 
     return run
 
@@ -534,6 +587,7 @@ FACTORIES = {
     "eager": _eager,
     "xplique": _xplique,
     "tf-keras-vis": _tf_keras_vis,
+    "forwards": _forwards,
 }
 
 
@@ -627,7 +681,7 @@ def run_benchmark(
         for method in methods:
             group = []
             for name in implementations:
-                if name in PEER_METHODS and method not in PEER_METHODS[name]:
+                if name in OFFERED and method not in OFFERED[name]:
                     continue
                 case = Case(method, batch, name)
                 cases.append(case)
@@ -703,9 +757,13 @@ def format_report(
     flops = 2 * macs
     floors = {}
     for method in dict.fromkeys(c.method for c in cases):
-        forwards, backwards = floor_passes(method, settings.samples, settings.steps, patches)
+        forwards, backwards = floor_passes(method, settings.samples, settings.steps, patches,
+                                           settings.masks, settings.channels)
         floors[method] = (forwards, backwards, 1000.0 * (forwards + backwards) * flops / rate)
     eager = {(c.method, c.batch): c.ms_per_image for c in cases if c.implementation == "eager"}
+    bare = {(c.method, c.batch): c.ms_per_image for c in cases if c.implementation == "forwards"}
+    engine_gradient = {c.batch: c.ms_per_image for c in cases
+                       if c.implementation == "engine" and c.method == "gradient"}
     lines = [
         "# Saliency benchmark results",
         "",
@@ -722,7 +780,9 @@ def format_report(
         f"- Settings: SmoothGrad {settings.samples} samples, noise sigma {settings.noise} x 255; "
         f"integrated gradients {settings.steps} steps (midpoint rule), black baseline; Grad-CAM on "
         f"`{settings.feature_layer}`; occlusion {settings.patch}x{settings.patch} patches, "
-        f"stride {settings.stride} ({patches} positions); batches of at most {MAX_BATCH}",
+        f"stride {settings.stride} ({patches} positions); LayerCAM and Score-CAM on "
+        f"`{settings.feature_layer}` (Score-CAM: all {settings.channels} channels), RISE "
+        f"{settings.masks} masks, both with the 'blur' fill; batches of at most {MAX_BATCH}",
         f"- Timing: median of {repeats} calls per case after {warmup} warm-up call(s); "
         "implementations of a method take turns in each round"
         + (" (**fewer than 10 repeats: smoke test, not a result**)" if repeats < 10 else ""),
@@ -741,34 +801,43 @@ def format_report(
         "",
         "Floor = (forward + backward passes) x forward FLOPs / matmul rate; a backward pass to "
         "the input is taken to cost one forward pass. Grad-CAM's backward pass stops at the "
-        "last feature maps and is not counted.",
+        "last feature maps and is not counted (nor LayerCAM's); CAM is one forward pass; "
+        "Score-CAM and RISE one forward pass per channel or mask.",
         "",
         "## Results",
         "",
         "| method | batch | implementation | ms / image (median) | x eager | x floor "
-        "| peak RSS above start (MiB) |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| x gradient | x forwards | peak RSS above start (MiB) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for case in cases:
         ms = case.ms_per_image
         if case.error is not None:
             lines.append(
                 f"| {case.method} | {case.batch} | {case.implementation} | {case.error} "
-                "| — | — | — |"
+                "| — | — | — | — | — |"
             )
             continue
         base = eager.get((case.method, case.batch))
         ratio = ms / base if ms is not None and base else None
         floor = ms / floors[case.method][2] if ms is not None and floors[case.method][2] else None
+        gradient = engine_gradient.get(case.batch)
+        over_gradient = ms / gradient if ms is not None and gradient else None
+        forwards = bare.get((case.method, case.batch))
+        over_forwards = ms / forwards if ms is not None and forwards else None
         lines.append(
             f"| {case.method} | {case.batch} | {case.implementation} | {_fmt(ms, 3)} "
-            f"| {_fmt(ratio)} | {_fmt(floor, 1)} | {_fmt(case.memory_mib, 1)} |"
+            f"| {_fmt(ratio)} | {_fmt(floor, 1)} | {_fmt(over_gradient)} "
+            f"| {_fmt(over_forwards)} | {_fmt(case.memory_mib, 1)} |"
         )
     lines += [
         "",
         "x eager: time over the plain eager `tf.GradientTape` baseline of the same method and "
         "batch (below 1 is faster). x floor: time over the floor. Methods a peer does not offer "
-        "have no row for it (tf-keras-vis: gradient, smoothgrad, gradcam only).",
+        "have no row for it (tf-keras-vis: gradient, smoothgrad, gradcam only). x gradient: "
+        "time over the engine's vanilla gradient at the same batch (CAM and Grad-CAM should be "
+        "at most 1). x forwards: time over the bare forward passes of the method (`forwards` "
+        "rows; Score-CAM and RISE should be at most 1.3).",
         "",
     ]
     return "\n".join(lines)
@@ -812,7 +881,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods",
         type=lambda t: _list(t, METHODS, "method"),
         default=list(METHODS),
-        help="comma-separated methods (default: all seven)",
+        help="comma-separated methods (default: all eleven)",
     )
     parser.add_argument(
         "--implementations",
@@ -822,6 +891,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--samples", type=positive_int, default=50, help="SmoothGrad samples")
     parser.add_argument("--steps", type=positive_int, default=50, help="integrated-gradient steps")
+    parser.add_argument("--masks", type=positive_int, default=1000, help="RISE masks")
     parser.add_argument(
         "--data-dir",
         default=str(DEFAULT_DATA_DIR),
@@ -855,10 +925,12 @@ def main(argv: list[str] | None = None) -> int:
         model_name = f"{model.name} from {args.model or 'the default model file'}"
     out = Path(args.out)
     images, image_source = load_images(Path(args.data_dir), max(args.batches))
-    settings = Settings(
-        samples=args.samples, steps=args.steps, feature_layer=engine.last_spatial_layer(model)
-    )
+    feature_layer = engine.last_spatial_layer(model)
     patches = len(_occlusion_starts(SIZE, PATCH, STRIDE)) ** 2
+    settings = Settings(
+        samples=args.samples, steps=args.steps, feature_layer=feature_layer, masks=args.masks,
+        channels=int(engine.layer_shape(model, feature_layer)[-1]), patches=patches,
+    )
     print(f"{model_name}: counting FLOPs, timing a {args.matmul_size}^2 matmul ...", flush=True)
     macs = sum(count_macs(model).values())
     rate = matmul_rate(args.matmul_size)

@@ -1,14 +1,15 @@
 """Attribution methods: how much each input pixel contributes to a target score.
 
 :func:`attribute` runs one method and returns an :class:`Attribution` holding the signed,
-per-channel attribution ``(N, H, W, 3)`` (or ``(N, H, W)`` for the channel-free methods Grad-CAM
-and occlusion) with the scores it explains; :mod:`sensitivity.saliency` turns it into a map.
-:data:`METHODS` lists the methods and their options with one-line descriptions.
+per-channel attribution ``(N, H, W, 3)`` (or ``(N, H, W)`` for the channel-free methods: Grad-CAM,
+occlusion, CAM, LayerCAM, Score-CAM and RISE) with the scores it explains;
+:mod:`sensitivity.saliency` turns it into a map. :data:`METHODS` lists the methods and their
+options with one-line descriptions; option ``scales`` fuses maps made at several image scales.
 
-All gradients come from the compiled engine in :mod:`sensitivity.gradients`; SmoothGrad,
-Integrated Gradients and occlusion push their samples through it in batches of at most
-``max_batch`` images (fewer for large images, see :func:`sensitivity.gradients.batch_size`),
-never one image at a time.
+All gradients and forward passes come from the compiled engine in :mod:`sensitivity.gradients`;
+SmoothGrad, Integrated Gradients, occlusion, Score-CAM and RISE push their samples through it
+in batches of at most ``max_batch`` images (fewer for large images, see
+:func:`sensitivity.gradients.batch_size`), never one image at a time.
 """
 
 from __future__ import annotations
@@ -19,27 +20,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
-import tensorflow as tf
 
 from sensitivity import gradients as engine
 from sensitivity.choices import (
     ADAPTIVE_ROUNDS,
     BASELINES,
     COMMON_OPTIONS,
+    FILL_BLUR_SIGMA,
     METHODS,
+    OUTPUT_TARGETS,
     PATH_SAMPLINGS,
     SMOOTHGRAD_VARIANTS,
 )
 from sensitivity.filters import gaussian_smooth
 from sensitivity.inference import as_batch, softmax
+from sensitivity.localisation import RiseMasks, blend, cam_head, fill_images, resize, upsample
 
 ADAPTIVE_POINTS_PER_SEGMENT = 2
 """Adaptive path sampling: ``steps // 2`` equal segments, each scored by one forward pass."""
 
-_SINGLE_PASS = ("gradient", "gradient_x_input", "guided_backprop", "gradcam")
-"""Methods whose one gradient pass also gives the scores and logits (no forward pass first)."""
+_SINGLE_PASS = ("gradient", "gradient_x_input", "guided_backprop", "gradcam", "layercam", "cam")
+"""Methods whose one pass also gives the scores and logits (no forward pass first)."""
 
-_PREDICTED_IN_PASS = ("gradient", "gradient_x_input", "guided_backprop")
+_PREDICTED_IN_PASS = ("gradient", "gradient_x_input", "guided_backprop", "cam")
 """Of those, the ones whose one pass also finds each image's predicted class (no class mask)."""
 
 SATURATION_THRESHOLD = 0.999
@@ -47,6 +50,9 @@ SATURATION_THRESHOLD = 0.999
 
 REFERENCE_SIZE = 32
 """Patch sizes, strides and blur widths are given in pixels of a 32x32 image and scale with it."""
+
+MIN_SCALED_SIDE = 8
+"""Multi-scale fusion never shrinks an image side below this many pixels."""
 
 
 class SaturationWarning(UserWarning):
@@ -480,17 +486,27 @@ def _accumulate_by_segment(job: _Job, on_path: Callable, delta: np.ndarray, alph
         job.report((done * n + image_index[-1] * count + sample_index[-1] + 1) / (steps * n))
 
 
-def _gradcam(job: _Job) -> dict:
+def _spatial(features: np.ndarray, layer: str, method: str) -> np.ndarray:
+    """``features`` as float64 after checking they are 4-D ``(N, h, w, C)``."""
+    if features.ndim != 4:
+        raise ValueError(
+            f"{method} needs a layer with a 4-D output; {layer!r} has shape {features.shape}"
+        )
+    return features.astype(np.float64)
+
+
+def _feature_gradients(job: _Job, method: str) -> tuple:
+    """Features and their gradients ``(N, h, w, C)`` float64 at option ``target_layer``, then
+    the scores and logits of the same pass."""
     layer = job.options["target_layer"] or engine.last_spatial_layer(job.model)
     features, grads, scores, logits = engine.feature_gradients(
         job.model, job.target, layer, job.images, job.weights, max_batch=job.max_batch
     )
-    if features.ndim != 4:
-        raise ValueError(
-            f"Grad-CAM needs a layer with a 4-D output; {layer!r} has shape {features.shape}"
-        )
-    features = features.astype(np.float64)
-    grads = grads.astype(np.float64)
+    return _spatial(features, layer, method), grads.astype(np.float64), scores, logits
+
+
+def _gradcam(job: _Job) -> dict:
+    features, grads, scores, logits = _feature_gradients(job, "Grad-CAM")
     if job.options["plus_plus"]:
         g2 = np.square(grads)
         denominator = 2.0 * g2 + features.sum(axis=(1, 2), keepdims=True) * g2 * grads
@@ -499,10 +515,130 @@ def _gradcam(job: _Job) -> dict:
     else:
         channel_weights = grads.mean(axis=(1, 2))
     cam = np.maximum(np.einsum("nhwc,nc->nhw", features, channel_weights), 0.0)
+    return {"values": _non_negative_upsampled(job, cam), "scores": scores, "logits": logits}
+
+
+def _non_negative_upsampled(job: _Job, maps: np.ndarray) -> np.ndarray:
+    """Non-negative ``(N, h, w)`` maps upsampled to the images' size (rounding clipped at 0)."""
+    return np.maximum(upsample(maps, *job.images.shape[1:3]), 0.0)
+
+
+def _layercam(job: _Job) -> dict:
+    features, grads, scores, logits = _feature_gradients(job, "LayerCAM")
+    cam = np.maximum(np.einsum("nhwc,nhwc->nhw", np.maximum(grads, 0.0), features), 0.0)
+    return {"values": _non_negative_upsampled(job, cam), "scores": scores, "logits": logits}
+
+
+def _cam(job: _Job) -> dict:
+    """CAM from one forward pass to the head's feature map (:func:`cam_head`): ``sum_c w_c sum_k
+    W[k, c] f_k(i, j)``, signed, bias ignored, upsampled bilinearly; score units (its mean over
+    the feature map's positions is the score less the bias term)."""
+    if job.target.layer != "logits":
+        raise ValueError(
+            f"CAM explains logits (layer='logits'), not {job.target.layer!r}; method='gradcam' "
+            "differentiates any target"
+        )
+    layer, kernel = cam_head(job.model)
+    features, logits = engine.feature_forward(
+        job.model, layer, job.images, max_batch=job.max_batch
+    )
+    features = _spatial(features, layer, "CAM")
+    result = {"logits": logits}
+    weights = job.weights
+    if weights is None:  # each image's predicted class, from this pass's logits
+        weights = result["weights"] = np.eye(kernel.shape[1], dtype=logits.dtype)[
+            logits.argmax(axis=1)]
+    result["scores"] = engine.output_scores(job.target, logits, weights)
+    class_kernel = np.asarray(weights, np.float64) @ kernel.T  # (N, C): sum_c w_c W[k, c]
+    cam = np.einsum("nhwk,nk->nhw", features, class_kernel)
+    result["values"] = upsample(cam, *job.images.shape[1:3])
+    return result
+
+
+def _fills(job: _Job) -> np.ndarray:
+    """The images that option ``fill`` blends masked images with."""
+    sigma = FILL_BLUR_SIGMA * min(job.images.shape[1:3]) / REFERENCE_SIZE
+    return fill_images(job.images, job.options["fill"], sigma)
+
+
+def _scorecam(job: _Job) -> dict:
+    """Score-CAM: channel ``k``'s activation upsampled bilinearly and scaled to 0..1 (a constant
+    channel gives an all-fill mask, weight 0) masks the image over the fill; ``w_k`` = masked
+    score - fill score (no softmax); ``ReLU(sum_k w_k A_k)`` upsampled; score x feature units.
+    ``max_channels`` keeps each image's channels of largest mean activation."""
+    layer = job.options["target_layer"] or engine.last_spatial_layer(job.model)
+    fills = _fills(job)
+    features, _ = engine.feature_forward(job.model, layer, job.images, max_batch=job.max_batch)
+    features = _spatial(features, layer, "Score-CAM")
+    n, _, _, channels = features.shape
+    limit = job.options["max_channels"]
+    kept = channels if limit is None else min(_positive_int("max_channels", limit), channels)
+    # The kept channels of each image, largest mean activation first.
+    order = np.argsort(-features.mean(axis=(1, 2)), axis=1, kind="stable")[:, :kept]
+    fill_scores, _ = engine.forward(
+        job.model, job.target, fills, job.weights, max_batch=job.max_batch
+    )
+    channel_weights = np.zeros((n, kept))
     height, width = job.images.shape[1:3]
-    upsampled = tf.image.resize(cam[..., None], (height, width), method="bilinear")
-    return {"values": np.maximum(upsampled.numpy()[..., 0], 0.0), "scores": scores,
-            "logits": logits}
+    for image_index, rank in job.index_chunks(kept):
+        maps = upsample(features[image_index, :, :, order[image_index, rank]], height, width)
+        low = maps.min(axis=(1, 2), keepdims=True)
+        span = maps.max(axis=(1, 2), keepdims=True) - low
+        masks = np.where(span > 0, (maps - low) / np.where(span > 0, span, 1.0), 0.0)
+        scores, _ = engine.forward(
+            job.model, job.target, blend(job.images[image_index], fills[image_index], masks),
+            job.weights[image_index], max_batch=job.max_batch,
+        )
+        channel_weights[image_index, rank] = scores - fill_scores[image_index]
+        job.report((image_index[-1] * kept + rank[-1] + 1) / (n * kept))
+    activations = np.take_along_axis(features, order[:, None, None, :], axis=3)
+    cam = np.maximum(np.einsum("nhwk,nk->nhw", activations, channel_weights), 0.0)
+    return {"values": _non_negative_upsampled(job, cam)}
+
+
+def _rise(job: _Job) -> dict:
+    """RISE, ``sum_n (S_n - mean S) M_n / (masks * keep)``, in score units.
+
+    The original ``sum_n S_n M_n / (masks * keep)`` equals this plus ``mean S`` times the
+    masks' empirical density ``sum_n M_n / (masks * keep)``, which is 1 on average and carries
+    only the masks' Monte-Carlo unevenness, nothing about the model: subtracting the mean
+    score removes that noise (a control variate), so fewer masks give a stable map. The
+    expected value is ``Cov(S, M(x)) / keep``: positive where keeping the pixel raises the
+    score, negative where it lowers it, zero where it does not matter.
+
+    Default fill 'blur' (the original used black): a blurred copy keeps each image's colours
+    and coarse layout, so a masked image loses only the detail under the dropped cells instead
+    of gaining black blotches whose edges the network also reacts to; it is also Score-CAM's
+    default, so the two compare. A blur still shows the coarse shape of a large object, which
+    can weaken the signal; 'black' and 'mean' remain available.
+    """
+    opts = job.options
+    count = _positive_int("masks", opts["masks"])
+    grid = _positive_int("grid", opts["grid"])
+    keep = opts["keep"]
+    if isinstance(keep, bool) or not isinstance(keep, (int, float, np.number)) or not (
+            0 < keep <= 1):
+        raise ValueError(f"keep must be a probability in (0, 1], got {keep!r}")
+    n, height, width = job.images.shape[:3]
+    generator = RiseMasks(count, height, width, grid, float(keep), opts["seed"])
+    fills = _fills(job)
+    weighted = np.zeros((n, height, width))  # sum_n S_n M_n per image
+    mask_sums = np.zeros((n, height, width))  # sum_n M_n per image
+    score_sums = np.zeros(n)
+    for image_index, mask_index in job.index_chunks(count):
+        masks = generator.take(mask_index)
+        scores, _ = engine.forward(
+            job.model, job.target, blend(job.images[image_index], fills[image_index], masks),
+            job.weights[image_index], max_batch=job.max_batch,
+        )
+        for i in np.unique(image_index):
+            rows = image_index == i
+            weighted[i] += np.tensordot(scores[rows], masks[rows], axes=1)
+            mask_sums[i] += masks[rows].sum(axis=0)
+            score_sums[i] += scores[rows].sum()
+        job.report((image_index[-1] * count + mask_index[-1] + 1) / (n * count))
+    mean_scores = (score_sums / count)[:, None, None]
+    return {"values": (weighted - mean_scores * mask_sums) / (count * float(keep))}
 
 
 def _guided_backprop(job: _Job) -> dict:
@@ -565,6 +701,10 @@ _RUNNERS: dict[str, Callable[[_Job], dict]] = {
     "gradcam": _gradcam,
     "guided_backprop": _guided_backprop,
     "occlusion": _occlusion,
+    "cam": _cam,
+    "layercam": _layercam,
+    "scorecam": _scorecam,
+    "rise": _rise,
 }
 
 
@@ -603,11 +743,18 @@ def attribute(
     (differentiating the ``layer_reduction`` of its output, or of one ``channel``).
     ``class_mask`` (output targets only): None for each image's predicted class, a class
     index, a list of them, or a length-K weight vector; the score is ``sum_c w_c out_c``.
-    ``options``: see :data:`METHODS` and :data:`COMMON_OPTIONS`. Raises ValueError on bad
-    arguments and on NaN or infinite pixels; warns :class:`SaturationWarning` when a
-    probability's gradient vanishes.
+    ``options``: see :data:`METHODS` and :data:`COMMON_OPTIONS` (``scales``: multi-scale
+    fusion, see :func:`_fused`). Raises ValueError on bad arguments and on NaN or infinite
+    pixels; warns :class:`SaturationWarning` when a probability's gradient vanishes.
     """
     opts = method_options(method, options)
+    if opts["scales"] is not None:
+        return _fused(model, images, method, layer, class_mask, opts)
+    return _attribute(model, images, method, layer, class_mask, opts)
+
+
+def _attribute(model, images, method: str, layer: str, class_mask, opts: dict) -> Attribution:
+    """:func:`attribute` at the images' own scale, with the completed options ``opts``."""
     _positive_int("max_batch", opts["max_batch"])
     target = engine.make_target(model, layer, opts["layer_reduction"])
     batch = _images(model, images)
@@ -670,3 +817,57 @@ def attribute(
         logits.astype(np.float32),
         **extras,
     )
+
+
+def _scale_factors(scales) -> list[float]:
+    if isinstance(scales, (str, bytes)) or not hasattr(scales, "__len__") or len(scales) == 0:
+        raise ValueError(f"scales must be a non-empty sequence of factors, got {scales!r}")
+    factors = []
+    for factor in scales:
+        if isinstance(factor, (bool, np.bool_)) or not isinstance(
+                factor, (int, float, np.number)) or not 0 < factor < math.inf:
+            raise ValueError(f"scales must be positive finite numbers, got {scales!r}")
+        factors.append(float(factor))
+    return factors
+
+
+def _fused(model, images, method: str, layer: str, class_mask, opts: dict) -> Attribution:
+    """Multi-scale fusion (option ``scales``): the images resized bilinearly (antialiased) by
+    each factor (sides at least :data:`MIN_SCALED_SIDE` pixels), attributed, and the values
+    resized back to ``(H, W)``. With one scale those are the values, in the method's units.
+    With several, each scale's values are divided by their largest magnitude per image (an
+    all-zero attribution stays zero) and averaged: unitless, at most 1 in magnitude.
+
+    The reference scale is 1 if listed, else the first: it runs first, and its scores,
+    weights, logits (and Integrated Gradients' extras, which describe its own unfused
+    attribution) are reported; its class weights (the predicted classes when ``class_mask`` is
+    None) are the ones explained at every other scale.
+    """
+    factors = _scale_factors(opts["scales"])
+    batch = _images(model, images)
+    single = opts | {"scales": None}
+    if len(batch) == 0:
+        return _attribute(model, batch, method, layer, class_mask, single)
+    n, height, width = batch.shape[:3]
+    reference = factors.index(1.0) if 1.0 in factors else 0
+    order = [reference] + [k for k in range(len(factors)) if k != reference]
+    progress = opts["progress"]
+    fused = None
+    for step, k in enumerate(order):
+        size = tuple(max(MIN_SCALED_SIDE, round(factors[k] * side)) for side in (height, width))
+        scaled = resize(batch, *size, antialias=True).astype(batch.dtype)
+        report = None if progress is None else _part_progress(progress, step, 1, len(order))
+        result = _attribute(model, scaled, method, layer, class_mask, single | {"progress": report})
+        values = result.values if result.has_channels else result.values[..., None]
+        values = resize(values, height, width, antialias=True)
+        if not result.has_channels:
+            values = values[..., 0]
+        if step == 0:
+            first = result
+            if layer in OUTPUT_TARGETS:
+                class_mask = result.weights.astype(np.float64)
+        if len(factors) > 1:
+            peak = np.abs(values).reshape(n, -1).max(axis=1)
+            values = values / np.where(peak > 0, peak, 1.0).reshape((n,) + (1,) * (values.ndim - 1))
+        fused = values if fused is None else fused + values
+    return replace(first, values=(fused / len(factors)).astype(np.float32))

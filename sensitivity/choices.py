@@ -180,6 +180,14 @@ class MethodInfo:
     """Whether the attribution has one value per RGB channel."""
 
 
+FILLS = ("blur", "black", "mean")
+"""What Score-CAM and RISE blend a masked image with: the image blurred by a Gaussian of
+:data:`FILL_BLUR_SIGMA`, black, or the image's mean colour."""
+
+FILL_BLUR_SIGMA = 4.0
+"""Gaussian sigma of the 'blur' fill, in pixels of a 32x32 image (scaled with the image)."""
+
+
 COMMON_OPTIONS: dict[str, Option] = {
     "layer_reduction": Option(
         "sum", "inner layer only: its output becomes a scalar by 'sum', 'mean' or 'l2'",
@@ -192,6 +200,13 @@ COMMON_OPTIONS: dict[str, Option] = {
         kind="int", minimum=1, maximum=4096,
     ),
     "progress": Option(None, "callable(fraction 0..1) reporting progress of long methods"),
+    "scales": Option(
+        None,
+        "multi-scale fusion: image scale factors, e.g. (0.5, 1, 2) (None: the image as it is); "
+        "each scale's map is resized back; with two or more, each is divided by its largest "
+        "|value| per image and they are averaged (unitless); scores are those at scale 1 (else "
+        "the first scale), whose class is explained at every scale",
+    ),
 }
 """Options every method accepts."""
 
@@ -262,6 +277,56 @@ METHODS: dict[str, MethodInfo] = {
         },
         channels=False,
     ),
+    "cam": MethodInfo(
+        "CAM (Zhou et al. 2016): the dense head's class weights applied to the last feature map "
+        "before global average pooling, sum_k W[k, c] f_k, signed (no ReLU, bias ignored; its "
+        "mean is the logit less the bias), upsampled bilinearly; needs a head feature map -> "
+        "global average pooling -> Dense logits; one forward pass",
+        {},
+        channels=False,
+    ),
+    "layercam": MethodInfo(
+        "LayerCAM (Jiang et al. 2021): ReLU(sum_k ReLU(dS/dA_k) A_k) per position of a spatial "
+        "layer, upsampled bilinearly",
+        {"target_layer": Option(None, "layer with a 4-D output (None: the last such layer)",
+                                kind="layer", optional=True)},
+        channels=False,
+    ),
+    "scorecam": MethodInfo(
+        "Score-CAM (Wang et al. 2020): each channel of a layer, upsampled and scaled to 0..1, "
+        "masks the image over a fill; its weight is the masked image's score less the fill's; "
+        "ReLU(sum_k w_k A_k) upsampled bilinearly; one forward pass per channel",
+        {
+            "target_layer": Option(None, "layer with a 4-D output (None: the last such layer)",
+                                   kind="layer", optional=True),
+            "fill": Option("blur", "what the mask blends with: 'blur', 'black' or 'mean'",
+                           kind="choice", choices=FILLS),
+            "max_channels": Option(
+                None, "score only this many channels of largest mean activation per image "
+                "(None: all)", kind="int", minimum=1, maximum=4096, optional=True,
+            ),
+        },
+        channels=False,
+    ),
+    "rise": MethodInfo(
+        "RISE (Petsiuk et al. 2018): sum_n (S_n - mean S) M_n / (masks * keep) over random "
+        "smooth masks M_n blending the image with a fill, S_n the masked image's score; score "
+        "units; one forward pass per mask",
+        {
+            "masks": Option(1000, "number of random masks", kind="int", minimum=10,
+                            maximum=4000, step=10, shown=True, label="Masks",
+                            page_default=500),
+            "grid": Option(7, "cells per side of the random binary grid", kind="int", minimum=2,
+                           maximum=32),
+            "keep": Option(0.5, "probability that a grid cell keeps the image", kind="float",
+                           minimum=0.05, maximum=0.95),
+            "fill": Option("blur", "what the mask blends with: 'blur', 'black' or 'mean'",
+                           kind="choice", choices=FILLS),
+            "seed": Option(0, "random seed of the masks", kind="int", minimum=0,
+                           maximum=2**32 - 1),
+        },
+        channels=False,
+    ),
 }
 """Every method, with its description and its own options (besides :data:`COMMON_OPTIONS`)."""
 
@@ -327,3 +392,4 @@ def method_table() -> str:
             rows.append(f"| | `{name}` | `{option.default!r}` | {page} | "
                         f"{cell(option.expected())} | {cell(option.description)} |")
     return "\n".join(rows) + "\n"
+

@@ -411,6 +411,20 @@ def _feature_gradient_function(model, target: Target, feature_layer: str):
     return _compiled(model, ("feature_gradient", target, feature_layer), build)
 
 
+def _feature_forward_function(model, feature_layer: str):
+    def build():
+        extractor = _extractor(model, Target("logits"), extra=feature_layer)
+
+        @tf.function(input_signature=[input_signature(model)], autograph=False)
+        def feature_forward(images):
+            features, _, logits = extractor(images)
+            return features, logits
+
+        return feature_forward
+
+    return _compiled(model, ("feature_forward", feature_layer), build)
+
+
 # --------------------------------------------------------------------------------------------
 # Batched NumPy entry points.
 
@@ -497,6 +511,16 @@ def feature_gradients(
     path = resolve_layer(model, feature_layer)
     fn = _feature_gradient_function(model, target, path)
     return tuple(_run(fn, images, weights, max_batch, dtype))
+
+
+def feature_forward(
+    model, feature_layer: str, images: np.ndarray, *, max_batch: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features ``(N, h, w, C)`` (any rank) of ``feature_layer`` and logits ``(N, K)`` from one
+    forward pass, no gradients, in batches of ``max_batch``."""
+    dtype = input_signature(model).dtype
+    fn = _feature_forward_function(model, resolve_layer(model, feature_layer))
+    return tuple(_run(fn, images, None, max_batch, dtype))
 
 
 def last_spatial_layer(model) -> str:

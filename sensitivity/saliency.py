@@ -41,6 +41,7 @@ from sensitivity.choices import (
     Option,
 )
 from sensitivity.gradients import layer_names, tracing_count
+from sensitivity.localisation import rise_masks
 
 __all__ = [
     "CHANNEL_REDUCTIONS",
@@ -57,6 +58,7 @@ __all__ = [
     "combine_channels",
     "describe_methods",
     "layer_names",
+    "rise_masks",
     "saliency",
     "to_map",
     "tracing_count",
@@ -125,8 +127,9 @@ def to_map(
 ) -> np.ndarray:
     """Float32 maps ``(N, H, W)`` (``(N, H, W, 3)`` for ``"none"``) from an attribution.
 
-    Channel-free attributions ``(N, H, W)`` (Grad-CAM, occlusion) only get the sign mode; with
-    ``"none"`` they are repeated into three identical channels.
+    Channel-free attributions ``(N, H, W)`` (Grad-CAM, occlusion, CAM, LayerCAM, Score-CAM,
+    RISE) only get the sign mode; with ``"none"`` they are repeated into three identical
+    channels.
     """
     _check_modes(sign, reduce_channels)
     values = attribution.values if isinstance(attribution, Attribution) else attribution
@@ -160,8 +163,9 @@ def saliency(
     a length-10 weight vector ``w`` (the score is ``sum_c w_c out_c``). ``sign``: a key of
     :data:`SIGNS`; ``reduce_channels``: a key of :data:`CHANNEL_REDUCTIONS`.
     ``method_options``: the method's options (:data:`METHODS`) and :data:`COMMON_OPTIONS`.
-    Map values are in the score's units per pixel unit (gradients) or score units
-    (gradient x input, integrated gradients, occlusion).
+    Map values are in the score's units per pixel unit (gradients), score units (gradient x
+    input, integrated gradients, occlusion, CAM, Grad-CAM, LayerCAM, RISE) or score units times
+    the layer's units (Score-CAM); unitless with two or more ``scales``.
     """
     _check_modes(sign, reduce_channels)
     result = attribute(

@@ -74,3 +74,6 @@ def test_floor_passes(bench):
     assert bench.floor_passes("smoothgrad", 50, 20, 225) == (50, 50)
     assert bench.floor_passes("integrated_gradients", 50, 20, 225) == (20, 20)
     assert bench.floor_passes("occlusion", 50, 20, 225) == (226, 0)
+    assert bench.floor_passes("cam", 50, 20, 225) == (1, 0)
+    assert bench.floor_passes("scorecam", 50, 20, 225, masks=1000, channels=192) == (192, 0)
+    assert bench.floor_passes("rise", 50, 20, 225, masks=1000, channels=192) == (1000, 0)

@@ -300,6 +300,10 @@ def test_methods_are_described():
             "gradcam",
             "guided_backprop",
             "occlusion",
+            "cam",
+            "layercam",
+            "scorecam",
+            "rise",
         }
     )
     assert described["smoothgrad"]["options"]["samples"]["default"] == 50
