@@ -1,25 +1,22 @@
-"""``python -m sensitivity benchmark-maps``: objective measures of saliency methods on scenes.
+"""``python -m sensitivity benchmark-maps``: do the maps find the object, and are they faithful?
 
-For each of ``--n`` seeds the command takes one test image at the network's native 32x32 and
-builds two scenes from the test split (:mod:`sensitivity.scenes`): one with a single object,
-one with two objects of different classes. Every method in ``--methods`` and the controls
-(:data:`CONTROLS`) gives a map of the test image and of the single-object scene for the true
-class, and one map per object of the two-object scene. Measured per seed
-(:mod:`sensitivity.metrics`):
+Three parts, each against the model-free controls (random, center, edge):
 
-- ``deletion_auc`` (lower is better) and ``insertion_auc`` (higher is better) of the true
-  class's probability on the native test image, ``--steps`` steps, ``--fill`` fill (on the
-  scenes the network is far less sure of the class from the start, so the curves barely
-  move and measure little);
-- ``pointing``: the map's maximum lies in the object's box (1 or 0);
-- ``corloc``: the strongest box of :func:`sensitivity.discovery.discover_objects` has IoU >=
-  0.5 with the object's box (the ``center`` control uses a centred box of the object's size);
-- ``discrimination``: share (0, 0.5 or 1) of the two objects whose class's map puts more
-  mass in its own box than in the other's.
+1. **Localisation** on photo-like scenes (:func:`sensitivity.scenes.scene_set`: 1-3 CIFAR-10
+   objects of 24-64 px, feathered, on fractal textures or photo crops, sensor noise, JPEG):
+   ``--validation-n`` validation scenes (objects from the validation part of the training
+   split) choose the box thresholds, ``--n`` test scenes (objects from the test split, other
+   seeds) give the reported numbers (:mod:`sensitivity.localisation_benchmark`), overall and
+   by object size. :func:`sensitivity.objects.find_objects` is measured as it is shipped.
+2. **Faithfulness**: deletion and insertion curves of the true class's probability on
+   ``--faithfulness-n`` native 32x32 test images, with each fill of ``--fills`` (``road`` is
+   ROAD's noisy linear imputation, which does not leak the removed pixels' shape), reported
+   as the mean AUC and its paired difference from the random control's.
+3. **Real photographs** (``--photos-dir``): the class-masked map's maximum on each object of
+   :data:`sensitivity.scenes.PHOTO_OBJECTS`, and the IoU of the first ``find_objects`` box.
 
-Writes ``maps_benchmark.csv`` (one row per method and scene), ``maps_benchmark_summary.csv``
-(means) and ``maps_benchmark.html`` (self-contained Plotly report) to ``--out``, and prints
-the table of means (method by measure).
+Writes CSV files, ``report.html`` (Plotly bar charts with standard errors) and ``report.md``
+to ``--out``, and prints the Markdown tables.
 """
 
 from __future__ import annotations
@@ -27,263 +24,184 @@ from __future__ import annotations
 import argparse
 import csv
 import html
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 
 from sensitivity.cli_args import positive_int
+from sensitivity.localisation_benchmark import CONTROLS, MEASURES, MethodSpec, parse_spec
 from sensitivity.scenes import PHOTO_OBJECTS
 
-CONTROLS = ("random", "edge", "center")
-"""Maps that ignore the model: uniform noise, Sobel edges of the image, a centred bump."""
+DEFAULT_METHODS = (
+    "gradient", "gradient_x_input", "smoothgrad:samples=16", "integrated_gradients:steps=16",
+    "gradcam", "cam", "layercam", "scorecam:max_channels=48", "rise:masks=300",
+)
+"""The methods measured by default (the sampling methods with fewer samples than the page's
+default, to fit a 2-core machine); the controls always run."""
 
-MEASURES = ("deletion_auc", "insertion_auc", "pointing", "corloc", "discrimination")
-"""Columns of the table; deletion AUC is better when low, the others when high."""
+DEFAULT_LIMITS = ("smoothgrad=100", "integrated_gradients=100", "scorecam=100", "rise=60")
+"""Expensive methods run on the first N test and validation scenes only."""
 
-BETTER = {"deletion_auc": "lower", **{m: "higher" for m in MEASURES[1:]}}
+FAITHFULNESS = ("deletion_auc", "insertion_auc")
 
-DEFAULT_METHODS = "gradient,smoothgrad,integrated_gradients,gradcam"
-OBJECT_SIZE = 32
+_SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``benchmark-maps`` subcommand and its arguments on ``subparsers``."""
     from sensitivity.metrics import FILLS
+    from sensitivity.objects import DEFAULT_RULE
 
     parser = subparsers.add_parser(
         "benchmark-maps",
-        help="deletion/insertion AUC, pointing game, CorLoc, class discrimination of methods",
-        description=(
-            "Build scenes (CIFAR-10 test images pasted on backgrounds), compute saliency maps "
-            "with each method and with model-free controls (random, edge, center), and measure "
-            "them. Writes a CSV and an HTML report, and prints a table."
-        ),
+        help="localisation (pointing, CorLoc, MaxBoxAcc), discrimination and faithfulness",
+        description=__doc__.split("\n\n")[0].split(": ", 1)[1],
     )
-    parser.add_argument("--data-dir", required=True, help="class folders, or a folder with test/")
-    parser.add_argument("--n", type=positive_int, default=20, help="number of scene seeds")
-    parser.add_argument(
-        "--methods",
-        default=DEFAULT_METHODS,
-        help=f"comma-separated saliency methods (default {DEFAULT_METHODS})",
-    )
-    parser.add_argument("--out", default="maps-benchmark", help="folder for the CSV and HTML")
+    parser.add_argument("--data-dir", required=True, help="CIFAR-10 class folders (train/, test/)")
+    parser.add_argument("--photos-dir", default=str(_SHARED / "photos"),
+                        help="photographs for scene backgrounds and the real-photo check")
     parser.add_argument("--model", default=None, help="a .keras file with its card")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the scenes")
+    parser.add_argument("--methods", nargs="+", type=parse_spec,
+                        default=[parse_spec(m) for m in DEFAULT_METHODS],
+                        help="methods as name or name:key=value,key=value (controls always run)")
+    parser.add_argument("--n", type=positive_int, default=300, help="test scenes")
+    parser.add_argument("--validation-n", type=positive_int, default=150,
+                        help="validation scenes (choose the box thresholds)")
+    parser.add_argument("--limit", action="append", type=_limit, default=None,
+                        help="METHOD=N: measure METHOD on the first N scenes of each set only "
+                        f"(default {' '.join(DEFAULT_LIMITS)})")
+    parser.add_argument("--side", type=positive_int, default=DEFAULT_RULE.side,
+                        help="analysis size: the scene's longer side after resizing")
+    parser.add_argument("--faithfulness-n", type=int, default=100,
+                        help="native test images for deletion and insertion (0: skip)")
     parser.add_argument("--steps", type=positive_int, default=16, help="deletion/insertion steps")
-    parser.add_argument("--fill", default="blur", choices=FILLS, help="removed pixels become")
-    parser.add_argument("--size", type=positive_int, default=96, help="scene side in pixels")
-    parser.add_argument(
-        "--photos-dir",
-        default=str(Path(__file__).resolve().parent.parent.parent / "shared/datasets/photos"),
-        help="photographs of PHOTO_OBJECTS for the real-photo check (skipped if missing)",
-    )
+    parser.add_argument("--fills", default="blur,road",
+                        help=f"deletion/insertion fills, comma-separated, of {', '.join(FILLS)}")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the scene sets")
+    parser.add_argument("--out", default="maps-benchmark", help="folder for the reports")
     return parser
 
 
-def parse_methods(text: str) -> list[str]:
-    """Method names from ``"a,b,c"``, validated; controls named there are skipped (always run)."""
-    from sensitivity.saliency import METHODS
-
-    names = [name.strip() for name in str(text).split(",") if name.strip()]
-    if not names:
-        raise ValueError("--methods is empty; give e.g. --methods gradient,gradcam")
-    unknown = [name for name in names if name not in METHODS and name not in CONTROLS]
-    if unknown:
-        raise ValueError(
-            f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)} "
-            f"(the controls {', '.join(CONTROLS)} always run)"
-        )
-    return list(dict.fromkeys(n for n in names if n not in CONTROLS))
+def _limit(text: str) -> tuple[str, int]:
+    name, sep, count = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected METHOD=N, got {text!r}")
+    return name.strip(), positive_int(count)
 
 
-def _maps(method: str, model, images: np.ndarray, classes: np.ndarray, seeds) -> np.ndarray:
-    from sensitivity.metrics import center_map, edge_map, random_map, saliency_function
-
-    if method == "random":
-        return np.stack(
-            [random_map(im.shape[:2], seed=s) for im, s in zip(images, seeds, strict=True)]
-        )
-    if method == "edge":
-        return np.stack([edge_map(im) for im in images])
-    if method == "center":
-        return np.stack([center_map(im.shape[:2]) for im in images])
-    return saliency_function(method)(model, images, classes)
+def scene_limits(specs: list[MethodSpec], limits: list[tuple[str, int]]) -> dict[str, int]:
+    """``{spec label: N}`` for the specs whose method name (or label) has a limit."""
+    table = dict(limits)
+    out = {}
+    for spec in specs:
+        for key in (spec.label, spec.name):
+            if key in table:
+                out[spec.label] = table[key]
+                break
+    return out
 
 
-def benchmark(
-    model,
-    images: np.ndarray,
-    labels: np.ndarray,
-    methods: list[str],
-    *,
-    n: int = 20,
-    seed: int = 0,
-    steps: int = 16,
-    fill: str = "blur",
-    size: int = 96,
-    progress=None,
-) -> list[dict]:
-    """Rows ``{method, scene, label, background, test_image, <measures>}`` per method and control.
+def localisation(model, specs: list[MethodSpec], args, progress=print) -> dict:
+    """Validation and test rows of every spec and control, plus the shipped find_objects."""
+    from sensitivity.localisation_benchmark import measure
+    from sensitivity.scenes import scene_set
 
-    ``test_image`` is the index in ``images`` of the native image the deletion and insertion
-    curves were measured on.
-
-    ``images`` ``(M, 32, 32, 3)`` uint8 and ``labels`` ``(M,)``: the pool objects are drawn
-    from. ``progress(text)`` is called before each method, when given.
-    """
-    from sensitivity.discovery import discover_objects
-    from sensitivity.metrics import (
-        center_box,
-        corloc,
-        discriminates,
-        perturbation_curves,
-        pointing_game,
-    )
-    from sensitivity.scenes import scene_from_pool
-
-    seeds = [seed * 100_003 + i for i in range(n)]
-    singles = [scene_from_pool(images, labels, num_objects=1, size=size, seed=s) for s in seeds]
-    pairs = [scene_from_pool(images, labels, num_objects=2, size=size, seed=s) for s in seeds]
-    single_images = np.stack([s.image for s in singles]).astype(np.float32)
-    single_classes = np.array([s.labels[0] for s in singles])
-    pair_images = np.repeat(np.stack([p.image for p in pairs]).astype(np.float32), 2, axis=0)
-    pair_classes = np.array([c for p in pairs for c in p.labels])
-    picked = np.random.default_rng([seed, 2]).choice(len(images), size=n, replace=len(images) < n)
-    native_images = images[picked].astype(np.float32)
-    native_classes = labels[picked]
-    rows = []
-    for method in [*methods, *CONTROLS]:
-        if progress is not None:
-            progress(method)
-        maps = _maps(method, model, single_images, single_classes, seeds)
-        pair_maps = _maps(method, model, pair_images, pair_classes, np.repeat(seeds, 2))
-        native_maps = _maps(method, model, native_images, native_classes, seeds)
-        curves = {
-            kind: perturbation_curves(
-                model, native_images, native_maps, native_classes, kind=kind, steps=steps,
-                fill=fill,
-            )[2]
-            for kind in ("deletion", "insertion")
-        }
-        for i, (scene, pair) in enumerate(zip(singles, pairs, strict=True)):
-            truth = scene.boxes[0]
-            if method == "center":
-                boxes = [center_box(maps[i].shape, (truth.height, truth.width))]
-            else:
-                boxes = discover_objects(maps[i])
-            a, b = pair.boxes
-            rows.append(
-                {
-                    "method": method,
-                    "scene": i,
-                    "label": int(scene.labels[0]),
-                    "background": scene.background,
-                    "test_image": int(picked[i]),
-                    "deletion_auc": float(curves["deletion"][i]),
-                    "insertion_auc": float(curves["insertion"][i]),
-                    "pointing": float(pointing_game(maps[i], truth)),
-                    "corloc": float(corloc(boxes, truth)),
-                    "discrimination": (
-                        float(discriminates(pair_maps[2 * i], a, b))
-                        + float(discriminates(pair_maps[2 * i + 1], b, a))
-                    )
-                    / 2,
-                }
-            )
+    limits = scene_limits(specs, args.limit or [_limit(t) for t in DEFAULT_LIMITS])
+    everything = [*specs, *(MethodSpec(c) for c in CONTROLS)]
+    rows = {}
+    for split, n in (("validation", args.validation_n), ("test", args.n)):
+        scenes = scene_set(split, n, data_dir=args.data_dir, photos_dir=args.photos_dir,
+                           seed=args.seed)
+        rows[split] = []
+        for spec in everything:
+            progress(f"{split}: {spec.label}")
+            part = scenes[: limits.get(spec.label, n)]
+            rows[split] += [{"split": split, **row}
+                            for row in measure(model, part, [spec], side=args.side)]
+        if split == "test":
+            progress("test: find_objects")
+            rows["find_objects"] = find_objects_rows(model, scenes)
     return rows
 
 
-def summarise(rows: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
-    """``{method: {measure: (mean, standard error)}}`` in the order methods first appear."""
-    summary: dict[str, dict[str, tuple[float, float]]] = {}
-    for method in dict.fromkeys(row["method"] for row in rows):
-        values = {m: np.array([r[m] for r in rows if r["method"] == method]) for m in MEASURES}
-        summary[method] = {
-            m: (
-                float(v.mean()),
-                float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0,
-            )
-            for m, v in values.items()
-        }
-    return summary
+def find_objects_rows(model, scenes) -> list[dict]:
+    """Per object of the test scenes: the IoU of the first box of ``find_objects`` for the
+    object's class, CorLoc (IoU >= 0.5) and the share of IoU levels 0.3, 0.5, 0.7 met."""
+    from sensitivity.discovery import iou
+    from sensitivity.objects import DEFAULT_RULE, find_objects
+
+    rows = []
+    for i, scene in enumerate(scenes):
+        for k, (box, label) in enumerate(zip(scene.boxes, scene.labels, strict=True)):
+            found = find_objects(model, scene.image, classes=[label], max_objects=1)
+            overlap = iou(found[0].box, box) if found else 0.0
+            rows.append({"scene": i, "object": k, "label": label, "iou": overlap,
+                         "corloc": float(overlap >= 0.5),
+                         "boxacc": float(np.mean([overlap >= t for t in (0.3, 0.5, 0.7)])),
+                         "rule": repr(DEFAULT_RULE)})
+    return rows
 
 
-def format_table(summary: dict[str, dict[str, tuple[float, float]]]) -> str:
-    """The summary as a fixed-width text table (means; standard errors in brackets)."""
-    width = max([len("method")] + [len(m) for m in summary]) + 2
-    header = "method".ljust(width) + "".join(m.rjust(18) for m in MEASURES)
-    better = " " * width + "".join(f"({BETTER[m]} better)".rjust(18) for m in MEASURES)
-    lines = [header, better, "-" * len(header)]
-    for method, values in summary.items():
-        cells = "".join(f"{values[m][0]:.3f} ({values[m][1]:.3f})".rjust(18) for m in MEASURES)
-        lines.append(method.ljust(width) + cells)
-    return "\n".join(lines)
+def faithfulness(model, specs: list[MethodSpec], args, progress=print) -> list[dict]:
+    """Per native test image, method and fill: deletion and insertion AUC of the true class."""
+    from sensitivity.data import load_split
+    from sensitivity.localisation_benchmark import object_maps
+    from sensitivity.metrics import perturbation_curves
+
+    if args.faithfulness_n <= 0:
+        return []
+    images, labels = load_split(args.data_dir, "test", limit=args.faithfulness_n)
+    fills = [f.strip() for f in args.fills.split(",") if f.strip()]
+    rows = []
+    for spec in [*specs, *(MethodSpec(c) for c in CONTROLS)]:
+        progress(f"faithfulness: {spec.label}")
+        maps = np.concatenate([
+            object_maps(model, image, [int(label)], spec, side=None, seed=i)
+            for i, (image, label) in enumerate(zip(images, labels, strict=True))
+        ])
+        for fill in fills:
+            aucs = {
+                kind: perturbation_curves(model, images, maps, labels, kind=kind,
+                                          steps=args.steps, fill=fill)[2]
+                for kind in ("deletion", "insertion")
+            }
+            rows += [{"method": spec.label, "fill": fill, "image": i,
+                      "deletion_auc": float(aucs["deletion"][i]),
+                      "insertion_auc": float(aucs["insertion"][i])} for i in range(len(images))]
+    return rows
 
 
-def write_csv(rows: list[dict], path: str | os.PathLike) -> None:
-    """One line per row, columns in the order of the first row's keys."""
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+def summarise_faithfulness(rows: list[dict]) -> list[dict]:
+    """Per method and fill: mean AUCs with standard errors, and the paired difference from
+    the random control on the same images (negative deletion / positive insertion = better)."""
+    from sensitivity.localisation_benchmark import mean_and_error
+
+    out = []
+    for fill in dict.fromkeys(r["fill"] for r in rows):
+        random = {r["image"]: r for r in rows if r["fill"] == fill and r["method"] == "random"}
+        for method in dict.fromkeys(r["method"] for r in rows):
+            part = [r for r in rows if r["fill"] == fill and r["method"] == method]
+            entry = {"method": method, "fill": fill}
+            for name in FAITHFULNESS:
+                entry[name], entry[f"{name}_se"], _ = mean_and_error([r[name] for r in part])
+                diffs = [r[name] - random[r["image"]][name] for r in part if r["image"] in random]
+                entry[f"{name}_vs_random"], entry[f"{name}_vs_random_se"], _ = mean_and_error(diffs)
+            out.append(entry)
+    return out
 
 
-def report_html(summary: dict[str, dict[str, tuple[float, float]]], notes: str = "") -> str:
-    """A self-contained HTML page: one bar chart per measure (error bars: standard error)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    methods = list(summary)
-    colours = ["#9DB4C8" if m in CONTROLS else "#0072B2" for m in methods]
-    figure = make_subplots(
-        rows=1,
-        cols=len(MEASURES),
-        subplot_titles=[f"{m} ({BETTER[m]} better)" for m in MEASURES],
-    )
-    for col, measure in enumerate(MEASURES, start=1):
-        figure.add_trace(
-            go.Bar(
-                x=methods,
-                y=[summary[m][measure][0] for m in methods],
-                error_y=dict(type="data", array=[summary[m][measure][1] for m in methods]),
-                marker_color=colours,
-                name=measure,
-                showlegend=False,
-                hovertemplate="%{x}: %{y:.3f}<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
-        figure.update_yaxes(range=[0, 1.05], row=1, col=col)
-    figure.update_layout(height=420, width=300 * len(MEASURES), margin=dict(t=60, b=120))
-    table = format_table(summary)
-    return (
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        "<title>Saliency map benchmark</title></head><body>\n"
-        "<h1>Saliency map benchmark</h1>\n"
-        f"<p>{html.escape(notes)}</p>\n"
-        "<p>Grey bars: controls that ignore the model (random, edge, center).</p>\n"
-        + figure.to_html(full_html=False, include_plotlyjs=True)
-        + f"\n<pre>{html.escape(table)}</pre>\n</body></html>\n"
-    )
-
-
-PHOTO_WIDTH = 160
-"""The whole photograph is resized to this width (aspect kept) for the real-photo check."""
-
-
-def photo_check(model, photos_dir: str | os.PathLike, methods: list[str]) -> list[dict]:
-    """Class-masked maps on real photographs: does the map point at the masked object?
-
-    Each photograph of :data:`PHOTO_OBJECTS` is resized whole to :data:`PHOTO_WIDTH` pixels
-    wide (the network is fully convolutional). For each object, the class mask is set to its
-    classes; ``pointing`` is whether the map's maximum lies in its box, ``share`` the map's
-    mass in its box over the mass in both objects' boxes (0.5 = no preference).
-    """
-    from sensitivity.images import as_rgb_array, load_image, resize
+def photo_check(model, photos_dir: str | os.PathLike, specs: list[MethodSpec],
+                side: int) -> list[dict]:
+    """Class-masked maps on the photographs of :data:`PHOTO_OBJECTS`, each resized whole so
+    its longer side is ``side``: ``pointing`` (the map's maximum in the object's box),
+    ``share`` (the map's mass in its box over that in both objects' boxes; 0.5 = no
+    preference), and for the ``find_objects`` row the IoU of its first box."""
+    from sensitivity.discovery import Box, iou
+    from sensitivity.images import load_image
     from sensitivity.metrics import mass_in_box, pointing_game
-    from sensitivity.saliency import saliency
+    from sensitivity.objects import find_objects
 
     rows = []
     for photo, objects in PHOTO_OBJECTS.items():
@@ -291,99 +209,164 @@ def photo_check(model, photos_dir: str | os.PathLike, methods: list[str]) -> lis
         if not path.is_file():
             continue
         image = load_image(path)
-        scale = PHOTO_WIDTH / image.shape[1]
-        height = round(image.shape[0] * scale)
-        x = resize(as_rgb_array(image), height, PHOTO_WIDTH)
-        boxes = {
-            name: tuple(int(round(v * scale)) for v in box) for name, (_, box) in objects.items()
-        }
-        for method in methods:
-            if method in CONTROLS:
-                continue
-            for name, (classes, _) in objects.items():
-                saliency_map = saliency(model, x, method=method, class_mask=list(classes))[0]
-                other = next(b for n, b in boxes.items() if n != name)
-                own = mass_in_box(saliency_map, boxes[name])
-                rival = mass_in_box(saliency_map, other)
-                rows.append(
-                    {
-                        "photo": photo,
-                        "object": name,
-                        "method": method,
-                        "pointing": float(pointing_game(saliency_map, boxes[name])),
-                        "share": own / (own + rival) if own + rival > 0 else 0.5,
-                    }
-                )
+        boxes = {name: Box(*box) for name, (_, box) in objects.items()}
+        for name, (classes, _) in objects.items():
+            other = next(b for n, b in boxes.items() if n != name)
+            for spec in specs:
+                weights = np.zeros(10, np.float32)
+                weights[list(classes)] = 1.0
+                saliency_map = _weighted_map(model, image, weights, spec, side)
+                own, rival = mass_in_box(saliency_map, boxes[name]), mass_in_box(saliency_map,
+                                                                                  other)
+                rows.append({"photo": photo, "object": name, "method": spec.label,
+                             "pointing": float(pointing_game(saliency_map, boxes[name])),
+                             "share": own / (own + rival) if own + rival > 0 else 0.5,
+                             "iou": math.nan})
+            found = find_objects(model, image, classes=list(classes), max_objects=1)
+            rows.append({"photo": photo, "object": name, "method": "find_objects",
+                         "pointing": math.nan, "share": math.nan,
+                         "iou": iou(found[0].box, boxes[name]) if found else 0.0})
     return rows
 
 
-def format_photo_table(rows: list[dict]) -> str:
-    """Real-photo rows as a Markdown table."""
-    lines = [
-        "| photo | object (class mask) | method | pointing | share of mass |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row['photo']} | {row['object']} | {row['method']} | "
-            f"{'yes' if row['pointing'] else 'no'} | {row['share']:.2f} |"
-        )
+def _weighted_map(model, image: np.ndarray, weights: np.ndarray, spec: MethodSpec,
+                  side: int) -> np.ndarray:
+    """``(H, W)`` map of ``image`` for class ``weights``, made at ``side`` and resized back."""
+    from sensitivity.images import resize
+    from sensitivity.localisation_benchmark import analysis_shape, resize_maps
+    from sensitivity.saliency import saliency
+
+    height, width = image.shape[:2]
+    h, w = analysis_shape(height, width, side)
+    x = resize(np.asarray(image, np.float32), h, w)
+    maps = saliency(model, x, method=spec.name, class_mask=weights, **spec.options)
+    return resize_maps(maps, height, width)[0]
+
+
+def write_csv(rows: list[dict], path: str | os.PathLike) -> None:
+    """One line per row (array-valued fields left out), columns in the first row's order."""
+    if not rows:
+        return
+    fields = [k for k, v in rows[0].items() if not isinstance(v, np.ndarray)]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _cell(mean: float, error: float) -> str:
+    return "-" if math.isnan(mean) else f"{mean:.3f} ({error:.3f})"
+
+
+def format_faithfulness(summary: list[dict]) -> str:
+    """The faithfulness summary as a Markdown table."""
+    lines = ["| method | fill | deletion AUC (lower better) | minus random | "
+             "insertion AUC (higher better) | minus random |", "|" + " --- |" * 6]
+    for e in summary:
+        lines.append(f"| {e['method']} | {e['fill']} | "
+                     + " | ".join(_cell(e[f"{name}{suffix}"], e[f"{name}{suffix}_se"])
+                                  for name in FAITHFULNESS for suffix in ("", "_vs_random"))
+                     + " |")
     return "\n".join(lines)
+
+
+def format_find_objects(rows: list[dict]) -> str:
+    """The shipped find_objects on the test scenes as one Markdown table row."""
+    from sensitivity.localisation_benchmark import mean_and_error
+
+    corloc = mean_and_error([r["corloc"] for r in rows])
+    boxacc = mean_and_error([r["boxacc"] for r in rows])
+    return ("| find_objects (shipped rule) | CorLoc | box accuracy at 0.3/0.5/0.7 | n |\n"
+            "| --- | --- | --- | --- |\n"
+            f"| {rows[0]['rule'] if rows else ''} | {_cell(*corloc[:2])} | "
+            f"{_cell(*boxacc[:2])} | {corloc[2]} |")
+
+
+def format_photos(rows: list[dict]) -> str:
+    """Real-photo rows as a Markdown table."""
+    lines = ["| photo | object (class mask) | method | pointing | share of mass | box IoU |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        pointing = "-" if math.isnan(r["pointing"]) else ("yes" if r["pointing"] else "no")
+        share = "-" if math.isnan(r["share"]) else f"{r['share']:.2f}"
+        box = "-" if math.isnan(r["iou"]) else f"{r['iou']:.2f}"
+        lines.append(f"| {r['photo']} | {r['object']} | {r['method']} | {pointing} | {share} | "
+                     f"{box} |")
+    return "\n".join(lines)
+
+
+def report_html(summary: list[dict], faithfulness_summary: list[dict], markdown: str) -> str:
+    """A self-contained HTML page: one bar chart per localisation measure (error bars:
+    standard errors; grey: controls), the deletion and insertion AUCs, and the tables."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    charts = [(f"{m} (test scenes)", summary, m) for m in MEASURES]
+    charts += [(f"{n} ({fill} fill)", [e for e in faithfulness_summary if e["fill"] == fill], n)
+               for fill in dict.fromkeys(e["fill"] for e in faithfulness_summary)
+               for n in FAITHFULNESS]
+    columns = 3
+    rows = math.ceil(len(charts) / columns)
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=[c[0] for c in charts])
+    for index, (_, entries, measure) in enumerate(charts):
+        methods = [e["method"] for e in entries]
+        figure.add_trace(
+            go.Bar(x=methods, y=[e[measure] for e in entries],
+                   error_y=dict(type="data", array=[e[f"{measure}_se"] for e in entries]),
+                   marker_color=["#9DB4C8" if m in CONTROLS else "#0072B2" for m in methods],
+                   showlegend=False, hovertemplate="%{x}: %{y:.3f}<extra></extra>"),
+            row=index // columns + 1, col=index % columns + 1,
+        )
+    figure.update_layout(height=380 * rows, width=1200, margin=dict(t=60, b=40))
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        "<title>Saliency map benchmark</title></head><body>\n"
+        "<h1>Saliency map benchmark</h1>\n"
+        "<p>Grey bars: controls that ignore the model (random, center, edge).</p>\n"
+        + figure.to_html(full_html=False, include_plotlyjs=True)
+        + f"\n<pre>{html.escape(markdown)}</pre>\n</body></html>\n"
+    )
 
 
 def run(args) -> int:
     """Run the benchmark for parsed ``args`` (see :func:`add_parser`); returns 0."""
-    from sensitivity.data import load_split
+    from sensitivity.localisation_benchmark import SIZE_BINS, format_summary, summarise
     from sensitivity.model_io import load_model
 
-    methods = parse_methods(args.methods)
-    if args.size < OBJECT_SIZE * 2 + 2:
-        raise ValueError(
-            f"--size must be at least {2 * OBJECT_SIZE + 2} to hold two 32x32 objects apart"
-        )
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
-    images, labels = load_split(args.data_dir, "test", limit=max(50, 4 * args.n))
     model = load_model(args.model)
-    rows = benchmark(
-        model,
-        images,
-        labels,
-        methods,
-        n=args.n,
-        seed=args.seed,
-        steps=args.steps,
-        fill=args.fill,
-        size=args.size,
-        progress=lambda method: print(f"measuring {method}...", flush=True),
-    )
-    summary = summarise(rows)
+    specs = list({s.label: s for s in args.methods if s.name not in CONTROLS}.values())
+    rows = localisation(model, specs, args, progress=lambda text: print(text, flush=True))
+    summary = summarise(rows["test"], rows["validation"])
+    by_size = summarise(rows["test"], rows["validation"], bins=SIZE_BINS)
+    faith = faithfulness(model, specs, args, progress=lambda text: print(text, flush=True))
+    faith_summary = summarise_faithfulness(faith)
+    photos = photo_check(model, args.photos_dir, specs, args.side)
+    sections = [
+        f"Localisation: {args.n} test scenes ({args.validation_n} validation scenes chose the "
+        f"thresholds), analysis side {args.side}, class mask = the object's class.\n\n"
+        + format_summary(summary),
+        "By object size (box area / canvas area):\n\n" + format_summary(by_size),
+        format_find_objects(rows["find_objects"]),
+    ]
+    if faith:
+        sections.append(f"Faithfulness on {args.faithfulness_n} native test images, "
+                        f"{args.steps} steps:\n\n" + format_faithfulness(faith_summary))
+    if photos:
+        sections.append("Real photographs:\n\n" + format_photos(photos))
+    markdown = "\n\n".join(sections) + "\n"
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, out / "maps_benchmark.csv")
-    write_csv(
-        [
-            {
-                "method": method,
-                **{f"{m}_mean": v[m][0] for m in MEASURES},
-                **{f"{m}_sem": v[m][1] for m in MEASURES},
-            }
-            for method, v in summary.items()
-        ],
-        out / "maps_benchmark_summary.csv",
-    )
-    notes = (
-        f"{args.n} scene seeds (seed {args.seed}), {args.size}x{args.size} canvases, "
-        f"{args.steps} deletion/insertion steps, fill '{args.fill}', model "
-        f"{args.model or 'default'}."
-    )
-    (out / "maps_benchmark.html").write_text(report_html(summary, notes), encoding="utf-8")
-    print(format_table(summary))
-    photos_dir = Path(args.photos_dir)
-    if photos_dir.is_dir():
-        photo_rows = photo_check(model, photos_dir, methods)
-        write_csv(photo_rows, out / "maps_benchmark_photos.csv")
-        print()
-        print(format_photo_table(photo_rows))
-    print(f"wrote {out / 'maps_benchmark.csv'}, {out / 'maps_benchmark.html'}")
+    write_csv(rows["validation"] + rows["test"], out / "localisation_rows.csv")
+    write_csv(summary, out / "localisation_summary.csv")
+    write_csv(by_size, out / "localisation_by_size.csv")
+    write_csv(rows["find_objects"], out / "find_objects.csv")
+    write_csv(faith, out / "faithfulness.csv")
+    write_csv(photos, out / "photos.csv")
+    (out / "report.md").write_text(markdown, encoding="utf-8")
+    (out / "report.html").write_text(report_html(summary, faith_summary, markdown),
+                                     encoding="utf-8")
+    print(markdown)
+    print(f"wrote {out}/report.html, report.md and the CSV files")
     return 0

@@ -605,13 +605,30 @@ def max_box_accuracy(
     """MaxBoxAcc with the threshold chosen on held-out data: for each IoU level the fraction
     with the best :func:`box_accuracy` on the validation maps (ties: the smallest fraction),
     scored on the test maps. Maps and boxes as in :func:`threshold_ious`."""
-    levels = _levels(iou_thresholds)
     if len(validation_maps) == 0 or len(test_maps) == 0:
         raise ValueError("need at least one validation map and one test map")
-    validation = threshold_ious(validation_maps, validation_boxes, fractions)
+    return box_accuracy_from_ious(
+        threshold_ious(validation_maps, validation_boxes, fractions),
+        threshold_ious(test_maps, test_boxes, fractions),
+        fractions=fractions,
+        iou_thresholds=iou_thresholds,
+    )
+
+
+def box_accuracy_from_ious(
+    validation_ious: np.ndarray,
+    test_ious: np.ndarray,
+    *,
+    fractions=BOX_FRACTIONS,
+    iou_thresholds=IOU_THRESHOLDS,
+) -> BoxAccuracy:
+    """As :func:`max_box_accuracy` from IoUs already measured: ``(N, T)`` arrays of each box's
+    IoU at each of the ``T`` ``fractions`` (validation and test; the same array for the
+    same-set version), from any box rule."""
+    levels = _levels(iou_thresholds)
+    validation = np.asarray(validation_ious, np.float64)
     chosen = [int(np.argmax((validation >= level).mean(axis=0))) for level in levels]
-    return _box_accuracy_at(threshold_ious(test_maps, test_boxes, fractions), levels, fractions,
-                            chosen)  # fmt: skip
+    return _box_accuracy_at(np.asarray(test_ious, np.float64), levels, fractions, chosen)
 
 
 def max_box_accuracy_same_set(
@@ -620,12 +637,10 @@ def max_box_accuracy_same_set(
     """The paper's MaxBoxAcc(V2): for each IoU level the best :func:`box_accuracy` over the
     fractions on these same maps (ties: the smallest fraction). Optimistic, as the threshold
     is tuned on the images it scores; the standard errors ignore that choice."""
-    levels = _levels(iou_thresholds)
     if len(maps) == 0:
         raise ValueError("box accuracy needs at least one map")
     ious = threshold_ious(maps, truth_boxes, fractions)
-    chosen = [int(np.argmax((ious >= level).mean(axis=0))) for level in levels]
-    return _box_accuracy_at(ious, levels, fractions, chosen)
+    return box_accuracy_from_ious(ious, ious, fractions=fractions, iou_thresholds=iou_thresholds)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,145 @@
+"""Object discovery as one call: :func:`find_objects` boxes the objects a classifier sees.
+
+The rule (:data:`DEFAULT_RULE`) was chosen on the validation scenes of the localisation
+benchmark (``python -m sensitivity benchmark-maps``, see ``benchmarks/README.md``): the whole
+image is resized so that its longer side is ``rule.side`` pixels, a class-masked map of
+``rule.method`` is computed for each class, its positive part is thresholded at
+``rule.fraction`` of its maximum, and each 8-connected component of the kept pixels gives a
+box, scored by the share of the map's positive mass on it times the class's probability.
+Boxes of different classes that overlap (IoU > :data:`NMS_IOU`) keep only the higher score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from sensitivity.discovery import Box, as_map, component_boxes, iou, label_components
+
+NMS_IOU = 0.5
+"""Boxes overlapping a higher-scoring box by more than this IoU are dropped."""
+
+
+@dataclass(frozen=True)
+class ObjectRule:
+    """How :func:`find_objects` makes boxes: the map's method and options, the analysis side
+    (longer side, pixels), the threshold as a fraction of the map's maximum, and the least
+    probability of a class that is looked for when no classes are given."""
+
+    method: str = "gradcam"
+    options: dict = field(default_factory=dict)
+    side: int = 128
+    fraction: float = 0.3
+    min_probability: float = 0.1
+
+
+DEFAULT_RULE = ObjectRule()
+"""The rule chosen on the validation scenes (see the module docstring)."""
+
+
+class FoundObject(NamedTuple):
+    """A box in the image's own pixel coordinates (``x1``, ``y1`` exclusive), its class,
+    the class's name, a score (0..1) and the method whose map made it."""
+
+    box: Box
+    class_index: int
+    label: str
+    score: float
+    method: str
+
+
+def map_boxes(saliency_map: np.ndarray, fraction: float) -> list[Box]:
+    """Boxes of the 8-connected components of ``map >= fraction * max(map)`` (positive part),
+    each scored by its share of the map's positive mass, strongest first; ``[]`` if the map
+    has no positive value. ``saliency_map``: ``(H, W)``; ``fraction`` in 0..1."""
+    from scipy import ndimage
+
+    values = np.maximum(as_map(saliency_map), 0.0)
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in 0..1, got {fraction!r}")
+    total = values.sum()
+    if total <= 0:
+        return []
+    labels, count = label_components(values >= fraction * values.max())
+    masses = ndimage.sum_labels(values, labels, index=np.arange(1, count + 1)) / total
+    boxes = [box._replace(score=float(m))
+             for box, m in zip(component_boxes(labels, count), masses, strict=True)]
+    return sorted(boxes, key=lambda b: -b.score)
+
+
+def _to_image(box: Box, scale_y: float, scale_x: float, height: int, width: int) -> Box:
+    """A box on the analysed image scaled onto the original, rounded outwards."""
+    return Box(
+        max(0, int(np.floor(box.x0 * scale_x))),
+        max(0, int(np.floor(box.y0 * scale_y))),
+        min(width, int(np.ceil(box.x1 * scale_x))),
+        min(height, int(np.ceil(box.y1 * scale_y))),
+        box.score,
+    )
+
+
+def find_objects(
+    model,
+    image: np.ndarray,
+    *,
+    classes=None,
+    max_objects: int = 3,
+    rule: ObjectRule = DEFAULT_RULE,
+    class_names=None,
+) -> list[FoundObject]:
+    """Boxes around the objects of ``classes`` in ``image``, strongest first.
+
+    ``image``: ``(H, W, 3)`` pixel values 0..255 (or ``(H, W)`` grey), any size.
+    ``classes``: a class index, a list of them, or None for the classes the model finds
+    probable in the whole image (at most ``max_objects``, each at least
+    ``rule.min_probability``; the most probable one always). Boxes are in the image's own
+    pixel coordinates. ``class_names`` defaults to CIFAR-10's.
+    """
+    from sensitivity.images import as_rgb_array, resize
+    from sensitivity.inference import predict
+    from sensitivity.labels import CLASS_NAMES
+    from sensitivity.localisation_benchmark import analysis_shape
+    from sensitivity.saliency import saliency
+
+    if isinstance(max_objects, bool) or not isinstance(max_objects, (int, np.integer)) or (
+        max_objects < 1
+    ):
+        raise ValueError(f"max_objects must be a positive whole number, got {max_objects!r}")
+    rgb = as_rgb_array(np.asarray(image))
+    height, width = rgb.shape[:2]
+    h, w = analysis_shape(height, width, rule.side)
+    x = resize(rgb.astype(np.float32), h, w)
+    probabilities = predict(model, x[None])[0]
+    num_classes = len(probabilities)
+    if classes is None:
+        order = np.argsort(-probabilities, kind="stable")[:max_objects]
+        chosen = [int(c) for c in order if probabilities[c] >= rule.min_probability]
+        chosen = chosen or [int(order[0])]
+    else:
+        chosen = [int(c) for c in np.atleast_1d(classes)]
+        bad = [c for c in chosen if not 0 <= c < num_classes]
+        if bad:
+            raise ValueError(f"class {bad[0]} is out of range: classes are 0..{num_classes - 1}")
+    names = list(class_names or CLASS_NAMES)
+    weights = np.eye(num_classes, dtype=np.float32)[chosen]
+    maps = saliency(model, np.repeat(x[None], len(chosen), axis=0), method=rule.method,
+                    class_mask=weights, **rule.options)
+    candidates = [
+        FoundObject(
+            _to_image(box, height / h, width / w, height, width),
+            c,
+            names[c] if c < len(names) else str(c),
+            float(box.score * probabilities[c]),
+            rule.method,
+        )
+        for c, class_map in zip(chosen, maps, strict=True)
+        for box in map_boxes(class_map, rule.fraction)[:max_objects]
+    ]
+    candidates.sort(key=lambda found: -found.score)
+    kept: list[FoundObject] = []
+    for found in candidates:
+        if all(iou(found.box, other.box) <= NMS_IOU for other in kept):
+            kept.append(found)
+    return kept[:max_objects]
