@@ -267,7 +267,8 @@ def summarise(test_rows: Sequence[dict], validation_rows: Sequence[dict] | None 
 def format_summary(summary: Sequence[dict]) -> str:
     """The summary as a Markdown table: mean (standard error) per measure."""
     sized = bool(summary) and "size" in summary[0]
-    head = ["method"] + (["object area"] if sized else []) + list(MEASURES) + ["n"]
+    head = ["method"] + (["object area"] if sized else []) + list(MEASURES) + [
+        "n", "thresholds (CorLoc; MaxBoxAcc)"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for entry in summary:
         cells = [entry["method"]] + ([entry["size"]] if sized else [])
@@ -275,5 +276,6 @@ def format_summary(summary: Sequence[dict]) -> str:
             mean, error = entry[name], entry[f"{name}_se"]
             cells.append("-" if math.isnan(mean) else f"{mean:.3f} ({error:.3f})")
         cells.append(str(entry["pointing_n"]))
+        cells.append(f"{entry['corloc_threshold']:.2f}; {entry['maxboxacc_thresholds']}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
