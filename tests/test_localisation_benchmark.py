@@ -43,6 +43,8 @@ def test_parse_spec_reads_names_and_typed_options():
     assert parse_spec("rise:fill=blur,masks=300").label == "rise:fill=blur,masks=300"
     assert parse_spec("cam:scales=0.75/1/1.5").label == "cam:scales=0.75/1.0/1.5"
     assert parse_spec("gradcam").label == "gradcam"
+    # A value with "/" that is not all numbers stays text (a nested layer's path).
+    assert parse_spec("gradcam:target_layer=wrn/group2").options == {"target_layer": "wrn/group2"}
     for bad, message in (("nope", "unknown method"), ("gradients:steps=3", "unknown method"),
                          ("gradcam:steps", "key=value"), ("gradcam:=3", "key=value")):
         with pytest.raises(ValueError, match=message):
