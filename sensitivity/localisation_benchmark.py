@@ -73,7 +73,10 @@ def _format(value) -> str:
 
 def _parse_value(text: str):
     if "/" in text:
-        return tuple(float(part) for part in text.split("/"))
+        try:
+            return tuple(float(part) for part in text.split("/"))
+        except ValueError:  # a layer path such as "submodel/name"
+            return text
     lowered = text.lower()
     if lowered in ("none", "true", "false"):
         return {"none": None, "true": True, "false": False}[lowered]

@@ -76,3 +76,38 @@ def probability_bars_rows(html: str) -> list[dict]:
         rows.append({"class": name, "percent": float(shown[:-1]), "bar": width,
                      "colour": colour, "bold": row["bold"]})
     return rows
+
+
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+"""The colours :func:`colour_model` sees as class 0 (and 2) and class 1."""
+
+
+def colour_model(scale: float = 0.1):
+    """A functional Keras model whose class evidence is known: a 1x1 ReLU convolution gives
+    channel 0 = channel 2 = ``scale * relu(R - G - B)`` (red pixels), channel 1 =
+    ``scale * relu(B - R - G)`` (blue pixels), channels 3-9 = 0; then global average pooling
+    and an identity ``Dense`` named ``logits`` (no activation). So the logit of class 0 (and 2)
+    is ``scale * 255 * (red area / image area)`` for pure red on grey, class 1's the same for
+    blue, and CAM of class c is feature map c."""
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    conv = keras.layers.Conv2D(10, 1, activation="relu", name="colours")
+    dense = keras.layers.Dense(10, name="logits")
+    outputs = dense(keras.layers.GlobalAveragePooling2D(name="pool")(conv(inputs)))
+    kernel = np.zeros((1, 1, 3, 10), np.float32)
+    kernel[0, 0, :, 0] = kernel[0, 0, :, 2] = np.array([1, -1, -1]) * scale
+    kernel[0, 0, :, 1] = np.array([-1, -1, 1]) * scale
+    conv.set_weights([kernel, np.zeros(10, np.float32)])
+    dense.set_weights([np.eye(10, dtype=np.float32), np.zeros(10, np.float32)])
+    return keras.Model(inputs, outputs)
+
+
+def two_squares():
+    """A grey ``(120, 200, 3)`` uint8 image with a 40x40 red and a 40x50 (h x w) blue square;
+    returns the image and the squares' boxes ``(x0, y0, x1, y1)`` (exclusive ends)."""
+    image = np.full((120, 200, 3), 128, np.uint8)
+    red, blue = (30, 20, 70, 60), (130, 60, 180, 100)
+    for (x0, y0, x1, y1), colour in ((red, RED), (blue, BLUE)):
+        image[y0:y1, x0:x1] = colour
+    return image, red, blue
