@@ -35,13 +35,15 @@ from sensitivity.localisation_benchmark import CONTROLS, MEASURES, MethodSpec, p
 from sensitivity.scenes import PHOTO_OBJECTS
 
 DEFAULT_METHODS = (
-    "gradient", "gradient_x_input", "smoothgrad:samples=16", "integrated_gradients:steps=16",
-    "gradcam", "cam", "layercam", "scorecam:max_channels=48", "rise:masks=300",
+    "gradient", "gradient_x_input", "guided_backprop", "smoothgrad:samples=16",
+    "integrated_gradients:steps=16", "gradcam", "gradcam:scales=0.75/1/1.25",
+    "cam:sign=positive", "layercam", "scorecam:max_channels=48", "rise:masks=200",
 )
 """The methods measured by default (the sampling methods with fewer samples than the page's
-default, to fit a 2-core machine); the controls always run."""
+default, to fit a 2-core machine); the controls always run. CAM is measured by its positive
+part (``sign=positive``), the evidence for the class."""
 
-DEFAULT_LIMITS = ("smoothgrad=100", "integrated_gradients=100", "scorecam=100", "rise=60")
+DEFAULT_LIMITS = ("smoothgrad=100", "integrated_gradients=100", "scorecam=100", "rise=50")
 """Expensive methods run on the first N test and validation scenes only."""
 
 FAITHFULNESS = ("deletion_auc", "insertion_auc")
