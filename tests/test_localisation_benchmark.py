@@ -273,9 +273,11 @@ def test_summarise_by_size_bins():
 def test_format_summary_table():
     validation, test = _validation_and_test()
     lines = format_summary(summarise(test, validation)).splitlines()
-    assert lines[0] == "| method | " + " | ".join(MEASURES) + " | n |"
+    assert lines[0] == ("| method | " + " | ".join(MEASURES)
+                        + " | n | thresholds (CorLoc; MaxBoxAcc) |")
     assert lines[2].startswith("| m | 0.667 (0.333) |")  # pointing, se = 0.577 / sqrt(3)
-    assert lines[2].endswith(" | 3 |") and lines[3].startswith("| other |")
+    # the thresholds chosen on the validation rows (see test_box_scores_choose_thresholds_...)
+    assert lines[2].endswith(" | 3 | 0.50; 0.15/0.15/0.15 |") and lines[3].startswith("| other |")
     sized = format_summary(summarise(test, validation, bins=(0.0, 0.08, 1.0))).splitlines()
     assert sized[0].startswith("| method | object area | pointing |")
     assert sized[3].startswith("| m | 0.08-1.00 | 0.000 (0.000) |") and " - |" in sized[3]
