@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 
 import hypothesis
 import numpy as np
@@ -354,6 +355,22 @@ def test_a_fresh_page_starts_at_the_default_method(app):
     assert "method" not in app.query_params  # the default is never written into the link
 
 
+def test_the_method_caption_quotes_its_measured_localisation(monkeypatch):
+    from sensitivity import choices
+
+    monkeypatch.setitem(choices.LOCALISATION, "cam", (0.8412, 0.3))
+    monkeypatch.setitem(choices.LOCALISATION, "gradient", (math.nan, math.nan))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["method"] = "cam"
+    at.run()
+    assert not at.exception
+    note = "on photo-like test scenes: pointing 0.84, CorLoc 0.30"
+    assert f"{METHODS['cam'].description}; {note}" in [c.value for c in at.caption]
+    widget(at, "selectbox", "Method").set_value("gradient").run()
+    assert METHODS["gradient"].description in [c.value for c in at.caption]
+    assert not any("pointing" in c.value for c in at.caption)  # not measured: no figures
+
+
 def test_the_gradient_caveat_shows_above_the_native_size_only(dog_app):
     at = dog_app
     caveat = METHODS["gradient"].caveat
@@ -374,8 +391,6 @@ def test_the_gradient_caveat_shows_above_the_native_size_only(dog_app):
 
 def test_boxes_are_find_objects_on_the_photo_and_their_parts_in_the_square(dog_app,
                                                                             drawn_photos):
-    import math
-
     from sensitivity import load_image
     from sensitivity.objects import find_objects
     from sensitivity.serving import ready_model
