@@ -26,7 +26,13 @@ NOTICES = st.container()  # the model's error, problems with the link's settings
 WORKSPACE = st.empty()  # the uploader and the analyses (the fragment `workspace` draws them)
 SIDEBAR = st.sidebar.empty()
 
-from sensitivity.choices import LAYER_REDUCTIONS, METHODS, OUTPUT_TARGETS, shown_options
+from sensitivity.choices import (
+    LAYER_REDUCTIONS,
+    METHODS,
+    OUTPUT_TARGETS,
+    localisation_note,
+    shown_options,
+)
 from sensitivity.labels import CLASS_NAMES
 from sensitivity.serving import analysis_shown, import_keras, ready_model
 from sensitivity.settings import (
@@ -131,7 +137,8 @@ def sidebar() -> tuple:
         st.selectbox("Method", list(METHODS), key="w_method",
                      help="How the attribution is computed; see the README for each method.")
         method = st.session_state["w_method"]
-        st.caption(METHODS[method].description)
+        note = localisation_note(method)
+        st.caption(METHODS[method].description + (f"; {note}" if note else ""))
         if method == "guided_backprop":
             st.warning("Guided backpropagation fails the model-randomisation sanity check "
                        "(Adebayo et al. 2018): its maps barely change when the weights are "
@@ -159,8 +166,10 @@ def sidebar() -> tuple:
                           "maps use a blue-white-red scale centred at zero.")
         st.checkbox("Shared colour scale across panels", key="w_shared_scale")
         st.checkbox("Draw the discovered objects' boxes", key="w_boxes",
-                    help="Boxes around the strongest regions of the map (smoothed, top 20% of "
-                         "pixels, connected components), also mapped back onto your photo.")
+                    help="Boxes around the objects of the class mask (else of the probable "
+                         "classes) in your whole photo, found by sensitivity.find_objects "
+                         "whatever the method above (the photo's caption names its method); "
+                         "the maps show the parts inside the square the network sees.")
         st.checkbox("Faithfulness panel", key="w_faithfulness",
                     help="Deletion and insertion curves, and predicting again without the "
                          "top-k pixels.")
@@ -208,15 +217,14 @@ import_keras()  # TensorFlow and Keras, without the packages a server never uses
 
 import sensitivity
 from sensitivity import export, gallery, metrics, pictures
-from sensitivity.discovery import boxes_to_image, discover_objects
+from sensitivity.discovery import Box, boxes_to_map
 from sensitivity.images import center_square_box
 from sensitivity.model_io import model_path
+from sensitivity.objects import DEFAULT_RULE, FoundObject, find_objects
 from sensitivity.postprocess import top_k_mask
 from sensitivity.report import completeness_note, probability_bars_html, verdict
 from sensitivity.saliency import Attribution, attribute, layer_names, to_map
 from sensitivity.scenes import make_scene
-
-SLOW_METHODS = ("smoothgrad", "integrated_gradients", "occlusion")
 
 
 def keep_keras_state() -> None:
@@ -291,6 +299,13 @@ def explain(x: np.ndarray, method: str, layer: str, classes: tuple[int, ...],
     return attribute(get_model(), x, method=method, layer=layer,
                      class_mask=list(classes) if classes else None,
                      progress=_progress, **dict(options))
+
+
+@st.cache_data(max_entries=256, ttl=3600, show_spinner="Finding objects...")
+def objects_in(_image: np.ndarray, digest: str, classes: tuple[int, ...]) -> list[FoundObject]:
+    """:func:`sensitivity.find_objects` on a photo (keyed on its ``digest``) for the class mask
+    (empty: the probable classes)."""
+    return find_objects(get_model(), _image, classes=list(classes) if classes else None)
 
 
 @st.cache_data(max_entries=128, ttl=3600, show_spinner="Measuring faithfulness...")
@@ -390,7 +405,7 @@ def compute_attribution(x: np.ndarray, settings: ViewSettings, *, method: str | 
     options = tuple(sorted(method_options(dataclasses.replace(settings, layer=layer),
                                           method).items()))
     bar = None
-    if method in SLOW_METHODS:
+    if METHODS[method].slow:
         bar = st.progress(0.0, text=f"Computing {method}...")
     try:
         result = explain(x, method, layer, classes, options,
@@ -401,26 +416,44 @@ def compute_attribution(x: np.ndarray, settings: ViewSettings, *, method: str | 
     return result
 
 
+def photo_objects(image: np.ndarray, settings: ViewSettings) -> list[FoundObject]:
+    """The objects :func:`sensitivity.find_objects` boxes in the whole photo, of the class
+    mask when one applies (a logits, probabilities or log-probabilities target), else of the
+    probable classes (cached)."""
+    classes = settings.classes if settings.layer in OUTPUT_TARGETS else ()
+    digest = f"{image.shape}-{image.dtype}-{hashlib.sha1(image.tobytes()).hexdigest()}"
+    return objects_in(image, digest, classes)
+
+
+def objects_caption(found: list[FoundObject]) -> str:
+    """E.g. "boxes by gradcam at 128 px: dog 0.61, truck 0.22"."""
+    listed = ", ".join(f"{f.label} {f.score:.2f}" for f in found) or "no object found"
+    return f"boxes by {DEFAULT_RULE.method} at {DEFAULT_RULE.side} px: {listed}"
+
+
 def target_class(probabilities: np.ndarray, settings: ViewSettings) -> int:
     """The class a map explains: the first of the mask, else the predicted one."""
     return settings.classes[0] if settings.classes else int(np.argmax(probabilities))
 
 
-def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray,
-              settings: ViewSettings) -> tuple[np.ndarray, list]:
-    """Heatmap, overlay, top-k mask and downloads; returns the map and discovered boxes."""
+def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray, settings: ViewSettings,
+              boxes: list[Box]) -> np.ndarray:
+    """Heatmap, overlay, top-k mask (``boxes`` outlined on each, in the map's pixels) and
+    downloads; returns the map."""
     result = compute_attribution(x, settings)
     saliency_map = to_map(result, settings.sign, settings.reduce_channels)[0]
     signed = settings.sign == "signed"
     k = min(settings.k, saliency_map.size)
     magnitude = np.abs(saliency_map) if signed else saliency_map
     mask = top_k_mask(magnitude, k)
-    boxes = discover_objects(magnitude) if settings.boxes else []
     target = ", ".join(CLASS_NAMES[i] for i in settings.classes) if settings.classes else (
         f"predicted: {CLASS_NAMES[int(np.argmax(probabilities))]}")
     if settings.layer not in OUTPUT_TARGETS:
         target = f"{settings.layer_reduction} of {settings.layer}"
     st.caption(f"{settings.method} of {settings.layer} ({target}), sign {settings.sign}")
+    caveat = METHODS[settings.method].caveat_at(settings.size)
+    if caveat:
+        st.warning(f"{settings.method} at {settings.size} px: {caveat}")
     if result.baseline_scores is not None:
         st.caption(completeness_note(float(result.scores[0]), float(result.baseline_scores[0]),
                                      float(result.values[0].sum(dtype=np.float64))))
@@ -451,7 +484,7 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray,
     for column, (label, make, suffix, mime) in zip(st.columns(4), downloads, strict=True):
         column.download_button(label, make, f"{stem}-{suffix}", mime, on_click="ignore",
                                key=f"dl-{suffix}-{name}")
-    return saliency_map, boxes
+    return saliency_map
 
 
 def show_faithfulness(name: str, x: np.ndarray, saliency_map: np.ndarray,
@@ -549,25 +582,33 @@ def workspace() -> None:
         inputs.append((key, x, probabilities))
         st.subheader(name, divider="gray")
         first, second, third = st.columns([1, 1, 2])
-        original = first.empty()
-        square = [center_square_box(*image.shape[:2])]
-        original.image(pictures.data_url(pictures.photo(image, boxes=square), "JPEG"),
-                       caption="your image (the network sees the orange square)")
+        found = None
+        if settings.boxes:
+            try:
+                found = photo_objects(image, settings)
+            except ValueError as exc:
+                st.error(f"{name}: no boxes: {exc}")
+        if found is None:
+            outlines = [center_square_box(*image.shape[:2])]
+            caption = "your image (the network sees the orange square)"
+        else:
+            outlines = [f.box for f in found]
+            caption = objects_caption(found)
+        first.image(pictures.data_url(pictures.photo(image, boxes=outlines), "JPEG"),
+                    caption=caption)
         second.image(pictures.data_url(pictures.enlarged(x)),
                      caption=f"after processing ({settings.size}x{settings.size})")
         with third:
             show_prediction(probabilities)
         try:
-            saliency_map, boxes = show_maps(key, x, probabilities, settings)
+            boxes = boxes_to_map([f.box._replace(score=f.score) for f in found or []],
+                                 image.shape, x.shape[:2])
+            saliency_map = show_maps(key, x, probabilities, settings, boxes)
             if settings.faithfulness:
                 show_faithfulness(key, x, saliency_map, probabilities, settings)
         except ValueError as exc:
             st.error(f"{name}: {exc}")
             continue
-        if boxes:
-            outlines = boxes_to_image(boxes, saliency_map.shape, image.shape)
-            original.image(pictures.data_url(pictures.photo(image, boxes=outlines), "JPEG"),
-                           caption="objects found (boxes of the map, on your photo)")
     if inputs and settings.compare != "none":
         st.subheader("Side by side", divider="gray")
         try:

@@ -9,8 +9,9 @@ imported, so light modules (``sensitivity.figures``, ``sensitivity.labels``) loa
 and a page can draw before TensorFlow is ready.
 
 The usual calls: ``sensitivity.load_model()``, ``load_image``, ``preprocess``, ``predict``,
-``saliency`` (maps of any method of ``METHODS``, with its options as keywords), ``top_k_mask``
-and ``discover_objects``.
+``saliency`` (maps of any method of ``METHODS``, with its options as keywords; the page's own
+is ``DEFAULT_METHOD``), ``top_k_mask``, ``find_objects`` (boxes around the objects a photo
+holds, in its own pixels) and ``discover_objects`` (boxes around a map's strongest regions).
 """
 
 import importlib
@@ -23,11 +24,13 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 _EXPORTS = {
     "CLASS_NAMES": "sensitivity.labels",
+    "DEFAULT_METHOD": "sensitivity.choices",
     "DEFAULT_MODEL_PATH": "sensitivity.model_io",
     "ImageError": "sensitivity.images",
     "METHODS": "sensitivity.choices",
     "ModelError": "sensitivity.model_io",
     "discover_objects": "sensitivity.discovery",
+    "find_objects": "sensitivity.objects",
     "load_image": "sensitivity.images",
     "load_model": "sensitivity.model_io",
     "predict": "sensitivity.inference",

@@ -170,6 +170,10 @@ class Option:
         return str(value)
 
 
+NATIVE_SIZE = 32
+"""Side of the images the network was trained on (CIFAR-10), pixels."""
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     """A method's one-line description and options."""
@@ -178,6 +182,18 @@ class MethodInfo:
     options: dict[str, Option] = field(default_factory=dict)
     channels: bool = True
     """Whether the attribution has one value per RGB channel."""
+    slow: bool = False
+    """Whether a map takes many passes (the page shows a progress bar)."""
+    caveat: str = ""
+    """A known failure, told beside the map (empty: none)."""
+    caveat_above_native: bool = False
+    """Whether :attr:`caveat` applies only to analyses larger than :data:`NATIVE_SIZE`."""
+
+    def caveat_at(self, size: int) -> str:
+        """The caveat that applies to a map of a ``size`` x ``size`` analysis ("" if none)."""
+        if self.caveat_above_native and size <= NATIVE_SIZE:
+            return ""
+        return self.caveat
 
 
 FILLS = ("blur", "black", "mean")
@@ -210,10 +226,17 @@ COMMON_OPTIONS: dict[str, Option] = {
 }
 """Options every method accepts."""
 
+_SCATTERS = (
+    "the vanilla gradient above the native size scatters over the whole picture and rarely "
+    "finds the object (measured: see benchmarks/README.md); use gradcam or cam to find objects"
+)
+
 METHODS: dict[str, MethodInfo] = {
-    "gradient": MethodInfo("gradient of the target score with respect to each pixel value"),
+    "gradient": MethodInfo("gradient of the target score with respect to each pixel value",
+                           caveat=_SCATTERS, caveat_above_native=True),
     "gradient_x_input": MethodInfo(
-        "gradient times the pixel value (0..255): a first-order contribution against black"
+        "gradient times the pixel value (0..255): a first-order contribution against black",
+        caveat=_SCATTERS, caveat_above_native=True,
     ),
     "smoothgrad": MethodInfo(
         "gradient averaged over noisy copies of the image (Smilkov et al. 2017)",
@@ -230,6 +253,7 @@ METHODS: dict[str, MethodInfo] = {
             "seed": Option(0, "random seed of the noise (None: a fresh one)", kind="int",
                            minimum=0, maximum=2**32 - 1, optional=True),
         },
+        slow=True,
     ),
     "integrated_gradients": MethodInfo(
         "path integral of the gradient from a baseline image (Sundararajan et al. 2017)",
@@ -251,6 +275,7 @@ METHODS: dict[str, MethodInfo] = {
             "seed": Option(0, "noise baseline: random seed (None: a fresh one)", kind="int",
                            minimum=0, maximum=2**32 - 1, optional=True),
         },
+        slow=True,
     ),
     "gradcam": MethodInfo(
         "Grad-CAM: feature maps weighted by their mean gradient, ReLU, upsampled bilinearly",
@@ -264,7 +289,8 @@ METHODS: dict[str, MethodInfo] = {
     ),
     "guided_backprop": MethodInfo(
         "gradient passed through ReLUs only where input and incoming gradient are positive; "
-        "fails the model-randomisation sanity check (Adebayo et al. 2018)"
+        "fails the model-randomisation sanity check (Adebayo et al. 2018)",
+        caveat=_SCATTERS, caveat_above_native=True,
     ),
     "occlusion": MethodInfo(
         "gradient-free: drop in the score when a patch covering the pixel is filled",
@@ -276,6 +302,7 @@ METHODS: dict[str, MethodInfo] = {
             "fill": Option("mean", "fill value 0..255, an RGB triple, or 'mean' (image's mean)"),
         },
         channels=False,
+        slow=True,
     ),
     "cam": MethodInfo(
         "CAM (Zhou et al. 2016): the dense head's class weights applied to the last feature map "
@@ -307,6 +334,7 @@ METHODS: dict[str, MethodInfo] = {
             ),
         },
         channels=False,
+        slow=True,
     ),
     "rise": MethodInfo(
         "RISE (Petsiuk et al. 2018): sum_n (S_n - mean S) M_n / (masks * keep) over random "
@@ -326,9 +354,43 @@ METHODS: dict[str, MethodInfo] = {
                            maximum=2**32 - 1),
         },
         channels=False,
+        slow=True,
     ),
 }
 """Every method, with its description and its own options (besides :data:`COMMON_OPTIONS`)."""
+
+DEFAULT_METHOD = "gradcam"
+"""The page's method: the one chosen on the validation scenes of ``python -m sensitivity
+benchmark-maps`` (see benchmarks/README.md)."""
+
+DEFAULT_SIZE = NATIVE_SIZE
+"""The page's analysis size (side of the network's input, pixels)."""
+
+_UNMEASURED = (math.nan, math.nan)
+
+LOCALISATION: dict[str, tuple[float, float]] = {
+    "gradient": _UNMEASURED,
+    "gradient_x_input": _UNMEASURED,
+    "smoothgrad": _UNMEASURED,
+    "integrated_gradients": _UNMEASURED,
+    "gradcam": _UNMEASURED,
+    "cam": _UNMEASURED,
+    "layercam": _UNMEASURED,
+    "scorecam": _UNMEASURED,
+    "rise": _UNMEASURED,
+}
+"""Method -> (pointing game accuracy, CorLoc), both 0..1, on the photo-like test scenes, as
+measured by ``python -m sensitivity benchmark-maps`` (benchmarks/README.md); NaN: not measured
+yet, and a method missing here was not measured."""
+
+
+def localisation_note(method: str) -> str:
+    """The measured localisation of ``method`` in words ("" when not measured), e.g.
+    "on photo-like test scenes: pointing 0.84, CorLoc 0.30"."""
+    pointing, corloc = LOCALISATION.get(method, _UNMEASURED)
+    if math.isnan(pointing) or math.isnan(corloc):
+        return ""
+    return f"on photo-like test scenes: pointing {pointing:.2f}, CorLoc {corloc:.2f}"
 
 
 def method_option_specs(method: str) -> dict[str, Option]:

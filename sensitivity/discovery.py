@@ -178,3 +178,42 @@ def boxes_to_image(boxes, map_shape: tuple[int, int], image_shape: tuple[int, ..
             )
         )
     return out
+
+
+def boxes_to_map(boxes, image_shape: tuple[int, ...], map_shape: tuple[int, int]) -> list[Box]:
+    """Boxes on the photo mapped onto the network's input: the inverse of
+    :func:`boxes_to_image`.
+
+    ``image_shape``: ``(H, W[, 3])`` of the photo, whose centred square
+    (:func:`sensitivity.images.center_square_box`) was resized to ``map_shape`` ``(h, w)``.
+    Each box is clipped to the square, then shifted and scaled, rounded outwards (``x0``,
+    ``y0`` down, ``x1``, ``y1`` up) so the map box covers every map pixel the photo box
+    touches; a box with no area inside the square is dropped. Scores are kept, order too.
+    """
+    from sensitivity.images import center_square_box
+
+    map_h, map_w = (int(v) for v in map_shape[:2])
+    height, width = (int(v) for v in image_shape[:2])
+    if min(map_h, map_w, height, width) < 1:
+        raise ValueError("map and image sizes must be positive")
+    sx0, sy0, sx1, sy1 = center_square_box(height, width)
+    scale_x = map_w / (sx1 - sx0)
+    scale_y = map_h / (sy1 - sy0)
+    eps = 1e-9  # keeps exact multiples exact despite rounding in the scale
+    out = []
+    for box in boxes:
+        x0, y0, x1, y1 = (float(v) for v in tuple(box)[:4])
+        score = float(tuple(box)[4]) if len(tuple(box)) > 4 else 1.0
+        x0, y0, x1, y1 = max(x0, sx0), max(y0, sy0), min(x1, sx1), min(y1, sy1)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        out.append(
+            Box(
+                max(0, math.floor((x0 - sx0) * scale_x + eps)),
+                max(0, math.floor((y0 - sy0) * scale_y + eps)),
+                min(map_w, math.ceil((x1 - sx0) * scale_x - eps)),
+                min(map_h, math.ceil((y1 - sy0) * scale_y - eps)),
+                score,
+            )
+        )
+    return out

@@ -68,37 +68,45 @@ def analysis_shown() -> None:
 
 
 def warm_up(model) -> None:
-    """One pass through the page's work on a blank 32x32 image (traces, first-use imports)."""
+    """One pass through the page's work on a blank image of the page's default size, with its
+    default method and the plain gradient (traces, first-use imports)."""
     import numpy as np
 
     from sensitivity import figures, pictures
     from sensitivity.attribution import attribute
+    from sensitivity.choices import DEFAULT_METHOD, DEFAULT_SIZE
     from sensitivity.inference import predict
     from sensitivity.postprocess import top_k_mask
     from sensitivity.report import probability_bars_html
     from sensitivity.saliency import to_map
 
-    image = np.full((32, 32, 3), 128.0, np.float32)
+    image = np.full((DEFAULT_SIZE, DEFAULT_SIZE, 3), 128.0, np.float32)
     probabilities = predict(model, image)[0]
-    saliency_map = to_map(attribute(model, image), "abs", "max")[0]
+    attribute(model, image)  # the method most people try next
+    saliency_map = to_map(attribute(model, image, method=DEFAULT_METHOD), "abs", "max")[0]
     probability_bars_html(probabilities)
     figures.saliency_heatmap(saliency_map, title="warm-up").to_json()
-    pictures.data_url(pictures.photo(image, boxes=[(0, 0, 32, 32)]), "JPEG")
+    pictures.data_url(pictures.photo(image, boxes=[(0, 0, DEFAULT_SIZE, DEFAULT_SIZE)]), "JPEG")
     pictures.data_url(pictures.overlay(image, saliency_map))
     pictures.data_url(pictures.mask(top_k_mask(saliency_map, 100)))
 
 
 def warm_up_later(model, wait_s: float = 0.0) -> None:
-    """What a first page does not need: the gradient for a given class mask (a trace of about
-    a second), which the first change of the class mask would otherwise wait for. Starts once
-    a page has shown an analysis (:func:`analysis_shown`) or after ``wait_s`` seconds."""
+    """What a first page does not need: the default method's and the gradient's maps for a
+    given class mask (a trace of about a second each), which the first change of the class mask
+    would otherwise wait for. Starts once a page has shown an analysis (:func:`analysis_shown`)
+    or after ``wait_s`` seconds."""
     import numpy as np
 
     from sensitivity.attribution import attribute
+    from sensitivity.choices import DEFAULT_METHOD, DEFAULT_SIZE
 
     _first_analysis.wait(wait_s)
-    if not _exiting.is_set():
-        attribute(model, np.full((1, 32, 32, 3), 128.0, np.float32), class_mask=0)
+    image = np.full((1, DEFAULT_SIZE, DEFAULT_SIZE, 3), 128.0, np.float32)
+    for method in dict.fromkeys((DEFAULT_METHOD, "gradient")):
+        if _exiting.is_set():
+            return
+        attribute(model, image, method=method, class_mask=0)
 
 
 @atexit.register

@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sensitivity.choices import CHANNEL_REDUCTIONS as _ENGINE_CHANNEL_REDUCTIONS
-from sensitivity.choices import COMMON_OPTIONS, METHODS, OUTPUT_TARGETS, Option, shown_options
+from sensitivity.choices import (
+    COMMON_OPTIONS,
+    DEFAULT_METHOD,
+    DEFAULT_SIZE,
+    METHODS,
+    OUTPUT_TARGETS,
+    Option,
+    shown_options,
+)
 from sensitivity.choices import SIGNS as _ENGINE_SIGNS
 from sensitivity.labels import NUM_CLASSES
 
@@ -33,7 +41,7 @@ VIEW_OPTIONS: dict[str, Option] = {
     "sign": Option("abs", "sign mode", kind="choice", choices=SIGNS),
     "reduce_channels": Option("max", "how RGB becomes one value", kind="choice",
                               choices=CHANNEL_REDUCTIONS),
-    "size": Option(32, "side of the network's input", kind="choice", choices=SIZES),
+    "size": Option(DEFAULT_SIZE, "side of the network's input", kind="choice", choices=SIZES),
     "k": Option(100, "pixels in the top-k mask", kind="int", minimum=1, maximum=1024),
     "opacity": Option(0.5, "overlay opacity", kind="float", minimum=0.0, maximum=1.0,
                       step=0.05),
@@ -53,7 +61,7 @@ class ViewSettings:
     """Everything that decides what the page computes and shows."""
 
     # What is differentiated (changing these recomputes the map).
-    method: str = "gradient"
+    method: str = DEFAULT_METHOD
     layer: str = VIEW_OPTIONS["layer"].default
     layer_reduction: str = VIEW_OPTIONS["layer_reduction"].default
     channel: int | None = VIEW_OPTIONS["channel"].default

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 
 import hypothesis
 import numpy as np
@@ -13,7 +14,7 @@ from hypothesis import strategies
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from sensitivity.choices import METHODS, shown_options
+from sensitivity.choices import DEFAULT_METHOD, METHODS, shown_options
 from sensitivity.labels import CLASS_NAMES
 from sensitivity.settings import option_controls
 from tests.conftest import PHOTOS_DIR, ROOT
@@ -144,6 +145,7 @@ def test_upload_shows_prediction_that_sums_to_100_percent(dog_app, drawn_masks):
 
 def test_each_control_changes_what_is_shown(dog_app, drawn_masks):
     at = dog_app
+    widget(at, "selectbox", "Method").set_value("gradient").run()
     before = heat_values(at)
 
     widget(at, "radio", "Sign").set_value("signed").run()
@@ -173,7 +175,9 @@ def test_each_control_changes_what_is_shown(dog_app, drawn_masks):
     widget(at, "selectbox", "Method").set_value("gradcam").run()
     cam = heat_values(at)
     assert not at.exception and (cam >= 0).all() and not np.allclose(cam, masked)
-    assert at.query_params["method"] == ["gradcam"] or at.query_params["method"] == "gradcam"
+    linked = at.query_params.get("method")  # the default method is left out of the link
+    assert (linked[-1] if isinstance(linked, list) else linked) == (
+        None if DEFAULT_METHOD == "gradcam" else "gradcam")
 
     widget(at, "selectbox", "Method").set_value("integrated_gradients").run()
     integrated = heat_values(at)
@@ -291,7 +295,7 @@ def test_downloads_are_made_on_click_and_hold_what_the_page_shows(monkeypatch, a
     assert len(rows) == 10
     assert sum(float(r.split(",")[2]) for r in rows) == pytest.approx(1.0, abs=1e-4)
     settings = json.loads(files["settings.json"][0])
-    assert settings["method"] == "gradient" and settings["k"] == 100
+    assert settings["method"] == DEFAULT_METHOD and settings["k"] == 100
 
 
 def test_no_user_string_reaches_unsafe_html():
@@ -310,8 +314,8 @@ def test_boxes_faithfulness_and_predict_again_panels(dog_app):
     dog_app.run()
     assert not dog_app.exception
     shown = charts(dog_app)
-    # Boxes: outlined on the heatmap and mapped back onto the photograph.
-    assert any(c.startswith("objects found") for c in captions(dog_app))
+    # Boxes: found on the photograph, outlined on the heatmap too.
+    assert any(c.startswith("boxes by ") for c in captions(dog_app))
     assert shown["sensitivity"]["layout"].get("shapes")
     # Deletion and insertion curves of the predicted class, probabilities in percent.
     title = next(t for t in shown if t.startswith("faithfulness for "))
@@ -328,6 +332,97 @@ def test_boxes_faithfulness_and_predict_again_panels(dog_app):
     metric = next(m for m in dog_app.metric if m.label == f"{target} probability")
     assert 0 <= float(metric.value.rstrip("%")) <= 100
     assert any("random" in c.value and "Before:" in c.value for c in dog_app.caption)
+
+
+@pytest.fixture()
+def drawn_photos(monkeypatch) -> list[tuple[np.ndarray, list]]:
+    """(image, boxes) of each photo the page turns into a picture, in order."""
+    from sensitivity import pictures
+
+    drawn: list[tuple[np.ndarray, list]] = []
+    original = pictures.photo
+
+    def recording(image, boxes=(), **options):
+        drawn.append((np.asarray(image).copy(), list(boxes)))
+        return original(image, boxes=boxes, **options)
+
+    monkeypatch.setattr(pictures, "photo", recording)
+    return drawn
+
+
+def test_a_fresh_page_starts_at_the_default_method(app):
+    assert widget(app, "selectbox", "Method").value == DEFAULT_METHOD
+    assert "method" not in app.query_params  # the default is never written into the link
+
+
+def test_the_method_caption_quotes_its_measured_localisation(monkeypatch):
+    from sensitivity import choices
+
+    monkeypatch.setitem(choices.LOCALISATION, "cam", (0.8412, 0.3))
+    monkeypatch.setitem(choices.LOCALISATION, "gradient", (math.nan, math.nan))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["method"] = "cam"
+    at.run()
+    assert not at.exception
+    note = "on photo-like test scenes: pointing 0.84, CorLoc 0.30"
+    assert f"{METHODS['cam'].description}; {note}" in [c.value for c in at.caption]
+    widget(at, "selectbox", "Method").set_value("gradient").run()
+    assert METHODS["gradient"].description in [c.value for c in at.caption]
+    assert not any("pointing" in c.value for c in at.caption)  # not measured: no figures
+
+
+def test_the_gradient_caveat_shows_above_the_native_size_only(dog_app):
+    at = dog_app
+    caveat = METHODS["gradient"].caveat
+
+    def warned() -> bool:
+        return any(caveat in w.value for w in at.warning)
+
+    widget(at, "selectbox", "Method").set_value("gradient").run()
+    assert not at.exception and not warned()  # 32 px: the native size
+    widget(at, "select_slider", "Analysis size").set_value(64).run()
+    assert not at.exception and warned()
+    assert any(w.value.startswith("gradient at 64 px: ") for w in at.warning)
+    widget(at, "selectbox", "Method").set_value("gradcam").run()
+    assert not at.exception and not warned()
+    widget(at, "select_slider", "Analysis size").set_value(224).run()
+    assert not at.exception and not warned()
+
+
+def test_boxes_are_find_objects_on_the_photo_and_their_parts_in_the_square(dog_app,
+                                                                            drawn_photos):
+    from sensitivity import load_image
+    from sensitivity.objects import find_objects
+    from sensitivity.serving import ready_model
+
+    at = dog_app
+    widget(at, "multiselect", "Class mask").set_value(["dog", "truck"])
+    widget(at, "checkbox", "Draw the discovered objects' boxes").check()
+    at.run()
+    assert not at.exception
+    photo = load_image((PHOTOS_DIR / "dog.jpg").read_bytes())
+    found = find_objects(ready_model(), photo, classes=[CLASS_NAMES.index("dog"),
+                                                        CLASS_NAMES.index("truck")])
+    assert found
+    image, boxes = next((i, b) for i, b in reversed(drawn_photos) if i.shape == photo.shape)
+    np.testing.assert_array_equal(image, photo)
+    assert boxes == [f.box for f in found]
+    listed = ", ".join(f"{f.label} {f.score:.2f}" for f in found)
+    assert f"boxes by {found[0].method} at 128 px: {listed}" in captions(at)
+    # On the 32x32 map: the parts inside the centred square x 96..672 of the 768x576 photo,
+    # 18 photo pixels a map pixel, rounded outwards.
+    expected = []
+    for box in (f.box for f in found):
+        x0, x1 = max(box.x0, 96) - 96, min(box.x1, 672) - 96
+        if x1 > x0:
+            expected.append((x0 // 18, box.y0 // 18, math.ceil(x1 / 18), math.ceil(box.y1 / 18)))
+    shapes = charts(at)["sensitivity"]["layout"].get("shapes", [])
+    assert [tuple(round(s[k] + 0.5) for k in ("x0", "y0", "x1", "y1")) for s in shapes] == expected
+    # The photo without boxes shows the square the network sees again.
+    widget(at, "checkbox", "Draw the discovered objects' boxes").uncheck()
+    at.run()
+    assert drawn_photos[-1][1] == [(96, 0, 672, 576)]
+    assert not charts(at)["sensitivity"]["layout"].get("shapes")
 
 
 def test_gallery_samples_are_analysed_like_uploads(app):
@@ -405,7 +500,7 @@ def test_no_link_breaks_the_page(method, query):
     at.run()
     assert not at.exception
     shown = widget(at, "selectbox", "Method").value
-    assert shown == (method if method in METHODS else "gradient")
+    assert shown == (method if method in METHODS else DEFAULT_METHOD)
     for control in option_controls(shown):
         value = widget(at, control.widget, control.label).value
         assert shown_options()[control.name].check(value) == value

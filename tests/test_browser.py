@@ -14,6 +14,7 @@ import urllib.request
 
 import pytest
 
+from sensitivity.choices import DEFAULT_METHOD
 from tests.browser_support import (
     ARTIFACTS,
     CHROMIUM,
@@ -69,7 +70,7 @@ def test_upload_predict_heatmap_and_class_mask(server, page):
         "document.querySelectorAll('table[aria-label=\"class probabilities\"] tr').length "
         "=== 10 && document.querySelectorAll('.js-plotly-plot').length >= 1 && "
         "document.querySelectorAll('[data-testid=stImage] img').length >= 4", timeout=60_000)
-    caption = page.get_by_text("gradient of logits (predicted:").first
+    caption = page.get_by_text(f"{DEFAULT_METHOD} of logits (predicted:").first
     caption.wait_for(timeout=30_000)
 
     # Change the class mask in the sidebar: the caption and the heatmap follow.
@@ -77,7 +78,7 @@ def test_upload_predict_heatmap_and_class_mask(server, page):
     page.keyboard.type("truck")
     page.keyboard.press("Enter")
     page.keyboard.press("Escape")
-    page.get_by_text("gradient of logits (truck)").first.wait_for(timeout=60_000)
+    page.get_by_text(f"{DEFAULT_METHOD} of logits (truck)").first.wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
     # Warm: a second visitor (a new session on the now warm server) uploads the same photograph

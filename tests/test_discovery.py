@@ -8,6 +8,7 @@ import pytest
 from sensitivity.discovery import (
     Box,
     boxes_to_image,
+    boxes_to_map,
     component_boxes,
     discover_objects,
     iou,
@@ -131,3 +132,40 @@ def test_boxes_map_back_to_the_photo():
     # person.jpg is 640 x 424 (portrait crop of a landscape photo: square x 108..532).
     (box,) = boxes_to_image([(1, 2, 3, 4)], (32, 32), (424, 640))
     assert box == Box(108 + 13, 26, 108 + 40, 53, 1.0)  # 13.25 -> 13, 26.5 -> 26, 39.75 -> 40
+
+
+def test_photo_boxes_map_into_the_analysed_square():
+    # A 576 x 768 photo: centred square x 96..672, y 0..576; a 32x32 map pixel is 18 x 18.
+    shape = (576, 768, 3)
+    # By hand: x (132 - 96) / 18 = 2, (186 - 96) / 18 = 5; y 54 / 18 = 3, 126 / 18 = 7.
+    assert boxes_to_map([Box(132, 54, 186, 126, 0.4)], shape, (32, 32)) == [
+        Box(2, 3, 5, 7, 0.4)]
+    # Rounded outwards: x 100 -> 4 / 18 = 0.22 -> 0, 200 -> 104 / 18 = 5.8 -> 6;
+    # y 10 / 18 -> 0, 37 / 18 = 2.06 -> 3.
+    assert boxes_to_map([(100, 10, 200, 37)], shape, (32, 32)) == [Box(0, 0, 6, 3, 1.0)]
+    # Clipped to the square: x 0..150 keeps 96..150 -> 0..3; 650..768 keeps 650..672 ->
+    # 554 / 18 = 30.8 -> 30 .. 32. A box left of the square is dropped, order is kept.
+    assert boxes_to_map([(0, 0, 150, 576, 0.9), (0, 0, 90, 50, 0.8), (650, 560, 768, 576, 0.1)],
+                        shape, (32, 32)) == [Box(0, 0, 3, 32, 0.9), Box(30, 31, 32, 32, 0.1)]
+    # Portrait photo 640 x 424 (H x W): square y 108..532; onto a 64 x 64 input, 6.625 px each.
+    (box,) = boxes_to_map([(0, 100, 424, 120)], (640, 424), (64, 64))
+    assert box == Box(0, 0, 64, 2, 1.0)  # y 120 - 108 = 12 -> 1.81 -> 2
+
+
+def test_map_boxes_survive_the_round_trip_through_the_photo():
+    rng = np.random.default_rng(0)
+    for shape, side in [((576, 768), 32), ((424, 640), 96), ((640, 424), 64), ((50, 50), 128)]:
+        # Rounding outwards both ways can only grow a box: by under one photo pixel (in map
+        # pixels, side / square) and one map pixel per edge; not at all when every map pixel
+        # is a whole number of photo pixels.
+        square = min(shape)
+        slack = 0 if square % side == 0 else 1 + side / square
+        for _ in range(20):
+            x0, y0 = rng.integers(0, side - 1, 2)
+            x1, y1 = rng.integers(x0 + 1, side + 1), rng.integers(y0 + 1, side + 1)
+            box = Box(int(x0), int(y0), int(x1), int(y1), 0.5)
+            (back,) = boxes_to_map(boxes_to_image([box], (side, side), shape), shape,
+                                   (side, side))
+            assert back.score == 0.5
+            assert 0 <= box.x0 - back.x0 <= slack and 0 <= back.x1 - box.x1 <= slack
+            assert 0 <= box.y0 - back.y0 <= slack and 0 <= back.y1 - box.y1 <= slack

@@ -52,6 +52,7 @@ def test_warm_up_traces_everything_a_page_calls():
     import numpy as np
 
     from sensitivity.attribution import attribute
+    from sensitivity.choices import DEFAULT_METHOD
     from sensitivity.gradients import tracing_count
     from sensitivity.inference import predict
     from sensitivity.wrn import build_wrn
@@ -67,6 +68,8 @@ def test_warm_up_traces_everything_a_page_calls():
         attribute(model, images)  # each image's predicted class
         attribute(model, images, class_mask=[1, 4])
         attribute(model, images, class_mask=3, method="gradient_x_input")
+        attribute(model, images, method=DEFAULT_METHOD)
+        attribute(model, images, class_mask=[2, 5], method=DEFAULT_METHOD)
     assert tracing_count(model) == traced
 
 

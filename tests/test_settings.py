@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensitivity import choices
-from sensitivity.choices import METHODS, MethodInfo, Option, shown_options
+from sensitivity.choices import (
+    DEFAULT_METHOD,
+    DEFAULT_SIZE,
+    METHODS,
+    MethodInfo,
+    Option,
+    localisation_note,
+    shown_options,
+)
 from sensitivity.settings import (
     SIZES,
     VIEW_OPTIONS,
@@ -53,7 +61,7 @@ def test_malformed_values_are_ignored_and_reported():
     query = {"method": "rm -rf", "k": "-3", "classes": "1,99", "opacity": "nan-ish",
              "sign": "positive", "unknown": "x", "layer": "<script>", "steps": "many"}
     view, problems = settings_from_query(query)
-    assert view.method == "gradient" and view.classes == ()
+    assert view.method == DEFAULT_METHOD and view.classes == ()
     assert view.k == 1  # clamped into 1..1024, with a note
     assert view.sign == "positive"
     assert view.layer == "<script>"  # any string; the app checks it against the model
@@ -115,6 +123,38 @@ def test_every_declaration_is_consistent():
     with pytest.raises(ValueError, match="minimum and a maximum"):
         Option(3, "no range", kind="int")
     assert Option(3, "positional, as before").kind is None  # library calls only
+
+
+def test_page_defaults_are_declared_once_in_the_registry():
+    assert DEFAULT_METHOD in METHODS
+    view = ViewSettings()
+    assert view.method == DEFAULT_METHOD and view.size == DEFAULT_SIZE == 32
+    assert settings_from_query({})[0] == view
+    # Another method is linked; the default one never is.
+    other = next(m for m in METHODS if m != DEFAULT_METHOD)
+    assert ViewSettings(method=other).to_query() == {"method": other}
+
+
+def test_localisation_note_quotes_the_measured_figures(monkeypatch):
+    monkeypatch.setitem(choices.LOCALISATION, "gradcam", (0.8412, 0.3))
+    assert localisation_note("gradcam") == (
+        "on photo-like test scenes: pointing 0.84, CorLoc 0.30")
+    monkeypatch.setitem(choices.LOCALISATION, "gradcam", (0.84, math.nan))
+    assert localisation_note("gradcam") == ""  # not measured yet
+    monkeypatch.delitem(choices.LOCALISATION, "gradcam")
+    assert localisation_note("gradcam") == ""
+    assert set(choices.LOCALISATION) <= set(METHODS)
+
+
+def test_caveats_above_the_native_size_and_slow_methods():
+    for method in ("gradient", "gradient_x_input", "guided_backprop"):
+        info = METHODS[method]
+        assert info.caveat_at(32) == "" and "use gradcam or cam" in info.caveat_at(64)
+    assert all(METHODS[m].caveat_at(size) == "" for m in ("gradcam", "cam")
+               for size in (32, 64, 224))
+    assert MethodInfo("always", caveat="careful").caveat_at(32) == "careful"
+    assert {m for m, info in METHODS.items() if info.slow} == {
+        "smoothgrad", "integrated_gradients", "occlusion", "scorecam", "rise"}
 
 
 def test_adding_a_method_option_is_one_declaration(monkeypatch):
