@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sensitivity.discovery import iou
-from sensitivity.objects import FoundObject, ObjectRule, find_objects, map_boxes
+from sensitivity.objects import FoundObject, ObjectRule, class_evidence, find_objects, map_boxes
 from tests.helpers import colour_model, two_squares
 
 # Red logit 3 on the full-size image: 40x40 red pixels of 120x200, each giving scale * 255.
@@ -53,21 +53,18 @@ def model():
     return colour_model(SCALE)
 
 
-def _softmax_by_hand() -> np.ndarray:
-    """Class probabilities of :func:`two_squares` at full size: logits 3 (red: classes 0 and 2),
-    3 * 2000 / 1600 = 3.75 (blue: class 1), 0 for the other seven classes."""
-    logits = np.array([3.0, 3.75, 3.0] + [0.0] * 7)
-    return np.exp(logits) / np.exp(logits).sum()
-
-
 @pytest.mark.parametrize("method", ["cam", "gradcam"])
 def test_find_objects_boxes_the_squares_in_image_coordinates(model, method):
     image, red, blue = two_squares()
     # side 100 < 200: the image is analysed at 60x100 and the boxes scaled back by 2.
     rule = ObjectRule(method=method, side=100, fraction=0.5)
     found = find_objects(model, image, rule=rule)
-    probabilities = _softmax_by_hand()
-    assert probabilities[0] > 0.1 and probabilities[3] < 0.1  # classes 0, 1, 2 are probable
+    # Evidence by hand: the head on one position's features, softmax, largest over positions
+    # (25.5 for the colour's classes at a pure position; grey positions give 0.1 everywhere).
+    evidence = class_evidence(model, image.astype(np.float32))
+    e = np.exp(25.5)
+    np.testing.assert_allclose(evidence, [e / (2 * e + 8), e / (e + 9), e / (2 * e + 8)]
+                               + [0.1] * 7, rtol=1e-6)
     # classes=None: classes 1, 0 and 2 are looked for; class 2's box is class 0's box (its
     # map is the same), so the cross-class NMS keeps only one of them.
     assert len(found) == 2
@@ -76,10 +73,12 @@ def test_find_objects_boxes_the_squares_in_image_coordinates(model, method):
     assert first.class_index == 1 and first.label == "automobile"
     assert iou(first.box, blue) >= 0.5
     assert second.class_index in (0, 2) and iou(second.box, red) >= 0.5
-    # One component per class map holding all its mass: score = the class's probability.
-    assert first.score == pytest.approx(probabilities[1], abs=0.01)
-    assert second.score == pytest.approx(probabilities[0], abs=0.01)
-    assert first.score > second.score
+    # One component per class map holding all its mass: score = the class's evidence, its
+    # largest per-position probability. Per position the logits are the colour features
+    # (0.1 * 255 = 25.5): blue positions give class 1 alone (probability ~1), red positions
+    # classes 0 and 2 equally (~0.5 each); grey positions give 0.1 to every class.
+    assert first.score == pytest.approx(1.0, abs=1e-6)
+    assert second.score == pytest.approx(0.5, abs=1e-6)
 
 
 def test_find_objects_classes_and_max_objects(model):
