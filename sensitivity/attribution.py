@@ -34,7 +34,7 @@ from sensitivity.choices import (
 )
 from sensitivity.filters import gaussian_smooth
 from sensitivity.inference import as_batch, softmax
-from sensitivity.localisation import RiseMasks, blend, cam_head, fill_images, resize, upsample
+from sensitivity.localising_methods import RiseMasks, blend, cam_head, fill_images, resize, upsample
 
 ADAPTIVE_POINTS_PER_SEGMENT = 2
 """Adaptive path sampling: ``steps // 2`` equal segments, each scored by one forward pass."""

@@ -99,7 +99,7 @@ def class_evidence(model, image: np.ndarray) -> np.ndarray:
     module docstring), else the image's softmax."""
     from sensitivity import gradients as engine
     from sensitivity.inference import predict, softmax
-    from sensitivity.localisation import cam_head
+    from sensitivity.localising_methods import cam_head
 
     try:
         layer, kernel = cam_head(model)

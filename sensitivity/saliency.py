@@ -41,7 +41,7 @@ from sensitivity.choices import (
     Option,
 )
 from sensitivity.gradients import layer_names, tracing_count
-from sensitivity.localisation import rise_masks
+from sensitivity.localising_methods import rise_masks
 
 __all__ = [
     "CHANNEL_REDUCTIONS",
