@@ -1,10 +1,9 @@
-"""benchmark-maps: arguments, limits, faithfulness summary, outputs; and tune_localisation."""
+"""benchmark-maps: arguments, limits, faithfulness summary, outputs."""
 
 from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import math
 
 import numpy as np
@@ -22,7 +21,6 @@ from sensitivity.maps_benchmark import (
     summarise_faithfulness,
     write_csv,
 )
-from tests.conftest import ROOT
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -194,18 +192,3 @@ def test_run_end_to_end_on_the_shipped_model(tmp_path, cifar_dir, photos_dir, ca
     page = (out / "report.html").read_text()
     # plotly.js is inlined; no script is fetched from the network.
     assert "<script src=" not in page.replace(" ", "") and "Plotly" in page
-
-
-def test_tune_localisation_runs_to_the_end(tmp_path, cifar_dir, photos_dir, capsys):
-    spec = importlib.util.spec_from_file_location(
-        "tune_localisation", ROOT / "benchmarks" / "tune_localisation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = tmp_path / "tune.md"
-    assert module.main(["--data-dir", str(cifar_dir), "--photos-dir", str(photos_dir),
-                        "--n", "2", "--sides", "64", "--methods", "gradcam", "center",
-                        "--out", str(out)]) == 0
-    text = out.read_text()
-    assert text.startswith("### side 64 (2 validation scenes")
-    assert "| gradcam |" in text and "| center |" in text
-    assert text.strip() in capsys.readouterr().out
