@@ -650,6 +650,17 @@ def test_output_scores_from_logits_match_the_graph(wrn, images, layer):
     graph_scores, logits = engine.forward(wrn, target, images, weights)
     np.testing.assert_allclose(engine.output_scores(target, logits, weights), graph_scores,
                                rtol=1e-5, atol=1e-6)
+    # Both against the model itself and a softmax written out here, in float64.
+    direct = wrn(images, training=False).numpy().astype(np.float64)
+    np.testing.assert_allclose(logits, direct, rtol=1e-5, atol=1e-5)
+    shifted = direct - direct.max(axis=1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    values = {"logits": direct, "probabilities": np.exp(log_probabilities),
+              "log_probabilities": log_probabilities}[layer]
+    expected = (values * weights).sum(axis=1)
+    np.testing.assert_allclose(graph_scores, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(engine.output_scores(target, direct, weights), expected,
+                               rtol=1e-9, atol=1e-9)
     with pytest.raises(ValueError, match="not an output target"):
         engine.output_scores(engine.make_target(wrn, "group2_block1"), logits, weights)
 
@@ -669,6 +680,9 @@ def test_single_pass_methods_skip_the_forward_pass_and_report_the_same_scores(
     scores, logits = original(wrn, target, images, weights)
     np.testing.assert_allclose(result.scores, scores, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(result.logits, logits, rtol=1e-5, atol=1e-5)
+    direct = wrn(images, training=False).numpy()  # the model itself, not the engine
+    np.testing.assert_allclose(result.logits, direct, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(result.scores, direct[:, 1] + direct[:, 4], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(result.values, reference.values)
     predicted = attribute(wrn, images, method=method)  # no class mask: each predicted class
     if method == "gradcam":
@@ -677,6 +691,9 @@ def test_single_pass_methods_skip_the_forward_pass_and_report_the_same_scores(
     assert forwards == []  # the others find it inside their one gradient pass
     _, logits = original(wrn, target, images, np.zeros((len(images), 10), np.float32))
     top = logits.argmax(axis=1)
+    np.testing.assert_array_equal(top, direct.argmax(axis=1))
+    np.testing.assert_allclose(predicted.logits, direct, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(predicted.scores, direct.max(axis=1), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(predicted.weights, np.eye(10)[top])
     np.testing.assert_allclose(predicted.scores, logits[np.arange(len(images)), top], rtol=1e-5)
     np.testing.assert_allclose(predicted.logits, logits, rtol=1e-5, atol=1e-5)
