@@ -454,6 +454,26 @@ def test_gradcam_equals_the_class_activation_map_of_a_linear_head(wrn, images):
     _close(saliency(wrn, images, method="gradcam", class_mask=cls), expected, rtol=1e-4)
 
 
+def test_gradcam_plus_plus_by_hand_on_a_linear_head(wrn, images):
+    # The same head: the gradient g_k = W[k, c] / (h w) is constant over positions, so
+    # alpha_k = g_k^2 / (2 g_k^2 + sum_ij A_ijk g_k^3) and the weight of map k is
+    # sum_ij alpha_k relu(g_k) = h w alpha_k relu(g_k) (Chattopadhyay et al., eq. 19).
+    features = keras.Model(wrn.input, wrn.get_layer("final_relu").output)(images).numpy()
+    features = features.astype(np.float64)
+    kernel = wrn.get_layer("logits").get_weights()[0].astype(np.float64)
+    cls = 4
+    g = kernel[:, cls] / 64.0
+    sums = features.sum(axis=(1, 2))  # (N, K)
+    alpha = g**2 / (2 * g**2 + sums * g**3)
+    weights = 64.0 * alpha * np.maximum(g, 0.0)
+    assert (weights > 0).any() and (weights == 0).any()  # some maps count, some do not
+    cam = np.maximum(np.einsum("nhwk,nk->nhw", features, weights), 0)
+    expected = tf.image.resize(cam[..., None], (32, 32), method="bilinear").numpy()[..., 0]
+    ours = saliency(wrn, images, method="gradcam", plus_plus=True, target_layer="final_relu",
+                    class_mask=cls)
+    _close(ours, expected, rtol=1e-4)
+
+
 # --------------------------------------------------------------------------------------------
 # Guided backpropagation.
 
