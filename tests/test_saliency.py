@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy import ndimage
 
 from sensitivity import attribution
 from sensitivity import gradients as engine
@@ -345,6 +346,32 @@ def test_integrated_gradients_on_a_linear_model(linear):
     result = attribute(model, x, method="integrated_gradients", steps=4, class_mask=8)
     np.testing.assert_allclose(result.values, x * weights[:, 8].reshape(4, 4, 3), rtol=1e-4)
     assert result.completeness_gap.max() < 1e-4
+
+
+@pytest.mark.parametrize("baseline", ["blurred", "noise"])
+def test_integrated_gradients_baselines_on_a_linear_model(baseline):
+    # On a linear model the attribution is (x - baseline) * w exactly, pixel by pixel, so the
+    # baseline is x - attribution / w; compare it with a blur (sigma 4 pixels of a 32x32 image
+    # is 2 pixels here, radius ceil(3 sigma), border "reflect") or the seeded uniform noise.
+    side, cls = 16, 5
+    weights = np.random.default_rng(15).normal(0, 1, (side * side * 3, 10)).astype(np.float32)
+    model = _dense_model(weights, side=side)
+    x = np.random.default_rng(16).uniform(0, 255, (2, side, side, 3)).astype(np.float32)
+    result = attribute(model, x, method="integrated_gradients", steps=4, class_mask=cls,
+                       baseline=baseline, blur_sigma=4.0, seed=7)
+    w = weights[:, cls].reshape(side, side, 3).astype(np.float64)
+    usable = np.abs(w) > 1e-2
+    recovered = x - result.values.astype(np.float64) / np.where(usable, w, 1.0)
+    if baseline == "blurred":
+        expected = np.stack([ndimage.gaussian_filter(image.astype(np.float64), 2.0,
+                                                     mode="reflect", radius=6, axes=(0, 1))
+                             for image in x])
+    else:
+        expected = np.random.default_rng(7).uniform(0.0, 255.0, x.shape).astype(np.float32)
+    usable = np.broadcast_to(usable, x.shape)
+    np.testing.assert_allclose(recovered[usable], expected[usable], rtol=0, atol=1e-2)
+    direct = model(expected.astype(np.float32), training=False).numpy()[:, cls]
+    np.testing.assert_allclose(result.baseline_scores, direct, rtol=1e-5, atol=1e-3)
 
 
 def test_allocate_points_splits_in_proportion_with_largest_remainders():
