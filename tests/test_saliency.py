@@ -330,6 +330,39 @@ def test_smoothgrad_on_a_linear_model(linear):
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) >= 4
 
 
+def test_smoothgrad_noise_scale_on_a_quadratic_model():
+    # Logit 0 = 0.5 * sum(x^2) (a product of the input with itself, pooled, then a dense layer
+    # that undoes the average): its gradient at x + eps is x + eps, so over n samples of
+    # eps ~ N(0, sigma^2), sigma = noise * 255, the mean is x + mean(eps), VarGrad (the
+    # variance with 1 / n) is sigma^2 (n - 1) / n and the squared variant x^2 + sigma^2 on
+    # average.
+    side, n, noise = 8, 200, 0.1
+    sigma = noise * 255.0
+    inputs = keras.Input((side, side, 3))
+    squares = keras.layers.Multiply()([inputs, inputs])
+    dense = keras.layers.Dense(10, use_bias=False, name="logits")
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(squares)))
+    kernel = np.zeros((3, 10), np.float32)
+    kernel[:, 0] = 0.5 * side * side
+    dense.set_weights([kernel])
+    x = np.random.default_rng(17).uniform(0, 30, (1, side, side, 3)).astype(np.float32)
+    np.testing.assert_allclose(_raw(model, x, class_mask=0), x, rtol=1e-5)  # the gradient is x
+    kw = {"method": "smoothgrad", "class_mask": 0, "samples": n, "noise": noise, "seed": 3}
+    mean = _raw(model, x, **kw).astype(np.float64)
+    vargrad = _raw(model, x, variant="vargrad", **kw).astype(np.float64)
+    squared = _raw(model, x, variant="squared", **kw).astype(np.float64)
+    # Per pixel: mean(eps) has standard deviation sigma / sqrt(n); allow 5 of them.
+    assert np.abs(mean - x).max() < 5 * sigma / np.sqrt(n)
+    # Over the 192 values, the average VarGrad has a relative standard deviation of
+    # sqrt(2 / n) / sqrt(192) = 0.7 %; the squared variant's 2 x mean(eps) term adds 0.6 %.
+    np.testing.assert_allclose(vargrad.mean(), sigma**2 * (n - 1) / n, rtol=0.05)
+    np.testing.assert_allclose((squared - x.astype(np.float64) ** 2).mean(), sigma**2,
+                               rtol=0.05)
+    # Per pixel the sample variance (relative standard deviation sqrt(2 / n) = 10 %) stays
+    # within a factor of 2 of sigma^2: at least 5 standard deviations.
+    assert 0.5 < vargrad.min() / sigma**2 and vargrad.max() / sigma**2 < 2.0
+
+
 def test_smoothgrad_is_reproducible_and_smooths(wrn, images):
     a = _raw(wrn, images[:1], method="smoothgrad", samples=6, seed=1)
     b = _raw(wrn, images[:1], method="smoothgrad", samples=6, seed=1)
