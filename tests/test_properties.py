@@ -34,23 +34,47 @@ def encoded_images(draw):
     try:
         image.save(buffer, format=fmt)
     except (OSError, ValueError, KeyError):
-        image.convert("RGB").save(buffer, format=fmt)  # a mode the format cannot store
+        image = image.convert("RGB")  # a mode the format cannot store
+        buffer = io.BytesIO()
+        image.save(buffer, format=fmt)
     data = buffer.getvalue()
     cut = draw(st.sampled_from([None, None, None, len(data) // 2, 8]))
-    return data if cut is None else data[:cut], (height, width)
+    whole = cut is None
+    return data if whole else data[:cut], whole, (height, width), fmt, _expected_rgb(image)
+
+
+LOSSLESS = ("PNG", "BMP", "TIFF")
+"""Formats that store every test image exactly (JPEG and WebP are lossy, GIF quantises)."""
+
+
+def _expected_rgb(image: Image.Image) -> np.ndarray:
+    """What a correct reader returns for this grey in-memory image, by the documented rules:
+    16-bit scaled from 0..65535, float from 0..1 when no value exceeds 1, else values as grey."""
+    if image.mode == "I;16":
+        grey = np.rint(np.asarray(image, np.float64) * (255 / 65535))
+    elif image.mode == "F" and np.asarray(image).max() <= 1.0:
+        grey = np.asarray(image, np.float64) * 255
+    else:
+        grey = np.asarray(image.convert("L"), np.float64)
+    return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=2)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(encoded_images())
 def test_any_encoded_image_decodes_or_raises_image_error(case):
-    data, (height, width) = case
+    """A whole file decodes to exactly (height, width), pixel for pixel in a lossless format;
+    a cut one decodes the same way or is refused with a message."""
+    data, whole, (height, width), fmt, expected = case
     try:
         image = load_image(data)
     except ImageError as exc:
         assert str(exc)
+        assert not whole, f"a whole {fmt} file was refused: {exc}"
         return
-    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-    assert image.shape[:2] in ((height, width), (width, height))
+    assert isinstance(image, np.ndarray) and image.dtype == np.uint8
+    assert image.shape == (height, width, 3)
+    if whole and fmt in LOSSLESS:
+        np.testing.assert_array_equal(image, expected)
     x = preprocess(image, 32)
     assert x.shape == (32, 32, 3) and np.isfinite(x).all()
     assert x.min() >= 0 and x.max() <= 255
@@ -60,9 +84,12 @@ def test_any_encoded_image_decodes_or_raises_image_error(case):
 @given(st.binary(max_size=256))
 def test_random_bytes_never_escape_as_another_error(data):
     try:
-        load_image(data)
-    except ImageError:
-        pass
+        image = load_image(data)
+    except ImageError as exc:
+        assert str(exc)
+        return
+    assert isinstance(image, np.ndarray) and image.dtype == np.uint8
+    assert image.ndim == 3 and image.shape[2] == 3 and min(image.shape[:2]) >= 1
 
 
 @settings(max_examples=100, deadline=None)

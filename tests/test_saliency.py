@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy import ndimage
 
 from sensitivity import attribution
 from sensitivity import gradients as engine
@@ -329,6 +330,39 @@ def test_smoothgrad_on_a_linear_model(linear):
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) >= 4
 
 
+def test_smoothgrad_noise_scale_on_a_quadratic_model():
+    # Logit 0 = 0.5 * sum(x^2) (a product of the input with itself, pooled, then a dense layer
+    # that undoes the average): its gradient at x + eps is x + eps, so over n samples of
+    # eps ~ N(0, sigma^2), sigma = noise * 255, the mean is x + mean(eps), VarGrad (the
+    # variance with 1 / n) is sigma^2 (n - 1) / n and the squared variant x^2 + sigma^2 on
+    # average.
+    side, n, noise = 8, 200, 0.1
+    sigma = noise * 255.0
+    inputs = keras.Input((side, side, 3))
+    squares = keras.layers.Multiply()([inputs, inputs])
+    dense = keras.layers.Dense(10, use_bias=False, name="logits")
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(squares)))
+    kernel = np.zeros((3, 10), np.float32)
+    kernel[:, 0] = 0.5 * side * side
+    dense.set_weights([kernel])
+    x = np.random.default_rng(17).uniform(0, 30, (1, side, side, 3)).astype(np.float32)
+    np.testing.assert_allclose(_raw(model, x, class_mask=0), x, rtol=1e-5)  # the gradient is x
+    kw = {"method": "smoothgrad", "class_mask": 0, "samples": n, "noise": noise, "seed": 3}
+    mean = _raw(model, x, **kw).astype(np.float64)
+    vargrad = _raw(model, x, variant="vargrad", **kw).astype(np.float64)
+    squared = _raw(model, x, variant="squared", **kw).astype(np.float64)
+    # Per pixel: mean(eps) has standard deviation sigma / sqrt(n); allow 5 of them.
+    assert np.abs(mean - x).max() < 5 * sigma / np.sqrt(n)
+    # Over the 192 values, the average VarGrad has a relative standard deviation of
+    # sqrt(2 / n) / sqrt(192) = 0.7 %; the squared variant's 2 x mean(eps) term adds 0.6 %.
+    np.testing.assert_allclose(vargrad.mean(), sigma**2 * (n - 1) / n, rtol=0.05)
+    np.testing.assert_allclose((squared - x.astype(np.float64) ** 2).mean(), sigma**2,
+                               rtol=0.05)
+    # Per pixel the sample variance (relative standard deviation sqrt(2 / n) = 10 %) stays
+    # within a factor of 2 of sigma^2: at least 5 standard deviations.
+    assert 0.5 < vargrad.min() / sigma**2 and vargrad.max() / sigma**2 < 2.0
+
+
 def test_smoothgrad_is_reproducible_and_smooths(wrn, images):
     a = _raw(wrn, images[:1], method="smoothgrad", samples=6, seed=1)
     b = _raw(wrn, images[:1], method="smoothgrad", samples=6, seed=1)
@@ -345,6 +379,32 @@ def test_integrated_gradients_on_a_linear_model(linear):
     result = attribute(model, x, method="integrated_gradients", steps=4, class_mask=8)
     np.testing.assert_allclose(result.values, x * weights[:, 8].reshape(4, 4, 3), rtol=1e-4)
     assert result.completeness_gap.max() < 1e-4
+
+
+@pytest.mark.parametrize("baseline", ["blurred", "noise"])
+def test_integrated_gradients_baselines_on_a_linear_model(baseline):
+    # On a linear model the attribution is (x - baseline) * w exactly, pixel by pixel, so the
+    # baseline is x - attribution / w; compare it with a blur (sigma 4 pixels of a 32x32 image
+    # is 2 pixels here, radius ceil(3 sigma), border "reflect") or the seeded uniform noise.
+    side, cls = 16, 5
+    weights = np.random.default_rng(15).normal(0, 1, (side * side * 3, 10)).astype(np.float32)
+    model = _dense_model(weights, side=side)
+    x = np.random.default_rng(16).uniform(0, 255, (2, side, side, 3)).astype(np.float32)
+    result = attribute(model, x, method="integrated_gradients", steps=4, class_mask=cls,
+                       baseline=baseline, blur_sigma=4.0, seed=7)
+    w = weights[:, cls].reshape(side, side, 3).astype(np.float64)
+    usable = np.abs(w) > 1e-2
+    recovered = x - result.values.astype(np.float64) / np.where(usable, w, 1.0)
+    if baseline == "blurred":
+        expected = np.stack([ndimage.gaussian_filter(image.astype(np.float64), 2.0,
+                                                     mode="reflect", radius=6, axes=(0, 1))
+                             for image in x])
+    else:
+        expected = np.random.default_rng(7).uniform(0.0, 255.0, x.shape).astype(np.float32)
+    usable = np.broadcast_to(usable, x.shape)
+    np.testing.assert_allclose(recovered[usable], expected[usable], rtol=0, atol=1e-2)
+    direct = model(expected.astype(np.float32), training=False).numpy()[:, cls]
+    np.testing.assert_allclose(result.baseline_scores, direct, rtol=1e-5, atol=1e-3)
 
 
 def test_allocate_points_splits_in_proportion_with_largest_remainders():
@@ -452,6 +512,26 @@ def test_gradcam_equals_the_class_activation_map_of_a_linear_head(wrn, images):
     _close(ours, expected, rtol=1e-4)
     assert engine.last_spatial_layer(wrn) == "final_relu"
     _close(saliency(wrn, images, method="gradcam", class_mask=cls), expected, rtol=1e-4)
+
+
+def test_gradcam_plus_plus_by_hand_on_a_linear_head(wrn, images):
+    # The same head: the gradient g_k = W[k, c] / (h w) is constant over positions, so
+    # alpha_k = g_k^2 / (2 g_k^2 + sum_ij A_ijk g_k^3) and the weight of map k is
+    # sum_ij alpha_k relu(g_k) = h w alpha_k relu(g_k) (Chattopadhyay et al., eq. 19).
+    features = keras.Model(wrn.input, wrn.get_layer("final_relu").output)(images).numpy()
+    features = features.astype(np.float64)
+    kernel = wrn.get_layer("logits").get_weights()[0].astype(np.float64)
+    cls = 4
+    g = kernel[:, cls] / 64.0
+    sums = features.sum(axis=(1, 2))  # (N, K)
+    alpha = g**2 / (2 * g**2 + sums * g**3)
+    weights = 64.0 * alpha * np.maximum(g, 0.0)
+    assert (weights > 0).any() and (weights == 0).any()  # some maps count, some do not
+    cam = np.maximum(np.einsum("nhwk,nk->nhw", features, weights), 0)
+    expected = tf.image.resize(cam[..., None], (32, 32), method="bilinear").numpy()[..., 0]
+    ours = saliency(wrn, images, method="gradcam", plus_plus=True, target_layer="final_relu",
+                    class_mask=cls)
+    _close(ours, expected, rtol=1e-4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -650,6 +730,17 @@ def test_output_scores_from_logits_match_the_graph(wrn, images, layer):
     graph_scores, logits = engine.forward(wrn, target, images, weights)
     np.testing.assert_allclose(engine.output_scores(target, logits, weights), graph_scores,
                                rtol=1e-5, atol=1e-6)
+    # Both against the model itself and a softmax written out here, in float64.
+    direct = wrn(images, training=False).numpy().astype(np.float64)
+    np.testing.assert_allclose(logits, direct, rtol=1e-5, atol=1e-5)
+    shifted = direct - direct.max(axis=1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    values = {"logits": direct, "probabilities": np.exp(log_probabilities),
+              "log_probabilities": log_probabilities}[layer]
+    expected = (values * weights).sum(axis=1)
+    np.testing.assert_allclose(graph_scores, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(engine.output_scores(target, direct, weights), expected,
+                               rtol=1e-9, atol=1e-9)
     with pytest.raises(ValueError, match="not an output target"):
         engine.output_scores(engine.make_target(wrn, "group2_block1"), logits, weights)
 
@@ -669,6 +760,9 @@ def test_single_pass_methods_skip_the_forward_pass_and_report_the_same_scores(
     scores, logits = original(wrn, target, images, weights)
     np.testing.assert_allclose(result.scores, scores, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(result.logits, logits, rtol=1e-5, atol=1e-5)
+    direct = wrn(images, training=False).numpy()  # the model itself, not the engine
+    np.testing.assert_allclose(result.logits, direct, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(result.scores, direct[:, 1] + direct[:, 4], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(result.values, reference.values)
     predicted = attribute(wrn, images, method=method)  # no class mask: each predicted class
     if method == "gradcam":
@@ -677,6 +771,9 @@ def test_single_pass_methods_skip_the_forward_pass_and_report_the_same_scores(
     assert forwards == []  # the others find it inside their one gradient pass
     _, logits = original(wrn, target, images, np.zeros((len(images), 10), np.float32))
     top = logits.argmax(axis=1)
+    np.testing.assert_array_equal(top, direct.argmax(axis=1))
+    np.testing.assert_allclose(predicted.logits, direct, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(predicted.scores, direct.max(axis=1), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(predicted.weights, np.eye(10)[top])
     np.testing.assert_allclose(predicted.scores, logits[np.arange(len(images)), top], rtol=1e-5)
     np.testing.assert_allclose(predicted.logits, logits, rtol=1e-5, atol=1e-5)

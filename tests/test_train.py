@@ -64,6 +64,10 @@ def test_downscale_preserves_the_mean():
     small = downscale_batch(images, 24)
     assert small.shape == (3, 24, 24, 3)
     np.testing.assert_allclose(small.mean(axis=(1, 2)), images.mean(axis=(1, 2)), rtol=1e-4)
+    half = downscale_batch(images, 16)  # each output pixel is the mean of a 2x2 block
+    blocks = images.astype(np.float64).reshape(3, 16, 2, 16, 2, 3).mean(axis=(2, 4))
+    assert half.shape == (3, 16, 16, 3)
+    np.testing.assert_allclose(half, blocks, rtol=1e-5, atol=1e-4)
 
 
 def test_cli_trains_stops_and_resumes(tmp_path, monkeypatch):
