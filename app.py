@@ -647,7 +647,7 @@ def workspace() -> None:
         with third:
             show_prediction(probabilities)
         if refused:
-            st.caption("No map: the request is over the server's budget (see above).")
+            st.caption("No map: see the message above.")
             continue
         try:
             boxes = boxes_to_map([f.box._replace(score=f.score) for f in found or []],

@@ -131,6 +131,14 @@ def test_max_work_reads_the_operators_variable():
             max_work({MAX_WORK_VARIABLE: bad})
 
 
+def test_serve_refuses_to_start_on_a_budget_that_is_no_number(monkeypatch, capsys):
+    from sensitivity.__main__ import main
+
+    monkeypatch.setenv(MAX_WORK_VARIABLE, "16 M")
+    assert main(["serve", "--server.port", "1"]) == 2  # stops before Streamlit starts
+    assert "SENSITIVITY_MAX_WORK must be a positive number" in capsys.readouterr().err
+
+
 def test_budget_passes_what_fits():
     work = estimate_work("gradcam", {}, 32, 32)
     assert check_budget(work, None) is None
@@ -229,6 +237,15 @@ def test_without_a_budget_the_same_settings_compute(monkeypatch, attributions):
     assert not at.error
     assert attributions == ["integrated_gradients"]
     assert "sensitivity" in charts(at)
+
+
+def test_side_by_side_panels_count_towards_the_budget(monkeypatch, attributions):
+    # gradcam at 32 px: 4,096 forward-pass pixels; the panels: RISE with 500 masks (501 x 1024)
+    # and occlusion (226 x 1024) on the first image: 748,544 in all
+    at = heavy_page(monkeypatch, "100000", compare="methods", compare_items="rise,occlusion")
+    assert any("side-by-side panels bring this request to 0.749 M forward-pass pixels" in e.value
+               for e in at.error), [e.value for e in at.error]
+    assert attributions == []
 
 
 def test_a_heavy_run_shows_its_estimate_first(monkeypatch):
