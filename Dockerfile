@@ -13,6 +13,14 @@ RUN pip install -r requirements.txt
 COPY --chown=app:app . .
 USER app
 
+# The operator's budget per request, in forward-pass pixels (sensitivity/budget.py; README,
+# "What the app protects against"): 16 M lets every method's page defaults through on one
+# photo at 160 px and on six at 64 px, and all but RISE (25 M) on one photo at 224 px: at
+# most 107 s at the rate measured on a loaded 2-core machine. It refuses integrated gradients
+# with 256 steps at 224 px (45 M for one photo, 270 M for six: over ten minutes), naming
+# settings that fit.
+ENV SENSITIVITY_MAX_WORK=16000000
+
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
     CMD curl --fail http://localhost:8501/_stcore/health || exit 1

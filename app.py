@@ -217,6 +217,7 @@ import_keras()  # TensorFlow and Keras, without the packages a server never uses
 
 import sensitivity
 from sensitivity import export, gallery, metrics, pictures
+from sensitivity.budget import Work, check_budget, estimate_work, max_work, summary
 from sensitivity.discovery import Box, boxes_to_map
 from sensitivity.images import center_square_box
 from sensitivity.model_io import model_path
@@ -416,6 +417,42 @@ def compute_attribution(x: np.ndarray, settings: ViewSettings, *, method: str | 
     return result
 
 
+ESTIMATE_SHOWN_ABOVE_S = 1.0
+"""The page tells the estimated time of the maps it is about to compute above this (seconds)."""
+
+
+def request_work(settings: ViewSettings, images: int) -> list[Work]:
+    """The work of the maps a run computes: the chosen method's on each of ``images`` images,
+    then each side-by-side panel of the first image (layers, classes or methods; images
+    reuse the maps), counted even when cached."""
+    size = settings.size
+    works = [estimate_work(settings.method, method_options(settings), size, size, images)]
+    items = settings.compare_items if settings.compare in ("layers", "classes", "methods") else ()
+    for item in items:
+        method = item if settings.compare == "methods" else settings.method
+        layer = item if settings.compare == "layers" else settings.layer
+        options = method_options(dataclasses.replace(settings, layer=layer), method)
+        works.append(estimate_work(method, options, size, size))
+    return works
+
+
+def refusal(works: list[Work]) -> str | None:
+    """Why the operator's budget (``$SENSITIVITY_MAX_WORK``) refuses these maps (None: it
+    does not); a limit that is no number refuses everything."""
+    try:
+        limit = max_work()
+    except ValueError as exc:
+        return f"The server's budget is misconfigured, so it computes no map: {exc}"
+    message = check_budget(works[0], limit)
+    if message is None and limit is not None:
+        total = sum(w.forward_pixels for w in works)
+        if total > limit:
+            message = (f"the side-by-side panels bring this request to {total / 1e6:.3g} M "
+                       f"forward-pass pixels; the server allows {limit / 1e6:.3g} M per "
+                       "request: compare fewer items, or use a smaller size")
+    return None if message is None else message[0].upper() + message[1:]
+
+
 def photo_objects(image: np.ndarray, settings: ViewSettings) -> list[FoundObject]:
     """The objects :func:`sensitivity.find_objects` boxes in the whole photo, of the class
     mask when one applies (a logits, probabilities or log-probabilities target), else of the
@@ -570,6 +607,15 @@ def workspace() -> None:
     except sensitivity.ModelError:
         return  # the page says so above (main)
     settings = current_settings()
+    try:
+        works = request_work(settings, len(items))
+        refused = refusal(works)
+    except ValueError as exc:  # a method that declares no cost
+        works, refused = [], f"The server cannot estimate this request, so computes no map: {exc}"
+    if refused:
+        st.error(refused)  # nothing is computed but the predictions
+    elif sum(w.seconds for w in works) > ESTIMATE_SHOWN_ABOVE_S:
+        st.info(f"These maps take {summary(works)}.")
     inputs: list[tuple[str, np.ndarray, np.ndarray]] = []
     for index, (name, raw) in enumerate(items):
         try:
@@ -600,6 +646,9 @@ def workspace() -> None:
                      caption=f"after processing ({settings.size}x{settings.size})")
         with third:
             show_prediction(probabilities)
+        if refused:
+            st.caption("No map: see the message above.")
+            continue
         try:
             boxes = boxes_to_map([f.box._replace(score=f.score) for f in found or []],
                                  image.shape, x.shape[:2])
@@ -609,7 +658,7 @@ def workspace() -> None:
         except ValueError as exc:
             st.error(f"{name}: {exc}")
             continue
-    if inputs and settings.compare != "none":
+    if inputs and settings.compare != "none" and not refused:
         st.subheader("Side by side", divider="gray")
         try:
             show_comparison(inputs, settings)

@@ -198,12 +198,14 @@ def _serve(args) -> int:
     import faulthandler
     import signal
 
+    from sensitivity.budget import max_work
     from sensitivity.model_io import model_path, verify_model_file
     from sensitivity.serving import preload
 
     if not APP.is_file():
         raise FileNotFoundError(f"the dashboard {APP} is missing (run from a project checkout)")
     verify_model_file(model_path())  # a missing or altered model stops the server at start
+    max_work()  # so does a budget ($SENSITIVITY_MAX_WORK) that is no positive number
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID`: every thread's stack to stderr
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     preload(after=_wait_for_streamlit)

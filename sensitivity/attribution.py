@@ -31,6 +31,9 @@ from sensitivity.choices import (
     OUTPUT_TARGETS,
     PATH_SAMPLINGS,
     SMOOTHGRAD_VARIANTS,
+    patch_starts,
+    scaled_length,
+    scaled_sides,
 )
 from sensitivity.filters import gaussian_smooth
 from sensitivity.inference import as_batch, softmax
@@ -50,9 +53,6 @@ SATURATION_THRESHOLD = 0.999
 
 REFERENCE_SIZE = 32
 """Patch sizes, strides and blur widths are given in pixels of a 32x32 image and scale with it."""
-
-MIN_SCALED_SIDE = 8
-"""Multi-scale fusion never shrinks an image side below this many pixels."""
 
 
 class SaturationWarning(UserWarning):
@@ -186,7 +186,7 @@ def _scaled(value, size: int, name: str) -> int:
     """A length in 32x32-image pixels as pixels of an image of side ``size`` (at least 1)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or value <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return max(1, min(size, round(value * size / REFERENCE_SIZE)))
+    return scaled_length(value, size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -645,13 +645,6 @@ def _guided_backprop(job: _Job) -> dict:
     return _single_pass(job, guided=True)  # guided ReLUs change the backward pass only
 
 
-def _positions(size: int, patch: int, stride: int) -> list[int]:
-    starts = list(range(0, size - patch + 1, stride))
-    if starts[-1] != size - patch:
-        starts.append(size - patch)
-    return starts
-
-
 def _occlusion(job: _Job) -> dict:
     images = job.images
     n, height, width, _ = images.shape
@@ -669,7 +662,7 @@ def _occlusion(job: _Job) -> dict:
             raise ValueError(f"fill must be finite, got {fill!r}")
         colours = np.tile(colour, (n, 1))
     colours = colours.astype(images.dtype)
-    patches = [(y, x) for y in _positions(height, ph, sh) for x in _positions(width, pw, sw)]
+    patches = [(y, x) for y in patch_starts(height, ph, sh) for x in patch_starts(width, pw, sw)]
     count = len(patches)
     total = n * count
     drops = np.zeros((n, height, width), np.float64)
@@ -833,7 +826,7 @@ def _scale_factors(scales) -> list[float]:
 
 def _fused(model, images, method: str, layer: str, class_mask, opts: dict) -> Attribution:
     """Multi-scale fusion (option ``scales``): the images resized bilinearly (antialiased) by
-    each factor (sides at least :data:`MIN_SCALED_SIDE` pixels), attributed, and the values
+    each factor (:func:`sensitivity.choices.scaled_sides`), attributed, and the values
     resized back to ``(H, W)``. With one scale those are the values, in the method's units.
     With several, each scale's values are divided by their largest magnitude per image (an
     all-zero attribution stays zero) and averaged: unitless, at most 1 in magnitude.
@@ -854,7 +847,7 @@ def _fused(model, images, method: str, layer: str, class_mask, opts: dict) -> At
     progress = opts["progress"]
     fused = None
     for step, k in enumerate(order):
-        size = tuple(max(MIN_SCALED_SIDE, round(factors[k] * side)) for side in (height, width))
+        size = scaled_sides(factors[k], height, width)
         scaled = resize(batch, *size, antialias=True).astype(batch.dtype)
         report = None if progress is None else _part_progress(progress, step, 1, len(order))
         result = _attribute(model, scaled, method, layer, class_mask, single | {"progress": report})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 OUTPUT_TARGETS = ("logits", "probabilities", "log_probabilities")
@@ -173,6 +174,53 @@ class Option:
 NATIVE_SIZE = 32
 """Side of the images the network was trained on (CIFAR-10), pixels."""
 
+BACKWARD_COST = 2
+"""A backward pass costs about this many forward passes (the cost model's convention)."""
+
+
+@dataclass(frozen=True)
+class Passes:
+    """Passes through the network that one image takes at one scale. A gradient counts as one
+    forward and one backward pass; a forward pass to an inner layer counts as a whole one."""
+
+    forward: int
+    backward: int = 0
+
+    @property
+    def equivalent(self) -> int:
+        """Forward-pass equivalents: ``forward + BACKWARD_COST * backward``."""
+        return self.forward + BACKWARD_COST * self.backward
+
+
+Cost = Callable[[dict, int, int, int], Passes]
+"""A method's cost formula: ``cost(options, height, width, channels)`` -> :class:`Passes` of
+one image of ``height`` x ``width`` pixels, ``options`` completed with their defaults,
+``channels`` the number of channels of the target layer (Score-CAM's masks)."""
+
+
+def scaled_length(value: float, size: int) -> int:
+    """A length in pixels of a :data:`NATIVE_SIZE` image as pixels of an image side ``size``
+    (at least 1, at most ``size``)."""
+    return max(1, min(size, round(value * size / NATIVE_SIZE)))
+
+
+MIN_SCALED_SIDE = 8
+"""Multi-scale fusion (option ``scales``) never shrinks an image side below this many pixels."""
+
+
+def scaled_sides(factor: float, height: int, width: int) -> tuple[int, int]:
+    """``(height, width)`` of an image resized by ``factor`` in multi-scale fusion."""
+    return tuple(max(MIN_SCALED_SIDE, round(factor * side)) for side in (height, width))
+
+
+def patch_starts(size: int, patch: int, stride: int) -> list[int]:
+    """Where occlusion's patches of ``patch`` pixels start along a side of ``size`` pixels,
+    ``stride`` apart, the last one flush with the end."""
+    starts = list(range(0, size - patch + 1, stride))
+    if starts[-1] != size - patch:
+        starts.append(size - patch)
+    return starts
+
 
 @dataclass(frozen=True)
 class MethodInfo:
@@ -188,6 +236,9 @@ class MethodInfo:
     """A known failure, told beside the map (empty: none)."""
     caveat_above_native: bool = False
     """Whether :attr:`caveat` applies only to analyses larger than :data:`NATIVE_SIZE`."""
+    cost: Cost | None = None
+    """Its cost formula (see :data:`Cost`; ``sensitivity.budget.estimate_work`` sums it over
+    images and scales)."""
 
     def caveat_at(self, size: int) -> str:
         """The caveat that applies to a map of a ``size`` x ``size`` analysis ("" if none)."""
@@ -231,12 +282,42 @@ _SCATTERS = (
     "finds the object (measured: see benchmarks/README.md); use gradcam or cam to find objects"
 )
 
+_ONE_GRADIENT = Passes(1, 1)
+"""The cost of the single-pass gradient methods: one gradient, which also gives the scores."""
+
+
+def _integrated_gradients_cost(options: dict, _height: int, _width: int, _channels: int) -> Passes:
+    """The scores, the baseline's score, ``steps`` gradients and, with adaptive sampling, the
+    ``steps // 2 - 1`` inner ends of its segments."""
+    steps = options["steps"]
+    inner = max(1, steps // 2) - 1 if options["path_sampling"] == "adaptive" else 0
+    return Passes(2 + steps + inner, steps)
+
+
+def _occlusion_cost(options: dict, height: int, width: int, _channels: int) -> Passes:
+    """The scores, then one forward pass per patch position."""
+    patch = options["patch"]
+    stride = patch / 2 if options["stride"] is None else options["stride"]
+    positions = 1
+    for side in (height, width):
+        positions *= len(patch_starts(side, scaled_length(patch, side),
+                                      scaled_length(stride, side)))
+    return Passes(1 + positions)
+
+
+def _scorecam_cost(options: dict, _height: int, _width: int, channels: int) -> Passes:
+    """The scores, the features, the fill's score, one forward pass per scored channel."""
+    limit = options["max_channels"]
+    return Passes(3 + (channels if limit is None else min(limit, channels)))
+
+
 METHODS: dict[str, MethodInfo] = {
     "gradient": MethodInfo("gradient of the target score with respect to each pixel value",
-                           caveat=_SCATTERS, caveat_above_native=True),
+                           caveat=_SCATTERS, caveat_above_native=True,
+                           cost=lambda options, h, w, c: _ONE_GRADIENT),
     "gradient_x_input": MethodInfo(
         "gradient times the pixel value (0..255): a first-order contribution against black",
-        caveat=_SCATTERS, caveat_above_native=True,
+        caveat=_SCATTERS, caveat_above_native=True, cost=lambda options, h, w, c: _ONE_GRADIENT,
     ),
     "smoothgrad": MethodInfo(
         "gradient averaged over noisy copies of the image (Smilkov et al. 2017)",
@@ -254,6 +335,8 @@ METHODS: dict[str, MethodInfo] = {
                            minimum=0, maximum=2**32 - 1, optional=True),
         },
         slow=True,
+        # the scores, then one gradient per noisy copy
+        cost=lambda options, h, w, c: Passes(1 + options["samples"], options["samples"]),
     ),
     "integrated_gradients": MethodInfo(
         "path integral of the gradient from a baseline image (Sundararajan et al. 2017)",
@@ -276,6 +359,7 @@ METHODS: dict[str, MethodInfo] = {
                            minimum=0, maximum=2**32 - 1, optional=True),
         },
         slow=True,
+        cost=_integrated_gradients_cost,
     ),
     "gradcam": MethodInfo(
         "Grad-CAM: feature maps weighted by their mean gradient, ReLU, upsampled bilinearly",
@@ -286,11 +370,13 @@ METHODS: dict[str, MethodInfo] = {
                                 kind="bool", shown=True, label="Grad-CAM++ weights"),
         },
         channels=False,
+        # the predicted class's forward pass (none with a class mask), then one gradient
+        cost=lambda options, h, w, c: Passes(2, 1),
     ),
     "guided_backprop": MethodInfo(
         "gradient passed through ReLUs only where input and incoming gradient are positive; "
         "fails the model-randomisation sanity check (Adebayo et al. 2018)",
-        caveat=_SCATTERS, caveat_above_native=True,
+        caveat=_SCATTERS, caveat_above_native=True, cost=lambda options, h, w, c: _ONE_GRADIENT,
     ),
     "occlusion": MethodInfo(
         "gradient-free: drop in the score when a patch covering the pixel is filled",
@@ -303,6 +389,7 @@ METHODS: dict[str, MethodInfo] = {
         },
         channels=False,
         slow=True,
+        cost=_occlusion_cost,
     ),
     "cam": MethodInfo(
         "CAM (Zhou et al. 2016): the dense head's class weights applied to the last feature map "
@@ -311,6 +398,7 @@ METHODS: dict[str, MethodInfo] = {
         "global average pooling -> Dense logits; one forward pass",
         {},
         channels=False,
+        cost=lambda options, h, w, c: Passes(1),
     ),
     "layercam": MethodInfo(
         "LayerCAM (Jiang et al. 2021): ReLU(sum_k ReLU(dS/dA_k) A_k) per position of a spatial "
@@ -318,6 +406,8 @@ METHODS: dict[str, MethodInfo] = {
         {"target_layer": Option(None, "layer with a 4-D output (None: the last such layer)",
                                 kind="layer", optional=True)},
         channels=False,
+        # the predicted class's forward pass (none with a class mask), then one gradient
+        cost=lambda options, h, w, c: Passes(2, 1),
     ),
     "scorecam": MethodInfo(
         "Score-CAM (Wang et al. 2020): each channel of a layer, upsampled and scaled to 0..1, "
@@ -335,6 +425,7 @@ METHODS: dict[str, MethodInfo] = {
         },
         channels=False,
         slow=True,
+        cost=_scorecam_cost,
     ),
     "rise": MethodInfo(
         "RISE (Petsiuk et al. 2018): sum_n (S_n - mean S) M_n / (masks * keep) over random "
@@ -355,6 +446,8 @@ METHODS: dict[str, MethodInfo] = {
         },
         channels=False,
         slow=True,
+        # the scores, then one forward pass per mask
+        cost=lambda options, h, w, c: Passes(1 + options["masks"]),
     ),
 }
 """Every method, with its description and its own options (besides :data:`COMMON_OPTIONS`)."""
