@@ -577,3 +577,23 @@ def test_the_page_shows_the_library_map_and_probabilities(method, settings, monk
     np.testing.assert_allclose(heat_values(at), expected, **tolerance)
     np.testing.assert_array_equal(mask_pixels(at, drawn_masks),
                                   sensitivity.top_k_mask(np.abs(expected), 10))
+
+
+def test_the_gallery_offers_the_samples_dir_under_its_labels(tmp_path, monkeypatch):
+    from tests.helpers import write_class_folders
+
+    root = write_class_folders(tmp_path / "mine", per_class=3, splits=("test",))
+    monkeypatch.setenv("SENSITIVITY_SAMPLES_DIR", str(root))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    widget(at, "toggle", "Use the sample gallery and the scene builder").set_value(True).run()
+    pick = widget(at, "multiselect", "Sample CIFAR-10 test images")
+    shown = list(pick.options)
+    assert [o.split(" (")[0] for o in shown] == [c for c in CLASS_NAMES for _ in range(2)]
+    for option in shown:  # "frog (0002.png)": a file of that class's folder
+        name, file = option.removesuffix(")").split(" (")
+        assert (root / "test" / name / file).is_file()
+    frog = shown.index(next(o for o in shown if o.startswith("frog ")))
+    pick.set_value([frog]).run()
+    assert not at.exception
+    assert [h.value for h in at.subheader if h.value.startswith("sample: ")] == ["sample: frog"]
