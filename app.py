@@ -295,11 +295,21 @@ def network_view(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 @st.cache_data(max_entries=512, ttl=3600, show_spinner=False)
 def explain(x: np.ndarray, method: str, layer: str, classes: tuple[int, ...],
-            options: tuple, _progress=None) -> Attribution:
-    """Attribution of one network input; keyed on everything that changes the gradient."""
-    return attribute(get_model(), x, method=method, layer=layer,
-                     class_mask=list(classes) if classes else None,
-                     progress=_progress, **dict(options))
+            options: tuple) -> Attribution:
+    """Attribution of one network input; keyed on everything that changes the gradient.
+
+    A slow method draws its progress bar here, inside the cached function: Streamlit records
+    the bar's messages and replays them on a cache hit (a bar made outside, updated inside,
+    cannot be replayed and stopped the page on every cache hit of a slow method)."""
+    bar = st.progress(0.0, text=f"Computing {method}...") if METHODS[method].slow else None
+    try:
+        return attribute(get_model(), x, method=method, layer=layer,
+                         class_mask=list(classes) if classes else None,
+                         progress=(lambda f: bar.progress(min(1.0, f))) if bar else None,
+                         **dict(options))
+    finally:
+        if bar is not None:
+            bar.empty()
 
 
 @st.cache_data(max_entries=256, ttl=3600, show_spinner="Finding objects...")
@@ -405,16 +415,7 @@ def compute_attribution(x: np.ndarray, settings: ViewSettings, *, method: str | 
         classes = ()
     options = tuple(sorted(method_options(dataclasses.replace(settings, layer=layer),
                                           method).items()))
-    bar = None
-    if METHODS[method].slow:
-        bar = st.progress(0.0, text=f"Computing {method}...")
-    try:
-        result = explain(x, method, layer, classes, options,
-                         _progress=(lambda f: bar.progress(min(1.0, f))) if bar else None)
-    finally:
-        if bar is not None:
-            bar.empty()
-    return result
+    return explain(x, method, layer, classes, options)
 
 
 ESTIMATE_SHOWN_ABOVE_S = 1.0

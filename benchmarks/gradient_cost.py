@@ -55,13 +55,13 @@ def without_batch_normalisation(model):
     return keras.Model.from_config(config)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--samples", type=int, default=8)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import tensorflow as tf
 

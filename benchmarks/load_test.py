@@ -41,15 +41,20 @@ MIN_ANALYSES = 200
 TIMEOUT_MS = 180_000
 
 
-def confident_images(model, cifar_dir) -> list[tuple[int, np.ndarray]]:
-    """One test image per class for the first CONTEXTS classes, predicted as it with p > 0.9."""
+def likeliest_images(model, cifar_dir) -> list[tuple[int, np.ndarray]]:
+    """One test image per class for the first CONTEXTS classes: of that class's images among
+    the first test images, the one with the highest probability of its class (by rank, not
+    above a fixed probability: a better calibrated model is rarely sure); it must be predicted
+    as its class, which the page is checked to show."""
     images, labels = load_split(cifar_dir, "test", limit=400)
     probabilities = predict(model, images.astype(np.float32))
     chosen = []
     for cls in range(CONTEXTS):
-        good = np.flatnonzero((labels == cls) & (probabilities[:, cls] > 0.9))
-        assert len(good), f"no confident {CLASS_NAMES[cls]} among the first test images"
-        chosen.append((cls, images[good[0]]))
+        own = np.flatnonzero(labels == cls)
+        best = own[np.argmax(probabilities[own, cls])]
+        assert probabilities[best].argmax() == cls, (
+            f"no {CLASS_NAMES[cls]} among the first test images is predicted as one")
+        chosen.append((cls, images[best]))
     return chosen
 
 
@@ -173,7 +178,7 @@ async def drive(url: str, images, server) -> dict:
 
 def test_eight_users_at_once_see_their_own_results_without_errors(default_model, cifar_dir):
     require_chromium()
-    images = confident_images(default_model, cifar_dir)
+    images = likeliest_images(default_model, cifar_dir)
     with streamlit_server("load") as server:
         report = asyncio.run(drive(server.url, images, server))
     ARTIFACTS.mkdir(exist_ok=True)

@@ -504,3 +504,96 @@ def test_no_link_breaks_the_page(method, query):
     for control in option_controls(shown):
         value = widget(at, control.widget, control.label).value
         assert shown_options()[control.name].check(value) == value
+
+
+# --- What the person sees equals what the library computes ------------------------------------
+
+SMALL_OPTIONS = {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps": 4},
+                 "rise": {"masks": 10}}
+"""The sampling methods' options, kept small through the link (the page's other options start
+at the library's defaults)."""
+
+AGREEMENT_CASES = [
+    *[pytest.param(method, {}, id=method) for method in METHODS],
+    pytest.param("gradcam", {"class_mask": [3, 5]}, id="gradcam-class-mask"),
+    pytest.param("gradient", {"layer": "group2_block1"}, id="gradient-inner-layer"),
+    pytest.param("integrated_gradients", {"sign": "signed"}, id="integrated_gradients-signed"),
+]
+
+
+@pytest.mark.parametrize(("method", "settings"), AGREEMENT_CASES)
+def test_the_page_shows_the_library_map_and_probabilities(method, settings, monkeypatch,
+                                                           default_model, drawn_masks):
+    """The heatmap's values, the .npy and CSV downloads and the top-k mask of an uploaded
+    photo equal ``sensitivity.saliency`` and ``predict`` called on their own."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    import sensitivity
+
+    made: dict[str, object] = {}
+    original = MediaFileManager.add_deferred
+
+    def recording(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
+        made[file_name.split("-", 2)[-1]] = data_callable
+        return original(self, data_callable, mimetype, coordinates, file_name, **kwargs)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
+    options = SMALL_OPTIONS.get(method, {})
+    at = AppTest.from_file(APP, default_timeout=300)
+    query = {"method": method, **{name: str(value) for name, value in options.items()}}
+    if "class_mask" in settings:
+        query["classes"] = ",".join(str(c) for c in settings["class_mask"])
+    for name in ("layer", "sign"):
+        if name in settings:
+            query[name] = settings[name]
+    for name, value in query.items():
+        at.query_params[name] = value
+    at.run()
+    path = PHOTOS_DIR / "dog.jpg"
+    at.file_uploader[0].upload("dog.jpg", path.read_bytes(), "image/jpeg")
+    at.run()
+    assert not at.exception and not at.error
+    assert not [w.value for w in at.warning if "from the link" in w.value]
+
+    x = sensitivity.preprocess(sensitivity.load_image(path), 32)
+    expected = sensitivity.saliency(default_model, x, method=method, **settings, **options)[0]
+    probabilities = sensitivity.predict(default_model, x[None])[0]
+
+    tolerance = dict(rtol=1e-4, atol=1e-5 * float(np.abs(expected).max()))
+    np.testing.assert_allclose(heat_values(at), expected, **tolerance)
+    np.testing.assert_allclose(np.load(io.BytesIO(made["map.npy"]())), expected, **tolerance)
+    rows = made["probabilities.csv"]().decode().splitlines()
+    assert rows[0] == "class,index,probability"
+    assert [r.split(",")[0] for r in rows[1:]] == list(CLASS_NAMES)
+    np.testing.assert_allclose([float(r.split(",")[2]) for r in rows[1:]], probabilities,
+                               atol=2e-6)
+    shown_mask = mask_pixels(at, drawn_masks)
+    np.testing.assert_array_equal(shown_mask,
+                                  sensitivity.top_k_mask(np.abs(expected), 100))
+    # A display-only change reruns the page on the cached map (a slow method's cache hit once
+    # stopped the page).
+    widget(at, "slider", "Top-k pixels").set_value(10).run()
+    assert not at.exception
+    np.testing.assert_allclose(heat_values(at), expected, **tolerance)
+    np.testing.assert_array_equal(mask_pixels(at, drawn_masks),
+                                  sensitivity.top_k_mask(np.abs(expected), 10))
+
+
+def test_the_gallery_offers_the_samples_dir_under_its_labels(tmp_path, monkeypatch):
+    from tests.helpers import write_class_folders
+
+    root = write_class_folders(tmp_path / "mine", per_class=3, splits=("test",))
+    monkeypatch.setenv("SENSITIVITY_SAMPLES_DIR", str(root))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    widget(at, "toggle", "Use the sample gallery and the scene builder").set_value(True).run()
+    pick = widget(at, "multiselect", "Sample CIFAR-10 test images")
+    shown = list(pick.options)
+    assert [o.split(" (")[0] for o in shown] == [c for c in CLASS_NAMES for _ in range(2)]
+    for option in shown:  # "frog (0002.png)": a file of that class's folder
+        name, file = option.removesuffix(")").split(" (")
+        assert (root / "test" / name / file).is_file()
+    frog = shown.index(next(o for o in shown if o.startswith("frog ")))
+    pick.set_value([frog]).run()
+    assert not at.exception
+    assert [h.value for h in at.subheader if h.value.startswith("sample: ")] == ["sample: frog"]

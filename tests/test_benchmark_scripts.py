@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 
 from tests.conftest import ROOT
 
@@ -11,6 +12,7 @@ from tests.conftest import ROOT
 def _script(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -38,3 +40,62 @@ def test_rise_masks_runs_to_the_end(cifar_dir, capsys):
     for row in rows:
         numbers = [float(v) for v in re.findall(r"-?\d+\.\d+", row)]
         assert len(numbers) == 6 and all(-1.0 <= v <= 1.0 for v in numbers)
+
+
+def test_bench_saliency_quick_runs_to_the_end(tmp_path, cifar_dir, capsys):
+    module = _script("bench_saliency")
+    out = tmp_path / "bench.md"
+    assert module.main(["--quick", "--repeats", "1", "--batches", "1", "--methods", "gradient",
+                        "--implementations", "engine", "--matmul-size", "64",
+                        "--data-dir", str(cifar_dir), "--out", str(out)]) == 0
+    report = out.read_text()
+    assert "tiny random WRN-10-1 (--quick)" in report
+    assert report.startswith("# Saliency benchmark results")
+    lines = report.splitlines()
+    (floor,) = [line for line in lines if line.startswith("| gradient | 1 | 1 |")]
+    (timed,) = [line for line in lines if line.startswith("| gradient | 1 | engine |")]
+    assert float(floor.split("|")[4]) > 0 and float(timed.split("|")[4]) > 0  # ms / image
+    printed = capsys.readouterr().out
+    assert report in printed and printed.rstrip().endswith(f"wrote {out}")
+
+
+def test_ig_completeness_runs_to_the_end(cifar_dir, capsys):
+    module = _script("ig_completeness")
+    module.main(["--data-dir", str(cifar_dir), "--n", "14", "--skip", "10", "--steps", "4"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "4 images, 4 steps, black baseline, predicted class"
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert sorted(rows) == ["adaptive", "uniform"]
+    for images, *numbers in rows.values():
+        assert 1 <= int(images) <= 4  # the images whose score changes by 1 logit or more
+        mean, median, p90, largest, seconds = (float(v) for v in numbers)
+        assert 0 <= median <= p90 <= largest and 0 <= mean <= largest and seconds > 0
+
+
+def test_gradient_cost_runs_to_the_end(capsys):
+    module = _script("gradient_cost")
+    assert module.main(["--repeats", "1", "--samples", "1", "--size", "16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-8] == "| implementation | median ms / image | fastest | x engine | x floor |"
+    names = [line.split("|")[1].strip() for line in lines[-6:]]
+    assert names == ["engine", "graph", "xla", "no_bn", "forward", "smoothgrad"]
+    assert lines[-6].startswith("| engine |") and "| 1.00 |" in lines[-6]
+    assert "XLA's largest relative difference" in lines[-9]
+
+
+def test_load_test_picks_each_class_by_rank(default_model, cifar_dir):
+    """The load test's images: one per class, of its class, predicted as it, each the most
+    probable of its class among the first 400 test images (no probability threshold: the
+    shipped model's likeliest frog there has p < 0.9)."""
+    from sensitivity import predict
+    from sensitivity.data import load_split
+
+    module = _script("load_test")
+    chosen = module.likeliest_images(default_model, cifar_dir)
+    assert [cls for cls, _ in chosen] == list(range(module.CONTEXTS))
+    images, labels = load_split(cifar_dir, "test", limit=400)
+    probabilities = predict(default_model, images.astype("float32"))
+    for cls, image in chosen:
+        (index,) = [i for i in range(len(images)) if (images[i] == image).all()]
+        assert labels[index] == cls and probabilities[index].argmax() == cls
+        assert probabilities[index, cls] == probabilities[labels == cls, cls].max()

@@ -258,3 +258,35 @@ def test_any_option_is_a_clean_error_or_a_value_within_its_declaration(method, n
     assert option.kind is not None and option.check(values[given_name]) == values[given_name]
     if option.kind in ("int", "float") and values[given_name] is not None:
         assert option.minimum <= values[given_name] <= option.maximum
+
+
+SMALL_OPTIONS = {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps": 4},
+                 "rise": {"masks": 10}}
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_the_files_hold_the_library_map_its_top_k_and_the_probabilities(method, tmp_path,
+                                                                         model_file, capsys):
+    """The .npy map equals ``saliency``, the mask PNG ``top_k_mask`` of it, the JSON's
+    probabilities ``predict``, each called on its own."""
+    from sensitivity import load_image, load_model, predict, preprocess, saliency, top_k_mask
+
+    options = SMALL_OPTIONS.get(method, {})
+    image = _image(tmp_path / "a.png")
+    out = tmp_path / "out"
+    code = _explain(model_file, out, str(image), "--method", method,
+                    *[f"--option={name}={value}" for name, value in options.items()])
+    assert code == 0, capsys.readouterr().err
+    model = load_model(model_file)
+    x = preprocess(load_image(image), SIZE)
+    expected = saliency(model, x, method=method, **options)[0]
+    saved = np.load(out / "a_map.npy", allow_pickle=False)
+    np.testing.assert_allclose(saved, expected, rtol=1e-5,
+                               atol=1e-6 * float(np.abs(expected).max()))
+    with Image.open(out / "a_mask.png") as mask_image:
+        mask = np.asarray(mask_image) == 0
+    np.testing.assert_array_equal(mask, top_k_mask(expected, TOP_K))
+    record = json.loads((out / "a.json").read_text())
+    assert list(record["probabilities"]) == list(CLASS_NAMES)
+    np.testing.assert_allclose(list(record["probabilities"].values()),
+                               predict(model, x[None])[0], rtol=1e-5, atol=1e-7)

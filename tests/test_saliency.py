@@ -514,6 +514,21 @@ def test_gradcam_equals_the_class_activation_map_of_a_linear_head(wrn, images):
     _close(saliency(wrn, images, method="gradcam", class_mask=cls), expected, rtol=1e-4)
 
 
+def test_gradcam_at_a_non_square_size_by_hand_on_the_linear_head(wrn):
+    # 48x80 pixels: final_relu is 12x20 (two stride-2 groups), so each feature map's gradient
+    # is W[k, c] / 240 and Grad-CAM is ReLU(sum_k W[k, c] A_k) / 240, resized to 48x80.
+    x = np.random.default_rng(15).uniform(0, 255, (2, 48, 80, 3)).astype(np.float32)
+    features = keras.Model(wrn.input, wrn.get_layer("final_relu").output)(x).numpy()
+    assert features.shape[1:3] == (12, 20)
+    kernel = wrn.get_layer("logits").get_weights()[0]
+    cls = 2
+    cam = np.maximum(np.einsum("nhwk,k->nhw", features, kernel[:, cls]), 0) / 240.0
+    expected = tf.image.resize(cam[..., None], (48, 80), method="bilinear").numpy()[..., 0]
+    ours = saliency(wrn, x, method="gradcam", class_mask=cls)
+    assert ours.shape == (2, 48, 80)
+    _close(ours, expected, rtol=1e-4)
+
+
 def test_gradcam_plus_plus_by_hand_on_a_linear_head(wrn, images):
     # The same head: the gradient g_k = W[k, c] / (h w) is constant over positions, so
     # alpha_k = g_k^2 / (2 g_k^2 + sum_ij A_ijk g_k^3) and the weight of map k is
@@ -610,6 +625,28 @@ def test_occlusion_on_a_pointwise_model(patch, stride):
     )
     expected = _occlusion_reference(kernel, x[0], 7, patch, stride or patch // 2, 0.0)
     _close(ours[0], expected, rtol=1e-4)
+
+
+def test_occlusion_mean_fill_is_each_image_s_own_mean_colour():
+    """fill="mean" (the default) covers a patch with the image's mean R, G and B: by hand on
+    the pointwise linear model, per image of a batch whose colours differ."""
+    kernel = np.random.default_rng(13).normal(0, 1, (3, 10)).astype(np.float32)
+    model = _pointwise_model(kernel)
+    rng = np.random.default_rng(14)
+    x = rng.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    x[0, ..., 0] *= 0.2  # a dark red channel in the first image, a dark blue in the second
+    x[1, ..., 2] *= 0.2
+    for fill in ({}, {"fill": "mean"}):
+        ours = saliency(model, x, method="occlusion", class_mask=3, sign="signed", patch=4,
+                        **fill)
+        for i in range(2):
+            image = x[i].astype(np.float64)
+            expected = _occlusion_reference(kernel.astype(np.float64), image, 3, 4, 2,
+                                            image.mean(axis=(0, 1)))
+            # Each drop is a difference of two float32 scores of the whole image (here 140 to
+            # 290, drops below 2): allow some 30 float32 roundings of the score.
+            score = abs((image @ kernel[:, 3]).mean())
+            np.testing.assert_allclose(ours[i], expected, rtol=1e-4, atol=4e-6 * score)
 
 
 def test_occlusion_scales_the_patch_with_the_image(wrn):
