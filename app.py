@@ -222,7 +222,7 @@ from sensitivity.discovery import Box, boxes_to_map
 from sensitivity.images import center_square_box
 from sensitivity.model_io import model_path
 from sensitivity.objects import DEFAULT_RULE, FoundObject, find_objects
-from sensitivity.postprocess import top_k_mask
+from sensitivity.postprocess import strongest_pixels
 from sensitivity.report import completeness_note, probability_bars_html, verdict
 from sensitivity.saliency import Attribution, attribute, layer_names, to_map
 from sensitivity.scenes import make_scene
@@ -482,8 +482,7 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray, settings: Vie
     saliency_map = to_map(result, settings.sign, settings.reduce_channels)[0]
     signed = settings.sign == "signed"
     k = min(settings.k, saliency_map.size)
-    magnitude = np.abs(saliency_map) if signed else saliency_map
-    mask = top_k_mask(magnitude, k)
+    mask = strongest_pixels(saliency_map, k, settings.sign)
     target = ", ".join(CLASS_NAMES[i] for i in settings.classes) if settings.classes else (
         f"predicted: {CLASS_NAMES[int(np.argmax(probabilities))]}")
     if settings.layer not in OUTPUT_TARGETS:

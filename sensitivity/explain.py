@@ -360,7 +360,7 @@ def _write_outputs(
     out: Path, stem: str, saliency_map: np.ndarray, record: dict, top_k: int, scale: int, sign: str
 ) -> dict[str, str]:
     from sensitivity.export import heatmap_png, map_npy, mask_png
-    from sensitivity.postprocess import top_k_mask
+    from sensitivity.postprocess import strongest_pixels
 
     files = {
         "heatmap": f"{stem}_heatmap.png",
@@ -371,7 +371,8 @@ def _write_outputs(
     (out / files["heatmap"]).write_bytes(
         heatmap_png(saliency_map, signed=sign == "signed", scale=scale)
     )
-    (out / files["mask"]).write_bytes(mask_png(top_k_mask(saliency_map, top_k), scale=1))
+    mask = strongest_pixels(saliency_map, top_k, sign)
+    (out / files["mask"]).write_bytes(mask_png(mask, scale=1))
     (out / files["map"]).write_bytes(map_npy(saliency_map))
     record = dict(record, files=files)
     (out / files["json"]).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -33,6 +33,14 @@ def top_k_mask(saliency_map, k: int) -> np.ndarray:
     return mask.reshape(values.shape)
 
 
+def strongest_pixels(saliency_map, k: int, sign: str) -> np.ndarray:
+    """``(H, W)`` bool mask of the ``k`` strongest pixels of a map made with sign mode
+    ``sign``: for ``"signed"`` maps the largest magnitudes (evidence either way), otherwise
+    the largest values (:func:`top_k_mask`). The page and ``explain`` both use it."""
+    values = _finite_map(saliency_map)
+    return top_k_mask(np.abs(values) if sign == "signed" else values, k)
+
+
 def percentile_mask(saliency_map, percentile: float) -> np.ndarray:
     """``(H, W)`` bool mask of the pixels at or above the ``percentile`` (0..100) of the map."""
     values = _finite_map(saliency_map)

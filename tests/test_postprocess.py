@@ -75,3 +75,16 @@ def test_non_finite_maps_are_rejected(function, bad):
 def test_masks_need_a_two_dimensional_map():
     with pytest.raises(ValueError, match=r"\(H, W\)"):
         top_k_mask(np.ones((2, 2, 3)), 1)
+
+
+def test_strongest_pixels_take_magnitudes_of_signed_maps_only():
+    from sensitivity.postprocess import strongest_pixels
+
+    values = np.array([[5.0, -9.0], [1.0, 0.0]])
+    # Signed: -9 is the strongest evidence (against the class), then 5.
+    np.testing.assert_array_equal(strongest_pixels(values, 2, "signed"),
+                                  [[True, True], [False, False]])
+    # Any other sign mode ranks the values themselves: 5 and 1.
+    for sign in ("abs", "positive", "negative"):
+        np.testing.assert_array_equal(strongest_pixels(values, 2, sign),
+                                      [[True, False], [True, False]])
