@@ -185,6 +185,15 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(np.stack(channels, axis=-1), 0.0, 255.0).astype(np.float32)
 
 
+def analysis_shape(height: int, width: int, side: int | None) -> tuple[int, int]:
+    """``(h, w)`` of an image resized so that its longer side is ``side`` (aspect kept, at
+    least 8 pixels a side); ``side=None`` keeps the size."""
+    if side is None:
+        return int(height), int(width)
+    scale = side / max(height, width)
+    return max(8, round(height * scale)), max(8, round(width * scale))
+
+
 def preprocess(image: np.ndarray, size: int = 32) -> np.ndarray:
     """The network's input: centred square, antialiased resize to ``size x size``.
 

@@ -107,15 +107,6 @@ def parse_spec(text: str) -> MethodSpec:
     return MethodSpec(name, options)
 
 
-def analysis_shape(height: int, width: int, side: int | None) -> tuple[int, int]:
-    """``(h, w)`` of an image resized so that its longer side is ``side`` (aspect kept, at
-    least 8 pixels a side); ``side=None`` keeps the size."""
-    if side is None:
-        return int(height), int(width)
-    scale = side / max(height, width)
-    return max(8, round(height * scale)), max(8, round(width * scale))
-
-
 def resize_maps(maps: np.ndarray, height: int, width: int) -> np.ndarray:
     """``(N, h, w)`` maps resized bilinearly to ``(N, height, width)`` float32."""
     from scipy.ndimage import zoom
@@ -135,7 +126,7 @@ def object_maps(model, image: np.ndarray, classes: Sequence[int], spec: MethodSp
 
     Methods run on the image resized so its longer side is ``side``; controls on the canvas.
     """
-    from sensitivity.images import resize
+    from sensitivity.images import analysis_shape, resize
     from sensitivity.metrics import center_map, edge_map, random_map
 
     height, width = image.shape[:2]

@@ -234,8 +234,8 @@ def photo_check(model, photos_dir: str | os.PathLike, specs: list[MethodSpec],
 def _weighted_map(model, image: np.ndarray, weights: np.ndarray, spec: MethodSpec,
                   side: int) -> np.ndarray:
     """``(H, W)`` map of ``image`` for class ``weights``, made at ``side`` and resized back."""
-    from sensitivity.images import resize
-    from sensitivity.localisation_benchmark import analysis_shape, resize_maps
+    from sensitivity.images import analysis_shape, resize
+    from sensitivity.localisation_benchmark import resize_maps
     from sensitivity.saliency import saliency
 
     height, width = image.shape[:2]

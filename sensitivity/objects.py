@@ -135,9 +135,8 @@ def find_objects(
     ``rule.min_probability``; the most probable one always). Boxes are in the image's own
     pixel coordinates. ``class_names`` defaults to CIFAR-10's.
     """
-    from sensitivity.images import as_rgb_array, resize
+    from sensitivity.images import analysis_shape, as_rgb_array, resize
     from sensitivity.labels import CLASS_NAMES
-    from sensitivity.localisation_benchmark import analysis_shape
     from sensitivity.saliency import saliency
 
     if isinstance(max_objects, bool) or not isinstance(max_objects, (int, np.integer)) or (
@@ -153,7 +152,10 @@ def find_objects(
     if classes is None:
         chosen = candidate_classes(evidence, max_objects, rule.min_probability)
     else:
-        chosen = [int(c) for c in np.atleast_1d(classes)]
+        requested = np.atleast_1d(np.asarray(classes))
+        if not np.issubdtype(requested.dtype, np.integer):
+            raise ValueError(f"classes must be class indices, got {classes!r}")
+        chosen = [int(c) for c in requested]
         bad = [c for c in chosen if not 0 <= c < num_classes]
         if bad:
             raise ValueError(f"class {bad[0]} is out of range: classes are 0..{num_classes - 1}")

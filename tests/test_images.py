@@ -128,3 +128,14 @@ def test_preprocess_rejects_bad_arrays():
         preprocess(np.full((10, 10, 3), np.nan))
     with pytest.raises(ValueError):
         preprocess(np.zeros((10, 10, 3)), size=0)
+
+
+def test_analysis_shape_keeps_the_aspect():
+    from sensitivity.images import analysis_shape
+
+    assert analysis_shape(120, 200, 100) == (60, 100)
+    assert analysis_shape(200, 120, 100) == (100, 60)
+    assert analysis_shape(100, 150, 40) == (27, 40)  # 100 * 40 / 150 = 26.7
+    assert analysis_shape(32, 32, 128) == (128, 128)  # enlarged too
+    assert analysis_shape(10, 400, 64) == (8, 64)  # 1.6 rows -> at least 8
+    assert analysis_shape(33, 47, None) == (33, 47)

@@ -12,7 +12,6 @@ from sensitivity.localisation_benchmark import (
     FRACTIONS,
     MEASURES,
     MethodSpec,
-    analysis_shape,
     box_scores,
     format_summary,
     mean_and_error,
@@ -49,15 +48,6 @@ def test_parse_spec_reads_names_and_typed_options():
                          ("gradcam:steps", "key=value"), ("gradcam:=3", "key=value")):
         with pytest.raises(ValueError, match=message):
             parse_spec(bad)
-
-
-def test_analysis_shape_keeps_the_aspect():
-    assert analysis_shape(120, 200, 100) == (60, 100)
-    assert analysis_shape(200, 120, 100) == (100, 60)
-    assert analysis_shape(100, 150, 40) == (27, 40)  # 100 * 40 / 150 = 26.7
-    assert analysis_shape(32, 32, 128) == (128, 128)  # enlarged too
-    assert analysis_shape(10, 400, 64) == (8, 64)  # 1.6 rows -> at least 8
-    assert analysis_shape(33, 47, None) == (33, 47)
 
 
 def test_resize_maps_is_bilinear_on_pixel_centres():

@@ -108,6 +108,9 @@ def test_find_objects_rejects_bad_arguments(model):
     for bad in (10, -1, [0, 12]):
         with pytest.raises(ValueError, match="out of range"):
             find_objects(model, image, classes=bad, rule=rule)
+    for bad in (1.5, [0, 1.0], "dog"):
+        with pytest.raises(ValueError, match="class indices"):
+            find_objects(model, image, classes=bad, rule=rule)
     with pytest.raises(ValueError, match="fraction"):
         find_objects(model, image, rule=ObjectRule(method="cam", side=100, fraction=2.0))
 
