@@ -48,8 +48,8 @@ MEASURES = ("pointing", "mass", "discrimination", "corloc", "maxboxacc")
 class MethodSpec:
     """A method (or control) with options, written ``name`` or ``name:key=value,key=value``.
 
-    Values are parsed as int, float, ``a/b/c`` tuples of floats, ``None``, ``true``/``false``
-    or left as text: ``gradcam:target_layer=group2``, ``cam:scales=0.75/1/1.5``.
+    Values are read as the registry declares each option (``sign`` and ``scales`` too):
+    ``gradcam:target_layer=group2``, ``cam:scales=0.75/1/1.5,sign=positive``.
     """
 
     name: str
@@ -71,21 +71,22 @@ def _format(value) -> str:
     return str(value)
 
 
-def _parse_value(text: str):
-    if "/" in text:
-        try:
-            return tuple(float(part) for part in text.split("/"))
-        except ValueError:  # a layer path such as "submodel/name"
-            return text
-    lowered = text.lower()
-    if lowered in ("none", "true", "false"):
-        return {"none": None, "true": True, "false": False}[lowered]
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def _parse_value(name: str, key: str, text: str):
+    """The value of option ``key`` of method ``name`` written as ``text``: read as the
+    registry declares it (:meth:`sensitivity.choices.Option.read`, range-checked); ``sign``
+    is a sign mode and ``scales`` a ``/``-separated list of factors."""
+    from sensitivity.choices import COMMON_OPTIONS, METHODS, SIGNS
+
+    if key == "sign":
+        if text not in SIGNS:
+            raise ValueError(f"sign must be one of {list(SIGNS)}, got {text!r}")
+        return text
+    if key == "scales":
+        return tuple(float(part) for part in text.split("/"))
+    option = {**COMMON_OPTIONS, **METHODS[name].options}.get(key)
+    if option is None or option.kind is None:
+        raise ValueError(f"method {name!r} has no option {key!r} that can be written as text")
+    return option.check(option.read(text))
 
 
 def parse_spec(text: str) -> MethodSpec:
@@ -103,7 +104,9 @@ def parse_spec(text: str) -> MethodSpec:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"method option {item!r} is not key=value (in {text!r})")
-        options[key.strip()] = _parse_value(value.strip())
+        if name in CONTROLS:
+            raise ValueError(f"the control {name!r} takes no options (in {text!r})")
+        options[key.strip()] = _parse_value(name, key.strip(), value.strip())
     return MethodSpec(name, options)
 
 

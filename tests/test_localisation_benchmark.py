@@ -28,24 +28,31 @@ from tests.helpers import colour_model, two_squares
 T = len(FRACTIONS)
 
 
-def test_parse_spec_reads_names_and_typed_options():
+def test_parse_spec_reads_options_as_the_registry_declares_them():
     assert parse_spec("gradcam") == MethodSpec("gradcam", {})
     assert parse_spec(" center ") == MethodSpec("center", {})
-    spec = parse_spec("cam:scales=0.75/1/1.5, target_layer=group2,steps=16,sigma=0.5,"
-                      "x=None,y=true,z=FALSE")
-    assert spec.name == "cam"
-    assert spec.options == {"scales": (0.75, 1.0, 1.5), "target_layer": "group2", "steps": 16,
-                            "sigma": 0.5, "x": None, "y": True, "z": False}
+    spec = parse_spec("integrated_gradients:scales=0.75/1/1.5, steps=16,baseline=blurred,"
+                      "blur_sigma=2,seed=none,sign=positive")
+    assert spec.name == "integrated_gradients"
+    assert spec.options == {"scales": (0.75, 1.0, 1.5), "steps": 16, "baseline": "blurred",
+                            "blur_sigma": 2.0, "seed": None, "sign": "positive"}
     assert isinstance(spec.options["steps"], int)
+    assert isinstance(spec.options["blur_sigma"], float)  # a float option, though written 2
+    assert parse_spec("gradcam:plus_plus=true").options == {"plus_plus": True}
+    assert parse_spec("smoothgrad:samples=999").options == {"samples": 128}  # clamped to range
     # The label sorts the options, so two spellings of one spec share a label.
     assert parse_spec("rise:masks=300,fill=blur").label == "rise:fill=blur,masks=300"
     assert parse_spec("rise:fill=blur,masks=300").label == "rise:fill=blur,masks=300"
     assert parse_spec("cam:scales=0.75/1/1.5").label == "cam:scales=0.75/1.0/1.5"
     assert parse_spec("gradcam").label == "gradcam"
-    # A value with "/" that is not all numbers stays text (a nested layer's path).
+    # A layer's value is text, "/" included (a nested layer's path).
     assert parse_spec("gradcam:target_layer=wrn/group2").options == {"target_layer": "wrn/group2"}
     for bad, message in (("nope", "unknown method"), ("gradients:steps=3", "unknown method"),
-                         ("gradcam:steps", "key=value"), ("gradcam:=3", "key=value")):
+                         ("gradcam:steps", "key=value"), ("gradcam:=3", "key=value"),
+                         ("gradcam:steps=3", "no option 'steps'"),
+                         ("smoothgrad:samples=many", "whole number"),
+                         ("cam:sign=up", "sign must be"), ("edge:k=1", "takes no options"),
+                         ("gradcam:progress=1", "no option 'progress'")):
         with pytest.raises(ValueError, match=message):
             parse_spec(bad)
 
