@@ -215,7 +215,7 @@ def photo_check(model, photos_dir: str | os.PathLike, specs: list[MethodSpec],
         for name, (classes, _) in objects.items():
             other = next(b for n, b in boxes.items() if n != name)
             for spec in specs:
-                weights = np.zeros(10, np.float32)
+                weights = np.zeros(int(model.outputs[0].shape[-1]), np.float32)
                 weights[list(classes)] = 1.0
                 saliency_map = _weighted_map(model, image, weights, spec, side)
                 own, rival = mass_in_box(saliency_map, boxes[name]), mass_in_box(saliency_map,
