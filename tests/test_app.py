@@ -211,15 +211,6 @@ def test_settings_come_from_the_link():
     assert any("ignored method" in w.value for w in at.warning)
 
 
-def test_compare_methods_side_by_side(dog_app):
-    at = dog_app
-    widget(at, "selectbox", "Side by side").set_value("methods").run()
-    widget(at, "multiselect", "Methods to compare").set_value(["gradient", "gradcam"]).run()
-    assert not at.exception
-    titles = charts(at)
-    assert "gradient" in titles and "gradcam" in titles
-
-
 @pytest.mark.parametrize("damage", ["altered", "truncated", "missing"])
 def test_a_damaged_model_file_stops_the_page_with_its_name_and_checksum(damage, tmp_path,
                                                                          monkeypatch):
@@ -597,3 +588,101 @@ def test_the_gallery_offers_the_samples_dir_under_its_labels(tmp_path, monkeypat
     pick.set_value([frog]).run()
     assert not at.exception
     assert [h.value for h in at.subheader if h.value.startswith("sample: ")] == ["sample: frog"]
+
+
+@pytest.fixture()
+def drawn_overlays(monkeypatch) -> list[np.ndarray]:
+    """The overlay pictures the page draws, in order."""
+    from sensitivity import pictures
+
+    drawn: list[np.ndarray] = []
+    original = pictures.overlay
+
+    def recording(image, saliency_map, **options):
+        drawn.append(np.asarray(original(image, saliency_map, **options)).copy())
+        return drawn[-1]
+
+    monkeypatch.setattr(pictures, "overlay", recording)
+    return drawn
+
+
+def test_compare_side_by_side_and_the_display_controls(dog_app, drawn_masks, drawn_overlays,
+                                                        default_model):
+    """Comparing by methods, classes and layers; overlay opacity, the shared colour scale and
+    an inner layer's channel, each changing what it says (against the library's maps of the
+    same photo) and nothing else."""
+    import sensitivity
+    from sensitivity import pictures
+
+    at = dog_app
+    x = sensitivity.preprocess(sensitivity.load_image(PHOTOS_DIR / "dog.jpg"), 32)
+
+    def library(**settings) -> np.ndarray:
+        return sensitivity.saliency(default_model, x, method="gradient", **settings)[0]
+
+    def assert_shows(values, expected):
+        np.testing.assert_allclose(values, expected, rtol=1e-4,
+                                   atol=1e-5 * float(np.abs(expected).max()))
+
+    widget(at, "selectbox", "Side by side").set_value("methods").run()
+    widget(at, "multiselect", "Methods to compare").set_value(["gradient", "gradcam"]).run()
+    assert not at.exception
+    titles = charts(at)
+    assert "gradient" in titles and "gradcam" in titles
+
+    widget(at, "selectbox", "Method").set_value("gradient").run()
+    heat, mask, half = heat_values(at), mask_pixels(at, drawn_masks), drawn_overlays[-1]
+    # Opacity: only the overlay changes; 0 is the network's input alone, 1 the map alone and
+    # the default 0.5 their mean (up to rounding to whole pixel values).
+    overlays = {}
+    for opacity in (0.0, 1.0):
+        widget(at, "slider", "Overlay opacity").set_value(opacity).run()
+        assert not at.exception
+        assert f"overlay (opacity {opacity:.2f})" in captions(at)
+        overlays[opacity] = drawn_overlays[-1].astype(float)
+        np.testing.assert_array_equal(heat_values(at), heat)
+        np.testing.assert_array_equal(mask_pixels(at, drawn_masks), mask)
+    np.testing.assert_array_equal(overlays[0.0], pictures.enlarged(x))
+    assert not np.array_equal(overlays[1.0], overlays[0.0])
+    assert np.abs(half - (overlays[0.0] + overlays[1.0]) / 2).max() <= 1.0
+
+    # Compare by classes: one panel per class, each the library's map for that class alone.
+    widget(at, "selectbox", "Side by side").set_value("classes").run()
+    widget(at, "multiselect", "Classes to compare").set_value(["cat", "dog", "truck"]).run()
+    assert not at.exception
+    shown = charts(at)
+    assert [t for t in shown if t in CLASS_NAMES] == ["cat", "dog", "truck"]
+    for name in ("cat", "dog", "truck"):
+        assert_shows(array(shown[name]["data"][0]["z"]), library(class_mask=[
+            CLASS_NAMES.index(name)]))
+    # The shared colour scale (the default): one range, from 0 to the largest value shown.
+    ranges = {(shown[n]["data"][0]["zmin"], shown[n]["data"][0]["zmax"])
+              for n in ("cat", "dog", "truck")}
+    top = max(float(array(shown[n]["data"][0]["z"]).max()) for n in ("cat", "dog", "truck"))
+    assert len(ranges) == 1 and ranges.pop() == pytest.approx((0.0, top))
+    widget(at, "checkbox", "Shared colour scale across panels").uncheck().run()
+    shown = charts(at)
+    for name in ("cat", "dog", "truck"):  # each panel's own range
+        z = array(shown[name]["data"][0]["z"])
+        assert (shown[name]["data"][0]["zmin"], shown[name]["data"][0]["zmax"]) == \
+            pytest.approx((0.0, float(z.max())))
+    assert len({shown[n]["data"][0]["zmax"] for n in ("cat", "dog", "truck")}) == 3
+
+    # Compare by layers: one panel per layer, each the library's map of that layer.
+    widget(at, "selectbox", "Side by side").set_value("layers").run()
+    widget(at, "multiselect", "Layers to compare").set_value(["group1", "group3"]).run()
+    assert not at.exception
+    shown = charts(at)
+    assert not set(CLASS_NAMES) & set(shown)
+    for layer in ("group1", "group3"):
+        assert_shows(array(shown[layer]["data"][0]["z"]), library(layer=layer))
+
+    # An inner layer's channel: the library's map of that channel alone.
+    widget(at, "selectbox", "Side by side").set_value("none").run()
+    widget(at, "selectbox", "Layer").set_value("group2_block1").run()
+    every = heat_values(at)
+    assert_shows(every, library(layer="group2_block1"))
+    widget(at, "number_input", "Channel (-1: all)").set_value(5).run()
+    assert not at.exception
+    assert_shows(heat_values(at), library(layer="group2_block1", channel=5))
+    assert not np.allclose(heat_values(at), every)

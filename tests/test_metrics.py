@@ -124,6 +124,33 @@ def test_fills():
         fill_image(image, "white")
 
 
+def test_default_blur_fill_of_an_impulse_is_a_gaussian_of_the_documented_size():
+    # 80 x 120 image: the default blur_sigma 4 scales to 4 * min(80, 120) / 32 = 10 pixels,
+    # kernel radius ceil(3 * 10) = 30 < 40, so the borders never reach the impulse's response.
+    height, width, sigma = 80, 120, 4.0 * 80 / 32
+    image = np.zeros((height, width, 3), np.float32)
+    image[40, 60, 1] = 255.0  # green only: the red and blue fills stay black
+    response = fill_image(image)[:, :, 1].astype(np.float64)
+    assert np.abs(fill_image(image)[:, :, [0, 2]]).max() == 0
+    assert response.sum() == pytest.approx(255.0, rel=1e-5)
+    window = response[40 - 39 : 40 + 40, 60 - 39 : 60 + 40]  # centred on the impulse
+    np.testing.assert_allclose(window, window[::-1], atol=1e-4)
+    np.testing.assert_allclose(window, window[:, ::-1], atol=1e-4)
+    rows, cols = np.indices(response.shape)
+    weights = response / response.sum()
+    assert (weights * rows).sum() == pytest.approx(40.0, abs=1e-4)
+    assert (weights * cols).sum() == pytest.approx(60.0, abs=1e-4)
+    row_variance = (weights * (rows - 40.0) ** 2).sum()
+    col_variance = (weights * (cols - 60.0) ** 2).sum()
+    # A Gaussian sampled on the integers k = -30..30 and renormalised (the documented kernel):
+    k = np.arange(-30, 31)
+    kernel = np.exp(-(k**2) / (2 * sigma**2))
+    sampled_variance = (kernel * k**2).sum() / kernel.sum()
+    assert sampled_variance == pytest.approx(sigma**2, rel=0.03)  # truncation at 3 sigma
+    assert row_variance == pytest.approx(sampled_variance, rel=1e-4)
+    assert col_variance == pytest.approx(sampled_variance, rel=1e-4)
+
+
 @pytest.mark.parametrize(
     ("first", "last", "deletion", "insertion"),
     [
