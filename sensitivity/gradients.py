@@ -310,10 +310,16 @@ def output_scores(target: Target, logits: np.ndarray, weights: np.ndarray) -> np
 
 
 def _compiled(model, key: tuple, build: Callable) -> Callable:
+    """The compiled function ``key`` of ``model``, built and traced once under the lock, so
+    that two threads (a page and the server's warm-up) never trace through the model's layers
+    at the same time (a test run once logged a Keras error from such a pair of traces). Every
+    function has an input signature, so tracing it needs no example input."""
     entry = _entry(model)
     with _LOCK:
         if key not in entry.functions:
-            entry.functions[key] = build()
+            function = build()
+            function.get_concrete_function()
+            entry.functions[key] = function
         return entry.functions[key]
 
 
