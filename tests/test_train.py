@@ -105,6 +105,7 @@ def test_cli_trains_stops_and_resumes(tmp_path, monkeypatch):
 def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(tmp_path, monkeypatch):
     monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
     import numpy as np
+    import pytest
 
     from sensitivity.__main__ import main
     from sensitivity.train import _warm_start
@@ -116,7 +117,11 @@ def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(tmp_
     first = tmp_path / "first.keras"
     assert main(["train", "--data-dir", str(data), "--out", str(first), "--checkpoint-dir",
                  str(tmp_path / "c1"), "--epochs", "1", *tiny]) == 0
+    # The earlier run's recorded cost, set to a value that rounding cannot hide (a tiny run
+    # takes seconds, 0.0 minutes after rounding); the card's sha256 still matches its file.
     first_card = json.loads(first.with_suffix(".json").read_text())
+    first_card["train_wall_time_minutes"] = 12.3
+    first.with_suffix(".json").write_text(json.dumps(first_card))
 
     # The copied weights are exactly the earlier model's.
     fresh = build_wrn(10, 1)
@@ -133,10 +138,18 @@ def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(tmp_
     card = json.loads(second.with_suffix(".json").read_text())
     assert card["epochs"] == 3
     assert card["warm_start"]["epochs"] == 1
-    assert card["train_wall_time_minutes"] >= first_card["train_wall_time_minutes"]
-    # A model of another width is refused with a message.
-    import pytest
+    # The whole cost: the earlier run's minutes plus this run's own seconds (from its state).
+    own_seconds = json.loads((tmp_path / "c2" / "state.json").read_text())["train_seconds"]
+    assert own_seconds > 0
+    assert card["warm_start"]["train_wall_time_minutes"] == 12.3
+    assert card["train_wall_time_minutes"] == round(12.3 + own_seconds / 60, 1)
+    # The test accuracy is the final model's, counted here on the test split by hand.
+    from sensitivity.data import load_split
 
+    x_test, y_test = load_split(data, "test")
+    predicted = np.argmax(load_model(second).predict(x_test.astype(np.float32), verbose=0), 1)
+    assert card["test_accuracy"] == pytest.approx(np.mean(predicted == y_test))
+    # A model of another width is refused with a message.
     with pytest.raises(ValueError):
         _warm_start(build_wrn(10, 2), str(first))
 
