@@ -2,6 +2,7 @@ import json
 
 import keras
 import numpy as np
+import pytest
 
 from sensitivity.train import TrainConfig, augment_batch, compile_for_training, downscale_batch
 from sensitivity.wrn import build_wrn
@@ -105,7 +106,6 @@ def test_cli_trains_stops_and_resumes(tmp_path, monkeypatch):
 def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(tmp_path, monkeypatch):
     monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
     import numpy as np
-    import pytest
 
     from sensitivity.__main__ import main
     from sensitivity.train import _warm_start
@@ -272,3 +272,29 @@ def test_resumed_distillation_refuses_a_teacher_that_changed(tmp_path, monkeypat
     card = json.loads((tmp_path / "student.json").read_text())
     kept_sha256 = json.loads((kept / "teacher.json").read_text())["sha256"]
     assert card["epochs"] == 2 and card["recipe"]["teacher_sha256"] == [kept_sha256]
+
+
+def test_one_cycle_schedule_warms_up_linearly_then_decays_by_a_cosine():
+    import math
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(10)(inputs))
+    config = TrainConfig(epochs=10, peak_lr=0.2, warmup_fraction=0.15)
+    compile_for_training(model, config, steps_per_epoch=20)
+    total, warmup, peak = 200, 30, 0.2  # 15% of 10 epochs x 20 steps
+
+    def rate_at(step):
+        model.optimizer.iterations.assign(step)
+        return float(np.asarray(model.optimizer.learning_rate))
+
+    def by_hand(step):
+        if step <= warmup:  # a straight line from peak/10 to the peak
+            return peak / 10 + (peak - peak / 10) * step / warmup
+        return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+
+    rates = np.array([rate_at(s) for s in range(total + 1)])
+    np.testing.assert_allclose(rates, [by_hand(s) for s in range(total + 1)], rtol=1e-5,
+                               atol=1e-7)
+    assert rates[0] == pytest.approx(0.02) and rates[warmup] == pytest.approx(0.2)
+    assert rates.argmax() == warmup and rates[total] == pytest.approx(0.0, abs=1e-7)
+    assert (np.diff(rates[: warmup + 1]) > 0).all() and (np.diff(rates[warmup:]) < 0).all()
