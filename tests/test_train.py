@@ -298,3 +298,36 @@ def test_one_cycle_schedule_warms_up_linearly_then_decays_by_a_cosine():
     assert rates[0] == pytest.approx(0.02) and rates[warmup] == pytest.approx(0.2)
     assert rates.argmax() == warmup and rates[total] == pytest.approx(0.0, abs=1e-7)
     assert (np.diff(rates[: warmup + 1]) > 0).all() and (np.diff(rates[warmup:]) < 0).all()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 35: a resumed run ends with other weights than an uninterrupted one, although "
+    "the weights, optimizer state and learning rate after the first epoch are restored exactly "
+    "(checked by hand); the second epoch diverges, cause not yet found (suspect: which epoch's "
+    "shuffle the data set's batches are drawn with around Keras's on_epoch_end calls)",
+)
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
+    import io
+
+    from sensitivity.train import train
+    from tests.helpers import write_class_folders
+
+    data = write_class_folders(tmp_path / "data", per_class=2, splits=("train",))
+    config = TrainConfig(depth=10, width=1, epochs=2, batch_size=4, val_size=10,
+                         data_dir=str(data))
+    quiet = {"verbose": 0, "log_file": io.StringIO()}
+    straight = train(config, tmp_path / "straight.keras", tmp_path / "c1", **quiet)
+    assert train(config, tmp_path / "split.keras", tmp_path / "c2", stop_after=1, **quiet) is None
+    resumed = train(config, tmp_path / "split.keras", tmp_path / "c2", resume=True, **quiet)
+    assert straight["epochs"] == resumed["epochs"] == 2
+    a = keras.saving.load_model(tmp_path / "c1" / "last.keras")
+    b = keras.saving.load_model(tmp_path / "c2" / "last.keras")
+    assert int(a.optimizer.iterations.numpy()) == int(b.optimizer.iterations.numpy()) == 6
+    # Same data order, augmentation, learning rates and momentum: the same weights and
+    # optimizer state at the end.
+    for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    for x, y in zip(a.optimizer.variables, b.optimizer.variables, strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
