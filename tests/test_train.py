@@ -300,13 +300,6 @@ def test_one_cycle_schedule_warms_up_linearly_then_decays_by_a_cosine():
     assert (np.diff(rates[: warmup + 1]) > 0).all() and (np.diff(rates[warmup:]) < 0).all()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 35: a resumed run ends with other weights than an uninterrupted one, although "
-    "the weights, optimizer state and learning rate after the first epoch are restored exactly "
-    "(checked by hand); the second epoch diverges, cause not yet found (suspect: which epoch's "
-    "shuffle the data set's batches are drawn with around Keras's on_epoch_end calls)",
-)
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
     monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
     import io
