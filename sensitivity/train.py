@@ -427,6 +427,8 @@ def train(
                 validation_data=validation,
                 callbacks=[logger.callback],
                 verbose=verbose,
+                shuffle=False,  # the batches shuffle themselves, by epoch (Keras would reorder
+                # them with Python's global random state, which a resumed run does not restore)
             )
     if state["epoch"] < config.epochs:
         print(f"stopped after epoch {state['epoch']}; continue with --resume", file=log_file)

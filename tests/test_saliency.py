@@ -816,3 +816,59 @@ def test_single_pass_methods_skip_the_forward_pass_and_report_the_same_scores(
     np.testing.assert_allclose(predicted.logits, logits, rtol=1e-5, atol=1e-5)
     onehot = attribute(wrn, images, method=method, class_mask=np.eye(10)[top])
     np.testing.assert_allclose(predicted.values, onehot.values, rtol=1e-5, atol=1e-7)
+
+
+@tf.custom_gradient
+def _guided_relu(x):
+    """ReLU whose gradient passes only where both the input and the incoming gradient are > 0."""
+
+    def grad(upstream):
+        return upstream * tf.cast(x > 0, upstream.dtype) * tf.cast(upstream > 0, upstream.dtype)
+
+    return tf.nn.relu(x), grad
+
+
+def _with_guided_relus(model):
+    """A copy of ``model`` (same weights) whose ReLUs, as layers or as activations, are guided."""
+
+    def swap(layer):
+        if isinstance(layer, keras.layers.ReLU):
+            return keras.layers.Activation(_guided_relu, name=layer.name)
+        config = layer.get_config()
+        if config.get("activation") == "relu":
+            config["activation"] = _guided_relu
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=swap)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _guided_by_tape(model, x, cls):
+    copy = _with_guided_relus(model)
+    pixels = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(pixels)
+        logit = copy(pixels, training=False)[:, cls]
+    return tape.gradient(logit, pixels).numpy()
+
+
+def test_guided_backprop_of_relu_activations_matches_a_tape_over_guided_relus():
+    keras.utils.set_random_seed(11)
+    inputs = keras.Input((6, 6, 3))
+    h = keras.layers.Conv2D(5, 3, activation="relu")(inputs)
+    h = keras.layers.Conv2D(4, 3, activation="relu")(h)
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(h)))
+    x = np.random.default_rng(11).uniform(0, 255, (2, 6, 6, 3)).astype(np.float32)
+    expected = _guided_by_tape(model, x, 3)
+    ours = _raw(model, x, method="guided_backprop", class_mask=3)
+    _close(ours, expected, rtol=1e-4)
+    # The guide matters here: a plain gradient differs.
+    assert not np.allclose(_raw(model, x, class_mask=3), expected, rtol=1e-3, atol=1e-6)
+
+
+def test_guided_backprop_of_a_wrn_matches_a_tape_over_guided_relus(wrn, images):
+    expected = _guided_by_tape(wrn, images, 7)
+    ours = _raw(wrn, images, method="guided_backprop", class_mask=7)
+    _close(ours, expected, rtol=1e-4)
+    assert not np.allclose(_raw(wrn, images, class_mask=7), expected, rtol=1e-3, atol=1e-6)

@@ -2,6 +2,7 @@ import json
 
 import keras
 import numpy as np
+import pytest
 
 from sensitivity.train import TrainConfig, augment_batch, compile_for_training, downscale_batch
 from sensitivity.wrn import build_wrn
@@ -116,7 +117,11 @@ def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(tmp_
     first = tmp_path / "first.keras"
     assert main(["train", "--data-dir", str(data), "--out", str(first), "--checkpoint-dir",
                  str(tmp_path / "c1"), "--epochs", "1", *tiny]) == 0
+    # The earlier run's recorded cost, set to a value that rounding cannot hide (a tiny run
+    # takes seconds, 0.0 minutes after rounding); the card's sha256 still matches its file.
     first_card = json.loads(first.with_suffix(".json").read_text())
+    first_card["train_wall_time_minutes"] = 12.3
+    first.with_suffix(".json").write_text(json.dumps(first_card))
 
     # The copied weights are exactly the earlier model's.
     fresh = build_wrn(10, 1)
@@ -133,10 +138,18 @@ def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(tmp_
     card = json.loads(second.with_suffix(".json").read_text())
     assert card["epochs"] == 3
     assert card["warm_start"]["epochs"] == 1
-    assert card["train_wall_time_minutes"] >= first_card["train_wall_time_minutes"]
-    # A model of another width is refused with a message.
-    import pytest
+    # The whole cost: the earlier run's minutes plus this run's own seconds (from its state).
+    own_seconds = json.loads((tmp_path / "c2" / "state.json").read_text())["train_seconds"]
+    assert own_seconds > 0
+    assert card["warm_start"]["train_wall_time_minutes"] == 12.3
+    assert card["train_wall_time_minutes"] == round(12.3 + own_seconds / 60, 1)
+    # The test accuracy is the final model's, counted here on the test split by hand.
+    from sensitivity.data import load_split
 
+    x_test, y_test = load_split(data, "test")
+    predicted = np.argmax(load_model(second).predict(x_test.astype(np.float32), verbose=0), 1)
+    assert card["test_accuracy"] == pytest.approx(np.mean(predicted == y_test))
+    # A model of another width is refused with a message.
     with pytest.raises(ValueError):
         _warm_start(build_wrn(10, 2), str(first))
 
@@ -259,3 +272,55 @@ def test_resumed_distillation_refuses_a_teacher_that_changed(tmp_path, monkeypat
     card = json.loads((tmp_path / "student.json").read_text())
     kept_sha256 = json.loads((kept / "teacher.json").read_text())["sha256"]
     assert card["epochs"] == 2 and card["recipe"]["teacher_sha256"] == [kept_sha256]
+
+
+def test_one_cycle_schedule_warms_up_linearly_then_decays_by_a_cosine():
+    import math
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(10)(inputs))
+    config = TrainConfig(epochs=10, peak_lr=0.2, warmup_fraction=0.15)
+    compile_for_training(model, config, steps_per_epoch=20)
+    total, warmup, peak = 200, 30, 0.2  # 15% of 10 epochs x 20 steps
+
+    def rate_at(step):
+        model.optimizer.iterations.assign(step)
+        return float(np.asarray(model.optimizer.learning_rate))
+
+    def by_hand(step):
+        if step <= warmup:  # a straight line from peak/10 to the peak
+            return peak / 10 + (peak - peak / 10) * step / warmup
+        return peak * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+
+    rates = np.array([rate_at(s) for s in range(total + 1)])
+    np.testing.assert_allclose(rates, [by_hand(s) for s in range(total + 1)], rtol=1e-5,
+                               atol=1e-7)
+    assert rates[0] == pytest.approx(0.02) and rates[warmup] == pytest.approx(0.2)
+    assert rates.argmax() == warmup and rates[total] == pytest.approx(0.0, abs=1e-7)
+    assert (np.diff(rates[: warmup + 1]) > 0).all() and (np.diff(rates[warmup:]) < 0).all()
+
+
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
+    import io
+
+    from sensitivity.train import train
+    from tests.helpers import write_class_folders
+
+    data = write_class_folders(tmp_path / "data", per_class=2, splits=("train",))
+    config = TrainConfig(depth=10, width=1, epochs=2, batch_size=4, val_size=10,
+                         data_dir=str(data))
+    quiet = {"verbose": 0, "log_file": io.StringIO()}
+    straight = train(config, tmp_path / "straight.keras", tmp_path / "c1", **quiet)
+    assert train(config, tmp_path / "split.keras", tmp_path / "c2", stop_after=1, **quiet) is None
+    resumed = train(config, tmp_path / "split.keras", tmp_path / "c2", resume=True, **quiet)
+    assert straight["epochs"] == resumed["epochs"] == 2
+    a = keras.saving.load_model(tmp_path / "c1" / "last.keras")
+    b = keras.saving.load_model(tmp_path / "c2" / "last.keras")
+    assert int(a.optimizer.iterations.numpy()) == int(b.optimizer.iterations.numpy()) == 6
+    # Same data order, augmentation, learning rates and momentum: the same weights and
+    # optimizer state at the end.
+    for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    for x, y in zip(a.optimizer.variables, b.optimizer.variables, strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
