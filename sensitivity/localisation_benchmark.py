@@ -129,7 +129,6 @@ def object_maps(model, image: np.ndarray, classes: Sequence[int], spec: MethodSp
 
     Methods run on the image resized so its longer side is ``side``; controls on the canvas.
     """
-    from sensitivity.images import analysis_shape, resize
     from sensitivity.metrics import center_map, edge_map, random_map
 
     height, width = image.shape[:2]
@@ -140,14 +139,24 @@ def object_maps(model, image: np.ndarray, classes: Sequence[int], spec: MethodSp
         return np.repeat(center_map((height, width))[None], count, axis=0)
     if spec.name == "edge":
         return np.repeat(edge_map(image)[None], count, axis=0)
+    num_classes = int(model.outputs[0].shape[-1])
+    return weighted_maps(model, image, np.eye(num_classes, dtype=np.float32)[list(classes)],
+                         spec, side)
+
+
+def weighted_maps(model, image: np.ndarray, weights: np.ndarray, spec: MethodSpec,
+                  side: int | None) -> np.ndarray:
+    """``(K, H, W)`` float32 maps of ``image`` ``(H, W, 3)`` (0..255) by method ``spec``, one
+    per row of class ``weights`` ``(K, classes)``, made on the image resized so its longer side
+    is ``side`` and resized back to ``(H, W)``."""
+    from sensitivity.images import analysis_shape, resize
     from sensitivity.saliency import saliency
 
+    height, width = image.shape[:2]
     h, w = analysis_shape(height, width, side)
     x = resize(np.asarray(image, np.float32), h, w)
-    num_classes = int(model.outputs[0].shape[-1])
-    weights = np.eye(num_classes, dtype=np.float32)[list(classes)]
-    maps = saliency(model, np.repeat(x[None], count, axis=0), method=spec.name,
-                    class_mask=weights, **spec.options)
+    maps = saliency(model, np.repeat(x[None], len(weights), axis=0), method=spec.name,
+                    class_mask=np.asarray(weights, np.float32), **spec.options)
     return resize_maps(maps, height, width)
 
 

@@ -202,6 +202,7 @@ def photo_check(model, photos_dir: str | os.PathLike, specs: list[MethodSpec],
     preference), and for the ``find_objects`` row the IoU of its first box."""
     from sensitivity.discovery import Box, iou
     from sensitivity.images import load_image
+    from sensitivity.localisation_benchmark import weighted_maps
     from sensitivity.metrics import mass_in_box, pointing_game
     from sensitivity.objects import find_objects
 
@@ -217,7 +218,7 @@ def photo_check(model, photos_dir: str | os.PathLike, specs: list[MethodSpec],
             for spec in specs:
                 weights = np.zeros(int(model.outputs[0].shape[-1]), np.float32)
                 weights[list(classes)] = 1.0
-                saliency_map = _weighted_map(model, image, weights, spec, side)
+                saliency_map = weighted_maps(model, image, weights[None], spec, side)[0]
                 own, rival = mass_in_box(saliency_map, boxes[name]), mass_in_box(saliency_map,
                                                                                   other)
                 rows.append({"photo": photo, "object": name, "method": spec.label,
@@ -229,20 +230,6 @@ def photo_check(model, photos_dir: str | os.PathLike, specs: list[MethodSpec],
                          "pointing": math.nan, "share": math.nan,
                          "iou": iou(found[0].box, boxes[name]) if found else 0.0})
     return rows
-
-
-def _weighted_map(model, image: np.ndarray, weights: np.ndarray, spec: MethodSpec,
-                  side: int) -> np.ndarray:
-    """``(H, W)`` map of ``image`` for class ``weights``, made at ``side`` and resized back."""
-    from sensitivity.images import analysis_shape, resize
-    from sensitivity.localisation_benchmark import resize_maps
-    from sensitivity.saliency import saliency
-
-    height, width = image.shape[:2]
-    h, w = analysis_shape(height, width, side)
-    x = resize(np.asarray(image, np.float32), h, w)
-    maps = saliency(model, x, method=spec.name, class_mask=weights, **spec.options)
-    return resize_maps(maps, height, width)[0]
 
 
 def write_csv(rows: list[dict], path: str | os.PathLike) -> None:
