@@ -28,6 +28,7 @@ from sensitivity.choices import (
     COMMON_OPTIONS,
     FILL_BLUR_SIGMA,
     METHODS,
+    NATIVE_SIZE,
     OUTPUT_TARGETS,
     PATH_SAMPLINGS,
     SMOOTHGRAD_VARIANTS,
@@ -51,7 +52,7 @@ _PREDICTED_IN_PASS = ("gradient", "gradient_x_input", "guided_backprop", "cam")
 SATURATION_THRESHOLD = 0.999
 """Largest class probability above which the probability's gradient counts as vanished."""
 
-REFERENCE_SIZE = 32
+REFERENCE_SIZE = NATIVE_SIZE
 """Patch sizes, strides and blur widths are given in pixels of a 32x32 image and scale with it."""
 
 

@@ -4,8 +4,8 @@
   and the counterfactual top-k check with a random-k control.
 - Localisation: the pointing game, CorLoc, the share of a map's mass in a box
   (:func:`mass_in_box`) and MaxBoxAcc (Choe et al., "Evaluating Weakly Supervised Object
-  Localization Methods Right", CVPR 2020), against ground-truth boxes; :func:`by_size`
-  breaks any per-scene measure down by object size.
+  Localization Methods Right", CVPR 2020), against ground-truth boxes (the breakdown by
+  object size is :func:`sensitivity.localisation_benchmark.summarise`'s).
 - Class discrimination: in a two-object scene, does the map of one object's class put more
   of its mass in that object's box than in the other's?
 - Sanity: the cascading model-randomisation check (Adebayo et al., "Sanity checks for
@@ -36,6 +36,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import splu
 
+from sensitivity.choices import NATIVE_SIZE
 from sensitivity.discovery import Box, as_map, component_boxes, iou, label_components
 from sensitivity.filters import gaussian_smooth, grey, sobel_magnitude
 
@@ -54,7 +55,8 @@ _ROAD_NEIGHBOURS = (
 BLUR_SIGMA = 4.0
 """Default blur of the ``"blur"`` fill, in pixels of a 32x32 image (scaled with image size)."""
 
-REFERENCE_SIZE = 32
+REFERENCE_SIZE = NATIVE_SIZE
+"""Blur widths are given in pixels of a 32x32 image and scale with the image."""
 
 MapFunction = Callable[[object, np.ndarray, np.ndarray], np.ndarray]
 """``(model, images (N, H, W, 3), classes (N,)) -> maps (N, H, W)``."""
@@ -641,50 +643,6 @@ def max_box_accuracy_same_set(
         raise ValueError("box accuracy needs at least one map")
     ious = threshold_ious(maps, truth_boxes, fractions)
     return box_accuracy_from_ious(ious, ious, fractions=fractions, iou_thresholds=iou_thresholds)
-
-
-# --------------------------------------------------------------------------------------------
-# Breakdown by object size.
-
-
-SIZE_BINS = (0.0, 0.1, 0.25, 0.5, 1.0)
-"""Default edges of :func:`by_size`: object area as a fraction of the image area."""
-
-
-def by_size(
-    rows: Sequence[dict],
-    measures: Sequence[str],
-    *,
-    key: str = "object_area_fraction",
-    bins: Sequence[float] = SIZE_BINS,
-) -> list[dict]:
-    """Mean and standard error of each of ``measures`` per bin of ``row[key]``.
-
-    ``rows``: dicts holding a number under ``key`` and under each measure (bools count as
-    0 / 1). ``bins``: increasing edges; bin ``j`` holds ``bins[j] <= size < bins[j + 1]``, the
-    last bin also its upper edge; rows outside every bin are left out. Returns one dict per
-    bin: ``low``, ``high``, ``count``, and per measure ``m``: ``m`` (mean; NaN for an empty
-    bin) and ``m + "_se"`` (sample standard deviation / sqrt(count); NaN below 2 rows).
-    """
-    edges = np.asarray(bins, dtype=np.float64).reshape(-1)
-    if len(edges) < 2 or not (np.diff(edges) > 0).all():
-        raise ValueError(f"bins must be at least two increasing edges, got {bins!r}")
-    sizes = np.array([float(row[key]) for row in rows])
-    table = {m: np.array([float(row[m]) for row in rows]) for m in measures}
-    out = []
-    for j, (low, high) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
-        last = j == len(edges) - 2
-        inside = (sizes >= low) & ((sizes <= high) if last else (sizes < high))
-        count = int(inside.sum())
-        entry = {"low": float(low), "high": float(high), "count": count}
-        for m, values in table.items():
-            chosen = values[inside]
-            entry[m] = float(chosen.mean()) if count else math.nan
-            entry[m + "_se"] = (
-                float(chosen.std(ddof=1) / math.sqrt(count)) if count > 1 else math.nan
-            )
-        out.append(entry)
-    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from sensitivity.discovery import Box
 from sensitivity.metrics import (
     area_under_curve,
     box_accuracy,
-    by_size,
     center_box,
     center_map,
     corloc,
@@ -420,33 +419,6 @@ def test_road_batch_curves_match_single_curves(stub, image):
             curve = single(stub, images[i], maps[i], c, steps=4, fill="road", seed=5 + i)
             np.testing.assert_allclose(probabilities[i], curve.probabilities, atol=1e-6)
             assert aucs[i] == pytest.approx(curve.auc, abs=1e-6)
-
-
-# --------------------------------------------------------------------------------------------
-# Breakdown by object size.
-
-
-def test_by_size_by_hand():
-    sizes = [0.05, 0.08, 0.3, 0.3, 1.0, 2.0]
-    measures = zip([1, 0, 2, 4, 5, 9], [True, True, False, True, True, False], strict=True)
-    rows = [
-        {"object_area_fraction": s, "a": a, "hit": h, "method": "x"}
-        for s, (a, h) in zip(sizes, measures, strict=True)
-    ]
-    table = by_size(rows, ["a", "hit"])
-    assert [(t["low"], t["high"], t["count"]) for t in table] == [
-        (0.0, 0.1, 2), (0.1, 0.25, 0), (0.25, 0.5, 2), (0.5, 1.0, 1)
-    ]  # fmt: skip
-    assert table[0]["a"] == 0.5 and table[0]["a_se"] == pytest.approx(0.5)  # sd 0.707 / sqrt 2
-    assert table[0]["hit"] == 1.0 and table[0]["hit_se"] == 0.0
-    assert math.isnan(table[1]["a"]) and math.isnan(table[1]["a_se"])
-    assert table[2]["a"] == 3.0 and table[2]["a_se"] == pytest.approx(1.0)
-    assert table[2]["hit"] == 0.5
-    assert table[3]["a"] == 5.0 and math.isnan(table[3]["a_se"])  # 1.0 is in the last bin
-    wide = by_size(rows, ["a"], key="object_area_fraction", bins=(0, 3))
-    assert wide[0]["count"] == 6 and wide[0]["a"] == pytest.approx(21 / 6)
-    with pytest.raises(ValueError, match="bins"):
-        by_size(rows, ["a"], bins=(0.5, 0.1))
 
 
 def test_spearman_by_hand():
