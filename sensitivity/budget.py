@@ -16,7 +16,13 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sensitivity.choices import BACKWARD_COST, METHODS, method_option_specs, scaled_sides
+from sensitivity.choices import (
+    METHODS,
+    Passes,
+    method_option_specs,
+    scaled_sides,
+)
+from sensitivity.settings import SIZES
 
 MAX_WORK_VARIABLE = "SENSITIVITY_MAX_WORK"
 """The environment variable holding the operator's limit, in forward-pass pixels per request
@@ -31,10 +37,6 @@ FORWARD_PIXELS_PER_SECOND = 150_000.0
 jobs shared its cores (so pessimistic): a forward pass of 64 images of 32x32 took 0.32 s
 (0.20 M/s), one of 4 images of 224x224 1.4 s (0.14 M/s); a gradient took 1.5 to 1.8 times
 a forward pass (the cost model counts 3)."""
-
-SIZES = (32, 64, 96, 128, 160, 224)
-"""Image sides that :func:`check_budget` suggests (the page's analysis sizes)."""
-
 
 @dataclass(frozen=True)
 class Work:
@@ -57,7 +59,7 @@ class Work:
     def passes(self) -> int:
         """Forward-pass equivalents over all images and scales: ``forward + BACKWARD_COST *
         backward``."""
-        return self.forward + BACKWARD_COST * self.backward
+        return Passes(self.forward, self.backward).equivalent
 
     @property
     def seconds(self) -> float:
@@ -167,7 +169,8 @@ def _fitting_option(work: Work, name: str, limit: float) -> str | None:
 def check_budget(work: Work, limit: float | None, sizes: Sequence[int] = SIZES) -> str | None:
     """None when ``work`` fits ``limit`` forward-pass pixels (None: no limit), else a message
     naming settings that fit: the method's shown whole-number options at this size, the
-    current options at a smaller size of ``sizes`` (square images), fewer images."""
+    current options at a smaller size of ``sizes`` (square images; default the page's analysis
+    sizes), fewer images."""
     if limit is None or work.forward_pixels <= limit:
         return None
     side = max(work.height, work.width)
