@@ -120,8 +120,17 @@ def discover_objects(
     keep_count = max(1, math.ceil(keep_fraction * values.size))
     threshold = np.partition(smoothed.ravel(), values.size - keep_count)[values.size - keep_count]
     mask = (smoothed >= threshold) & (smoothed > 0)
+    return mass_boxes(values, mask, min_area)[:max_objects]
+
+
+def mass_boxes(values: np.ndarray, mask: np.ndarray, min_area: int = 1) -> list[Box]:
+    """Boxes of the 8-connected components of ``mask`` of at least ``min_area`` pixels, each
+    scored by its share of the non-negative ``values``' total, strongest first (ties: the
+    component met first in raster order). ``values``, ``mask``: ``(H, W)``; ``[]`` when the
+    values sum to zero or nothing is kept."""
+    total = values.sum()
     labels, count = label_components(mask)
-    if count == 0:
+    if count == 0 or total <= 0:
         return []
     flat = labels.ravel()
     areas = np.bincount(flat, minlength=count + 1)
@@ -129,7 +138,7 @@ def discover_objects(
     boxes = component_boxes(labels, count)
     candidates = [c for c in range(1, count + 1) if areas[c] >= min_area]
     candidates.sort(key=lambda c: -masses[c])  # stable: raster order breaks ties
-    return [boxes[c - 1]._replace(score=float(masses[c] / total)) for c in candidates[:max_objects]]
+    return [boxes[c - 1]._replace(score=float(masses[c] / total)) for c in candidates]
 
 
 def iou(box_a, box_b) -> float:

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sensitivity.discovery import Box, as_map, component_boxes, iou, label_components
+from sensitivity.discovery import Box, as_map, iou, mass_boxes
 
 NMS_IOU = 0.5
 """Boxes overlapping a higher-scoring box by more than this IoU are dropped."""
@@ -67,19 +67,10 @@ def map_boxes(saliency_map: np.ndarray, fraction: float) -> list[Box]:
     """Boxes of the 8-connected components of ``map >= fraction * max(map)`` (positive part),
     each scored by its share of the map's positive mass, strongest first; ``[]`` if the map
     has no positive value. ``saliency_map``: ``(H, W)``; ``fraction`` in 0..1."""
-    from scipy import ndimage
-
     values = np.maximum(as_map(saliency_map), 0.0)
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in 0..1, got {fraction!r}")
-    total = values.sum()
-    if total <= 0:
-        return []
-    labels, count = label_components(values >= fraction * values.max())
-    masses = ndimage.sum_labels(values, labels, index=np.arange(1, count + 1)) / total
-    boxes = [box._replace(score=float(m))
-             for box, m in zip(component_boxes(labels, count), masses, strict=True)]
-    return sorted(boxes, key=lambda b: -b.score)
+    return mass_boxes(values, values >= fraction * values.max())
 
 
 def _to_image(box: Box, scale_y: float, scale_x: float, height: int, width: int) -> Box:
