@@ -330,10 +330,6 @@ def photo_regions(
     return regions
 
 
-def _intersects(a: Box, b: Box) -> bool:
-    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
-
-
 def photo_crop(
     photos: list[tuple[np.ndarray, tuple[Box, ...]]],
     height: int,
@@ -357,7 +353,7 @@ def photo_crop(
         y0 = int(rng.integers(0, photo.shape[0] - win_h + 1))
         x0 = int(rng.integers(0, photo.shape[1] - win_w + 1))
         window = Box(x0, y0, x0 + win_w, y0 + win_h)
-        if any(_intersects(window, box) for box in boxes):
+        if not all(_apart(window, box, 0) for box in boxes):
             continue
         crop = Image.fromarray(photo[y0 : y0 + win_h, x0 : x0 + win_w])
         pixels = np.asarray(crop.resize((width, height), Image.Resampling.LANCZOS))
