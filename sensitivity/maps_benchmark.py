@@ -132,6 +132,7 @@ def find_objects_rows(model, scenes) -> list[dict]:
     """Per object of the test scenes: the IoU of the first box of ``find_objects`` for the
     object's class, CorLoc (IoU >= 0.5) and the share of IoU levels 0.3, 0.5, 0.7 met."""
     from sensitivity.discovery import iou
+    from sensitivity.metrics import IOU_THRESHOLDS
     from sensitivity.objects import DEFAULT_RULE, find_objects
 
     rows = []
@@ -141,7 +142,7 @@ def find_objects_rows(model, scenes) -> list[dict]:
             overlap = iou(found[0].box, box) if found else 0.0
             rows.append({"scene": i, "object": k, "label": label, "iou": overlap,
                          "corloc": float(overlap >= 0.5),
-                         "boxacc": float(np.mean([overlap >= t for t in (0.3, 0.5, 0.7)])),
+                         "boxacc": float(np.mean([overlap >= t for t in IOU_THRESHOLDS])),
                          "rule": repr(DEFAULT_RULE)})
     return rows
 
