@@ -33,6 +33,7 @@ _EXPORTS = {
     "find_objects": "sensitivity.objects",
     "load_image": "sensitivity.images",
     "load_model": "sensitivity.model_io",
+    "out_of_distribution": "sensitivity.ood",
     "predict": "sensitivity.inference",
     "preprocess": "sensitivity.images",
     "saliency": "sensitivity.saliency",

@@ -1,4 +1,5 @@
-"""Command line: ``python -m sensitivity {serve,train,evaluate,explain,benchmark-maps} ...``."""
+"""Command line: ``python -m sensitivity COMMAND ...`` (serve, train, evaluate, explain,
+benchmark-maps, calibrate)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from sensitivity import explain, maps_benchmark
+from sensitivity import confidence, explain, maps_benchmark
 from sensitivity.cli_args import positive_int
 from sensitivity.model_io import DEFAULT_MODEL_PATH
 
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain.add_parser(commands)
     maps_benchmark.add_parser(commands)
+    confidence.add_parser(commands)
     return parser
 
 
@@ -232,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate": _evaluate,
         "explain": explain.run,
         "benchmark-maps": maps_benchmark.run,
+        "calibrate": confidence.run,
     }
     try:
         return commands[args.command](args)

@@ -80,7 +80,7 @@ def predict_dataset(
     replica ever gets an empty batch, and the padding is dropped from the result, which keeps
     the input order. ``strategy`` defaults to :func:`default_strategy`.
     """
-    from sensitivity.inference import softmax
+    from sensitivity.inference import probabilities
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
         raise ValueError(f"batch_size must be a whole number, got {batch_size!r}")
@@ -103,7 +103,7 @@ def predict_dataset(
         # The current single-device strategy: run the model eagerly, batch by batch.
         values = np.concatenate([np.asarray(model(x, training=False)) for x in dataset])
         values = values[:count].astype(np.float32)
-        return values if logits else softmax(values)
+        return values if logits else probabilities(model, values)
     step = _mirrored_step(model, strategy)
     # Each replica's slice of a batch, in replica order, is the next part of the batch; the
     # parts are joined on the host (no collective operation is needed for inference).
@@ -115,7 +115,7 @@ def predict_dataset(
     ]
     values = np.concatenate(parts)[:count]
     values = values.astype(np.float32)
-    return values if logits else softmax(values)
+    return values if logits else probabilities(model, values)
 
 
 def distributed_predict(

@@ -329,7 +329,7 @@ def explain_image(
     the score did not change along the path but the attributions do not sum to zero).
     ``options``: the method's options (:func:`method_option_values`; default: its defaults).
     """
-    from sensitivity.inference import softmax
+    from sensitivity.inference import probabilities as calibrated
     from sensitivity.labels import CLASS_NAMES
     from sensitivity.saliency import attribute, to_map
 
@@ -337,7 +337,7 @@ def explain_image(
         model, image[None], method=method, layer=layer, class_mask=classes, **(options or {})
     )
     saliency_map = to_map(result, sign, reduce_channels)[0]
-    probabilities = softmax(result.logits)[0]
+    probabilities = calibrated(model, result.logits)[0]
     predicted = int(probabilities.argmax())
     facts: dict = {
         "probabilities": {

@@ -25,15 +25,16 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
+from scipy.special import log_softmax, softmax
 
+from sensitivity.calibration import temperature_of
 from sensitivity.choices import LAYER_REDUCTIONS, OUTPUT_TARGETS
-from sensitivity.inference import log_softmax, softmax
 
 BATCH_PIXEL_BUDGET = 64 * 64 * 64
 """Most pixels (images x height x width) in one pass: large images go fewer at a time."""
@@ -43,10 +44,15 @@ _L2_FLOOR = 1e-12  # keeps the gradient of sqrt finite at an all-zero activation
 
 @dataclass(frozen=True)
 class Target:
-    """The differentiated scalar: ``layer`` is an output target or a layer path."""
+    """The differentiated scalar: ``layer`` is an output target or a layer path.
+
+    ``temperature`` divides the logits before the softmax of ``"probabilities"`` and
+    ``"log_probabilities"`` (the model's calibration, :mod:`sensitivity.calibration`); logits
+    and inner layers are never rescaled."""
 
     layer: str = "logits"
     reduction: str = "sum"
+    temperature: float = 1.0
 
     @property
     def is_output(self) -> bool:
@@ -252,6 +258,8 @@ def make_target(model, layer: str = "logits", reduction: str = "sum") -> Target:
         raise ValueError(f"layer_reduction must be one of {LAYER_REDUCTIONS}, got {reduction!r}")
     if not isinstance(layer, str):
         raise ValueError(f"layer must be a string, got {layer!r}")
+    if layer in ("probabilities", "log_probabilities"):
+        return Target(layer, "sum", temperature_of(model))
     if layer in OUTPUT_TARGETS:
         return Target(layer, "sum")
     return Target(resolve_layer(model, layer), reduction)
@@ -277,9 +285,9 @@ def _score(target: Target, inner, logits, weights):
     """``(N,)`` scalar per image from the target tensor and ``(N, K)`` weights."""
     if target.is_output:
         if target.layer == "probabilities":
-            values = tf.nn.softmax(logits, axis=-1)
+            values = tf.nn.softmax(logits / target.temperature, axis=-1)
         elif target.layer == "log_probabilities":
-            values = tf.nn.log_softmax(logits, axis=-1)
+            values = tf.nn.log_softmax(logits / target.temperature, axis=-1)
         else:
             values = logits
         return tf.reduce_sum(values * weights, axis=-1)
@@ -300,10 +308,11 @@ def output_scores(target: Target, logits: np.ndarray, weights: np.ndarray) -> np
     :func:`_score` does in the graph (so a forward pass's logits serve for any class weights)."""
     if not target.is_output:
         raise ValueError(f"{target.layer!r} is not an output target")
+    scaled = np.asarray(logits, np.float64) / target.temperature
     if target.layer == "probabilities":
-        values = softmax(logits)
+        values = softmax(scaled, axis=-1)
     elif target.layer == "log_probabilities":
-        values = log_softmax(logits)
+        values = log_softmax(scaled, axis=-1)
     else:
         values = logits
     return (np.asarray(values, np.float64) * np.asarray(weights, np.float64)).sum(axis=-1)
@@ -417,18 +426,18 @@ def _feature_gradient_function(model, target: Target, feature_layer: str):
     return _compiled(model, ("feature_gradient", target, feature_layer), build)
 
 
-def _feature_forward_function(model, feature_layer: str):
+def _layers_forward_function(model, layers: tuple[str, ...]):
     def build():
-        extractor = _extractor(model, Target("logits"), extra=feature_layer)
+        inputs, output, tensors = _expansion(model)
+        net = keras.Model(inputs, [*(tensors[layer] for layer in layers), output])
 
         @tf.function(input_signature=[input_signature(model)], autograph=False)
-        def feature_forward(images):
-            features, _, logits = extractor(images)
-            return features, logits
+        def layers_forward(images):
+            return tuple(keras.tree.flatten(net(images, training=False)))
 
-        return feature_forward
+        return layers_forward
 
-    return _compiled(model, ("feature_forward", feature_layer), build)
+    return _compiled(model, ("layers_forward", layers), build)
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,14 +528,25 @@ def feature_gradients(
     return tuple(_run(fn, images, weights, max_batch, dtype))
 
 
+def layers_forward(
+    model, layers: Sequence[str], images: np.ndarray, *, max_batch: int = 64
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The outputs of each of ``layers`` (paths or unique names; any rank, batch first) and the
+    logits ``(N, K)`` of ``(N, H, W, 3)`` images from one forward pass, no gradients, in batches
+    of ``max_batch``."""
+    dtype = input_signature(model).dtype
+    paths = tuple(resolve_layer(model, layer) for layer in layers)
+    *outputs, logits = _run(_layers_forward_function(model, paths), images, None, max_batch, dtype)
+    return outputs, logits
+
+
 def feature_forward(
     model, feature_layer: str, images: np.ndarray, *, max_batch: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features ``(N, h, w, C)`` (any rank) of ``feature_layer`` and logits ``(N, K)`` from one
     forward pass, no gradients, in batches of ``max_batch``."""
-    dtype = input_signature(model).dtype
-    fn = _feature_forward_function(model, resolve_layer(model, feature_layer))
-    return tuple(_run(fn, images, None, max_batch, dtype))
+    (features,), logits = layers_forward(model, [feature_layer], images, max_batch=max_batch)
+    return features, logits
 
 
 def last_spatial_layer(model) -> str:

@@ -1,8 +1,11 @@
-"""Class probabilities from the model."""
+"""Class probabilities from the model, calibrated by its temperature."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from sensitivity import gradients as engine
+from sensitivity.calibration import temperature_of
 
 
 def as_batch(images) -> np.ndarray:
@@ -23,8 +26,6 @@ def logits(model, images, batch_size: int = 256) -> np.ndarray:
     Runs the model's compiled forward pass (traced once per model, shared with the gradient
     engine), in chunks of at most ``batch_size`` images (fewer for large images).
     """
-    from sensitivity import gradients as engine
-
     batch = as_batch(images)
     if not len(batch):
         return np.zeros((0, 10), np.float32)
@@ -49,6 +50,14 @@ def log_softmax(values: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
+def probabilities(model, values: np.ndarray) -> np.ndarray:
+    """``(N, C)`` float32 calibrated class probabilities from ``(N, C)`` logits of ``model``:
+    ``softmax(logits / T)`` with the model's temperature
+    (:func:`sensitivity.calibration.temperature_of`; 1 for a model without calibration)."""
+    return softmax(np.asarray(values, np.float64) / temperature_of(model))
+
+
 def predict(model, images, batch_size: int = 256) -> np.ndarray:
-    """``(N, 10)`` float32 class probabilities for ``(N, H, W, 3)`` pixel values in 0..255."""
-    return softmax(logits(model, images, batch_size))
+    """``(N, 10)`` float32 calibrated class probabilities (:func:`probabilities`) for
+    ``(N, H, W, 3)`` pixel values in 0..255."""
+    return probabilities(model, logits(model, images, batch_size))

@@ -69,14 +69,34 @@ def verify_model_file(path: str | os.PathLike) -> dict:
             pass
         raise ModelError(f"model file not found: {path}{expected}")
     card = read_model_card(path)
-    expected = card.get("sha256")
+    _check_sha256(path, card.get("sha256"), "model file")
+    statistics = _statistics_file(path, card)
+    if statistics is not None:
+        _check_sha256(statistics, card["out_of_distribution"].get("statistics_sha256"),
+                      "out-of-distribution statistics")
+    return card
+
+
+def _check_sha256(path: Path, expected: str | None, what: str) -> None:
+    if not path.is_file():
+        raise ModelError(f"{what} not found: {path} (the model card names it)")
     actual = sha256_of(path)
     if expected != actual:
         raise ModelError(
-            f"model file {path} does not match its card: sha256 is {actual}, expected {expected}. "
-            "The file is damaged or was altered; restore it (git checkout) or retrain."
+            f"{what} {path} does not match its card: sha256 is {actual}, expected {expected}. "
+            "The file is damaged or was altered; restore it (git checkout) or refit it."
         )
-    return card
+
+
+def _statistics_file(model_file: Path, card: dict) -> Path | None:
+    section = card.get("out_of_distribution")
+    if not section:
+        return None
+    name = Path(str(section.get("statistics", "")))
+    if name.name != str(name) or not name.name:
+        raise ModelError(f"model card of {model_file}: the statistics must be a file name beside "
+                         f"the model, got {section.get('statistics')!r}")
+    return model_file.with_name(name.name)
 
 
 def model_path() -> Path:
@@ -88,14 +108,33 @@ def load_model(path: str | os.PathLike | None = None):
     """Load a model in safe mode after checking its checksum against its card.
 
     ``path=None`` loads the file named by ``$SENSITIVITY_MODEL_PATH`` if the operator set it,
-    else the committed default model. Raises :class:`ModelError` with a clear
-    message if the file is missing, altered or unreadable.
+    else the committed default model. The card's temperature and out-of-distribution detector
+    (its statistics file checked against the card's sha256 too) are attached to the model
+    (:func:`sensitivity.calibration.temperature_of`, :func:`sensitivity.ood.detector_of`).
+    Raises :class:`ModelError` with a clear message if a file is missing, altered or
+    unreadable.
     """
     import keras
 
     path = model_path() if path is None else Path(path)
-    verify_model_file(path)
+    card = verify_model_file(path)
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
         raise ModelError(f"model file {path} cannot be loaded: {exc}") from None
+    _attach_confidence(model, path, card)
+    return model
+
+
+def _attach_confidence(model, path: Path, card: dict) -> None:
+    """Attach the card's temperature and out-of-distribution detector to ``model``."""
+    from sensitivity.calibration import attach
+    from sensitivity.ood import attach_detector, load_detector
+
+    try:
+        attach(model, card.get("calibration", {}).get("temperature", 1.0))
+        statistics = _statistics_file(path, card)
+        if statistics is not None:
+            attach_detector(model, load_detector(card["out_of_distribution"], statistics))
+    except (KeyError, TypeError, ValueError, OSError) as exc:
+        raise ModelError(f"model card of {path}: its calibration cannot be read: {exc}") from None

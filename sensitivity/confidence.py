@@ -1,0 +1,264 @@
+"""Fitting a model's confidence from data, storing it beside the model, and measuring it.
+
+:func:`fit_confidence` fits, on the validation part of the training split only (the trainer's
+held-out images, :func:`sensitivity.data.train_val_split`), the temperature
+(:func:`sensitivity.calibration.fit_temperature`) and the out-of-distribution detector
+(:func:`sensitivity.ood.fit_detector`: Gaussians on the training part, the rule chosen and the
+threshold set on validation images and validation outliers). :func:`write_confidence` stores
+both with the model: the scalars in its card, the Gaussians in ``NAME.ood.npz``, whose sha256
+the card records and :func:`sensitivity.model_io.load_model` checks.
+:func:`confidence_report` measures them on the test split and test outliers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.special import softmax
+
+from sensitivity.calibration import calibration_report, fit_temperature, reliability
+from sensitivity.ood import Detector, auroc, detector_card, fit_detector, model_features, score
+
+DEFAULT_LAYERS = ("pool", "group2")
+"""Feature layers of the Mahalanobis candidates for the shipped WRN: the penultimate layer
+(pooled final features) and the middle group's output, averaged over positions."""
+
+OUTLIERS_PER_KIND = {"validation": 200, "test": 300}
+"""Outlier pictures per kind (:mod:`sensitivity.outliers`) for fitting and for reporting."""
+
+SHARED_PHOTOS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "photos"
+"""The shared photographs, seen from a checkout beside ``shared/``."""
+
+STATISTICS_SUFFIX = ".ood.npz"
+"""The detector's Gaussians are stored in ``NAME.ood.npz`` beside ``NAME.keras``."""
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """A fitted temperature and detector, with the validation figures that chose them."""
+
+    temperature: float
+    detector: Detector
+    validation: dict
+
+
+def _split(data_dir, train_limit: int | None):
+    from sensitivity import data
+    from sensitivity.train import TrainConfig
+
+    images, labels = data.load_split(data_dir, "train")
+    (x_train, y_train), (x_val, y_val) = data.train_val_split(
+        images, labels, TrainConfig.val_size, TrainConfig.seed
+    )
+    if train_limit is not None and train_limit < len(x_train):
+        keep = np.sort(np.random.default_rng(0).permutation(len(x_train))[:train_limit])
+        x_train, y_train = x_train[keep], y_train[keep]
+    return (x_train, y_train), (x_val, y_val)
+
+
+def fit_confidence(
+    model,
+    data_dir: str | os.PathLike,
+    photos_dir: str | os.PathLike | None,
+    *,
+    layers: tuple[str, ...] = DEFAULT_LAYERS,
+    train_limit: int | None = None,
+    outliers_per_kind: int = OUTLIERS_PER_KIND["validation"],
+) -> Confidence:
+    """Fit the temperature and the detector of ``model`` on CIFAR-10 class folders
+    ``data_dir`` (``train/``; the test split is never read) and validation outliers (persons
+    from ``photos_dir``). ``train_limit``: fit the Gaussians on a random subset of that many
+    training images (default: all 45,000)."""
+    from sensitivity.outliers import outlier_set
+
+    (x_train, y_train), (x_val, y_val) = _split(data_dir, train_limit)
+    train_logits, train_features = model_features(model, layers, x_train.astype(np.float32))
+    val_logits, val_features = model_features(model, layers, x_val.astype(np.float32))
+    outliers, kinds = outlier_set(
+        "validation", outliers_per_kind, data_dir=data_dir, photos_dir=photos_dir
+    )
+    out_logits, out_features = model_features(model, layers, outliers)
+    temperature = fit_temperature(val_logits, y_val)
+    detector, aurocs = fit_detector(
+        layers,
+        (train_logits, train_features, y_train),
+        (val_logits, val_features),
+        (out_logits, out_features),
+    )
+    inliers = score(detector, val_logits, val_features)
+    validation = {
+        "images": int(len(y_val)),
+        "outliers": {kind: int(np.sum(kinds == kind)) for kind in dict.fromkeys(kinds)},
+        "train_images_for_gaussians": int(len(y_train)),
+        "raw": calibration_report(val_logits, y_val),
+        "calibrated": calibration_report(val_logits, y_val, temperature),
+        "auroc_by_rule": aurocs,
+        "flagged_share": float(np.mean(inliers > detector.threshold)),
+    }
+    return Confidence(temperature, detector, validation)
+
+
+def statistics_path(model_path: str | os.PathLike) -> Path:
+    """Where the detector's Gaussians of a model file live: ``NAME.ood.npz``."""
+    path = Path(model_path)
+    return path.with_name(path.stem + STATISTICS_SUFFIX)
+
+
+def write_confidence(model_path: str | os.PathLike, confidence: Confidence,
+                     test: dict | None = None) -> dict:
+    """Store ``confidence`` with the model at ``model_path``: the Gaussians in
+    :func:`statistics_path`, the temperature and detector (with the statistics file's sha256
+    and the ``validation`` and optional ``test`` figures) in the card. Returns the card."""
+    from sensitivity.model_io import read_model_card, sha256_of, write_model_card
+    from sensitivity.ood import save_statistics
+
+    stats = statistics_path(model_path)
+    save_statistics(confidence.detector, stats)
+    card = read_model_card(model_path)
+    card["calibration"] = {
+        "method": "temperature scaling: probabilities = softmax(logits / temperature), the "
+                  "temperature minimising the negative log-likelihood on the validation part "
+                  "of the training split",
+        "temperature": confidence.temperature,
+        "validation": {k: confidence.validation[k] for k in ("images", "raw", "calibrated")},
+    }
+    card["out_of_distribution"] = {
+        **detector_card(confidence.detector),
+        "flagged_share": confidence.validation["flagged_share"],
+        "statistics": stats.name,
+        "statistics_sha256": sha256_of(stats),
+        "validation": {k: confidence.validation[k] for k in
+                       ("outliers", "train_images_for_gaussians", "auroc_by_rule")},
+    }
+    if test is not None:
+        card["calibration"]["test"] = {k: test[k] for k in ("raw", "calibrated")}
+        card["out_of_distribution"]["test"] = {
+            k: test[k] for k in ("auroc", "auroc_by_kind", "false_alarm_rate", "flagged_by_kind")
+        }
+    return write_model_card(model_path, card)
+
+
+def confidence_report(
+    model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    outliers: np.ndarray,
+    kinds: np.ndarray,
+    detector: Detector,
+    temperature: float,
+) -> dict:
+    """Calibration (raw and with ``temperature``) and detection figures on labelled
+    in-distribution ``(N, H, W, 3)`` images and ``(M, H, W, 3)`` outliers of ``kinds``:
+    pooled AUROC, AUROC and flagged share per kind, false-alarm rate on the images, and the
+    reliability tables (raw and calibrated)."""
+    logits, features = model_features(model, detector.layers, images.astype(np.float32))
+    out_logits, out_features = model_features(model, detector.layers, outliers)
+    inliers = score(detector, logits, features)
+    outlying = score(detector, out_logits, out_features)
+    by_kind = {kind: kinds == kind for kind in dict.fromkeys(kinds)}
+    return {
+        "raw": calibration_report(logits, labels),
+        "calibrated": calibration_report(logits, labels, temperature),
+        "reliability_raw": reliability(softmax(logits.astype(np.float64), axis=1), labels),
+        "reliability_calibrated": reliability(
+            softmax(logits.astype(np.float64) / temperature, axis=1), labels
+        ),
+        "auroc": auroc(outlying, inliers),
+        "auroc_by_kind": {k: auroc(outlying[m], inliers) for k, m in by_kind.items()},
+        "false_alarm_rate": float(np.mean(inliers > detector.threshold)),
+        "flagged_by_kind": {k: float(np.mean(outlying[m] > detector.threshold))
+                            for k, m in by_kind.items()},
+        "images": int(len(labels)),
+    }
+
+
+def format_confidence(report: dict) -> str:
+    """A :func:`confidence_report` as plain-text tables (percentages)."""
+    lines = [f"calibration on {report['images']} images (ECE with 15 bins):",
+             "             accuracy  mean top p    ECE      NLL   Brier"]
+    for name in ("raw", "calibrated"):
+        r = report[name]
+        lines.append(f"  {name:<10} {100 * r['accuracy']:7.2f}%  {100 * r['mean_confidence']:9.2f}%"
+                     f"  {100 * r['ece']:5.2f}%  {r['nll']:7.4f}  {r['brier']:.4f}")
+    lines += ["", f"out of distribution: AUROC {report['auroc']:.3f} against all outliers; "
+              f"{100 * report['false_alarm_rate']:.1f}% of these images flagged",
+              "  kind         AUROC   flagged"]
+    for kind, value in report["auroc_by_kind"].items():
+        lines.append(f"  {kind:<11} {value:6.3f}  {100 * report['flagged_by_kind'][kind]:6.1f}%")
+    return "\n".join(lines)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``calibrate`` subcommand on ``subparsers``."""
+    from sensitivity.cli_args import positive_int
+
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="fit the temperature and the out-of-distribution detector (validation data only)",
+        description=__doc__.split("\n\n")[0],
+    )
+    parser.add_argument("--data-dir", required=True, help="CIFAR-10 class folders (train/)")
+    parser.add_argument("--photos-dir", default=str(SHARED_PHOTOS),
+                        help="the shared photographs (person crops among the outliers)")
+    parser.add_argument("--model", default=None, help="a .keras file with its card")
+    parser.add_argument("--layers", nargs="+", default=list(DEFAULT_LAYERS),
+                        help="feature layers of the Mahalanobis candidates")
+    parser.add_argument("--train-limit", type=positive_int, default=None,
+                        help="fit the Gaussians on this many training images (default: all)")
+    parser.add_argument("--report-test", action="store_true",
+                        help="after fitting, measure on the test split and test outliers and "
+                             "record the figures in the card")
+    return parser
+
+
+def run(args) -> int:
+    """Fit, store and (with ``--report-test``) measure, for parsed ``args``; returns 0."""
+    from sensitivity.model_io import model_path
+
+    path = Path(args.model) if args.model else model_path()
+    model = _load_plain(path)
+    confidence = fit_confidence(model, args.data_dir, args.photos_dir,
+                                layers=tuple(args.layers), train_limit=args.train_limit)
+    v = confidence.validation
+    print(f"temperature {confidence.temperature:.4f}: validation ECE "
+          f"{100 * v['raw']['ece']:.2f}% -> {100 * v['calibrated']['ece']:.2f}%")
+    for rule, value in v["auroc_by_rule"].items():
+        print(f"  validation AUROC {value:.3f}  {rule}")
+    print(f"chosen: {' + '.join(confidence.detector.components)}, threshold "
+          f"{confidence.detector.threshold:.3f}")
+    test = None
+    if args.report_test:
+        test = test_report(model, args.data_dir, args.photos_dir, confidence)
+        print(format_confidence(test))
+    write_confidence(path, confidence, test)
+    print(f"written: {path.with_suffix('.json')} and {statistics_path(path)}")
+    return 0
+
+
+def test_report(model, data_dir, photos_dir, confidence: Confidence) -> dict:
+    """:func:`confidence_report` on the CIFAR-10 test split and the test outliers."""
+    from sensitivity.data import load_split
+    from sensitivity.outliers import outlier_set
+
+    images, labels = load_split(data_dir, "test")
+    outliers, kinds = outlier_set("test", OUTLIERS_PER_KIND["test"], data_dir=data_dir,
+                                  photos_dir=photos_dir)
+    return confidence_report(model, images, labels, outliers, kinds, confidence.detector,
+                             confidence.temperature)
+
+
+def _load_plain(path: Path):
+    """The model at ``path`` checked against its card's model sha256 only (its confidence is
+    about to be refitted, so an old statistics file does not matter)."""
+    import keras
+
+    from sensitivity.model_io import ModelError, read_model_card, sha256_of
+
+    card = read_model_card(path)
+    if not path.is_file() or sha256_of(path) != card.get("sha256"):
+        raise ModelError(f"model file {path} is missing or does not match its card")
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
