@@ -130,5 +130,6 @@ def reliability_diagram(panels: list[tuple[str, dict]], side: int = 320) -> np.n
             draw.text((at(tick, 0)[0] - 8, y1 + 4), f"{tick:g}", fill="black", font=font)
             draw.text((x0 - 26, at(0, tick)[1] - 7), f"{tick:g}", fill="black", font=font)
         draw.text((x0, 6), title, fill="black", font=font)
-        draw.text((x0 + side / 2 - 60, y1 + 20), "confidence (top p)", fill="black", font=font)
+        draw.text((x0 + side / 2 - 130, y1 + 20), "top p bins: bars accuracy, orange mean top p",
+                  fill="black", font=font)
     return np.asarray(picture)

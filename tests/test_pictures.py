@@ -89,3 +89,23 @@ def test_data_url_decodes_back_to_the_picture():
     decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(jpeg.split(",", 1)[1]))))
     assert decoded.shape == smooth.shape
     assert np.abs(decoded.astype(int) - smooth).mean() < 3
+
+
+def test_reliability_diagram_draws_each_bins_accuracy_as_a_bar():
+    from sensitivity.calibration import reliability
+    from sensitivity.pictures import reliability_diagram
+
+    # Two bins used: (0.5, 0.6] with accuracy 0 and (0.9, 1.0] with accuracy 1.
+    p = np.array([[0.55, 0.45], [0.55, 0.45], [0.95, 0.05]])
+    table = reliability(p, np.array([1, 1, 0]), bins=10)
+    side = 200
+    picture = reliability_diagram([("t", table)], side=side)
+    x0, top = 44, 28  # the panel's left edge and top, as drawn
+
+    def colour(u, v):  # the pixel at confidence u, accuracy v
+        return tuple(picture[int(top + (1 - v) * side), int(x0 + u * side)])
+
+    blue = (86, 180, 233)
+    assert colour(0.95, 0.5) == blue and colour(0.95, 0.05) == blue  # a full bar
+    assert colour(0.55, 0.5) == (255, 255, 255)  # accuracy 0: no bar
+    assert colour(0.75, 0.3) == (255, 255, 255)  # an empty bin
