@@ -46,14 +46,11 @@ class Confidence:
     validation: dict
 
 
-def _split(data_dir, train_limit: int | None, val_size: int):
+def _split(data_dir, train_limit: int | None, val_size: int, seed: int):
     from sensitivity import data
-    from sensitivity.train import TrainConfig
 
     images, labels = data.load_split(data_dir, "train")
-    (x_train, y_train), (x_val, y_val) = data.train_val_split(
-        images, labels, val_size, TrainConfig.seed
-    )
+    (x_train, y_train), (x_val, y_val) = data.train_val_split(images, labels, val_size, seed)
     if train_limit is not None and train_limit < len(x_train):
         keep = np.sort(np.random.default_rng(0).permutation(len(x_train))[:train_limit])
         x_train, y_train = x_train[keep], y_train[keep]
@@ -69,17 +66,22 @@ def fit_confidence(
     train_limit: int | None = None,
     outliers_per_kind: int = OUTLIERS_PER_KIND["validation"],
     val_size: int | None = None,
+    seed: int | None = None,
 ) -> Confidence:
     """Fit the temperature and the detector of ``model`` on CIFAR-10 class folders
     ``data_dir`` (``train/``; the test split is never read) and validation outliers (persons
     from ``photos_dir``). ``train_limit``: fit the Gaussians on a random subset of that many
-    training images (default: all 45,000). ``val_size``: the held-out part's size (default:
-    the trainer's, :class:`sensitivity.train.TrainConfig`, so the part the model never saw)."""
+    training images (default: all 45,000). ``val_size``, ``seed``: the held-out part's size and
+    seed, as the model was trained (default: the trainer's, :class:`sensitivity.train.TrainConfig`),
+    so that the part is the one the model never saw."""
     from sensitivity.outliers import outlier_set
     from sensitivity.train import TrainConfig
 
     (x_train, y_train), (x_val, y_val) = _split(
-        data_dir, train_limit, TrainConfig.val_size if val_size is None else val_size
+        data_dir,
+        train_limit,
+        TrainConfig.val_size if val_size is None else val_size,
+        TrainConfig.seed if seed is None else seed,
     )
     train_logits, train_features = model_features(model, layers, x_train.astype(np.float32))
     val_logits, val_features = model_features(model, layers, x_val.astype(np.float32))
@@ -241,13 +243,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    """Fit, store and (with ``--report-test``) measure, for parsed ``args``; returns 0."""
-    from sensitivity.model_io import model_path
+    """Fit, store and (with ``--report-test``) measure, for parsed ``args``; returns 0. The
+    validation part is the one the card's recipe held out (``val_size``, ``seed``)."""
+    from sensitivity.model_io import model_path, read_model_card
 
     path = Path(args.model) if args.model else model_path()
     model = _load_plain(path)
+    recipe = read_model_card(path).get("recipe") or {}
     confidence = fit_confidence(model, args.data_dir, args.photos_dir,
-                                layers=tuple(args.layers), train_limit=args.train_limit)
+                                layers=tuple(args.layers), train_limit=args.train_limit,
+                                val_size=recipe.get("val_size"), seed=recipe.get("seed"))
     v = confidence.validation
     print(f"temperature {confidence.temperature:.4f}: validation ECE "
           f"{100 * v['raw']['ece']:.2f}% -> {100 * v['calibrated']['ece']:.2f}%")

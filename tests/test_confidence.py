@@ -83,3 +83,24 @@ def test_written_confidence_is_checked_and_attached_by_load_model(tmp_path, monk
     stats.unlink()
     with pytest.raises(ModelError, match="not found"):
         sensitivity.load_model(path)
+
+
+def test_the_calibrate_command_holds_out_the_part_the_card_names(tmp_path, monkeypatch, capsys):
+    from sensitivity.__main__ import main
+
+    monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
+    root = write_class_folders(tmp_path / "data", per_class=12)
+    path = tmp_path / "net.keras"
+    model = _net()
+    model.save(path)
+    write_model_card(path, {"name": "net", "recipe": {"val_size": 60, "seed": 0}})
+    code = main(["calibrate", "--data-dir", str(root), "--model", str(path), "--layers", "pool",
+                 "block", "--photos-dir", str(tmp_path / "none"), "--report-test"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "chosen:" in out and "AUROC" in out
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["calibration"]["validation"]["images"] == 60
+    assert card["calibration"]["test"]["raw"]["n"] == 120  # the whole test split, afterwards
+    # The same fit as the library's on that held-out part.
+    assert card["calibration"]["temperature"] == _fit(model, root).temperature
