@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     evaluate = commands.add_parser(
-        "evaluate", help="accuracy, per-class accuracy, confusion matrix"
+        "evaluate",
+        help="accuracy, per-class accuracy, confusion matrix, calibration (ECE, NLL, Brier, "
+             "raw and calibrated) and out-of-distribution detection",
     )
     evaluate.add_argument(
         "--model", default=None, help="a .keras file with its card (default: the shipped model)"
@@ -104,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--limit", type=positive_int, help="a class-balanced subset of this many images"
     )
+    evaluate.add_argument("--photos-dir", default=str(confidence.SHARED_PHOTOS),
+                          help="the shared photographs (person crops among the outliers)")
+    evaluate.add_argument("--reliability", metavar="PNG",
+                          help="write the reliability diagram (raw and calibrated) to this file")
 
     explain.add_parser(commands)
     maps_benchmark.add_parser(commands)
@@ -168,13 +174,31 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
+    from sensitivity.calibration import temperature_of
     from sensitivity.data import load_split
     from sensitivity.evaluate import accuracy_report, format_report
     from sensitivity.model_io import load_model
+    from sensitivity.ood import detector_of
 
     images, labels = load_split(args.data_dir, args.split, limit=args.limit)
     model = load_model(args.model)
     print(format_report(accuracy_report(model, images, labels)))
+    report = confidence.measure_confidence(
+        model, images, labels, args.photos_dir, temperature_of(model), detector_of(model)
+    )
+    print("\n" + confidence.format_confidence(report))
+    if args.reliability:
+        from PIL import Image
+
+        from sensitivity.pictures import reliability_diagram
+
+        panels = [
+            (f"raw: ECE {100 * report['raw']['ece']:.1f}%", report["reliability_raw"]),
+            (f"calibrated (T = {temperature_of(model):.3f}): ECE "
+             f"{100 * report['calibrated']['ece']:.1f}%", report["reliability_calibrated"]),
+        ]
+        Image.fromarray(reliability_diagram(panels)).save(args.reliability)
+        print(f"written: {args.reliability}")
     return 0
 
 

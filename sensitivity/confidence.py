@@ -46,13 +46,13 @@ class Confidence:
     validation: dict
 
 
-def _split(data_dir, train_limit: int | None):
+def _split(data_dir, train_limit: int | None, val_size: int):
     from sensitivity import data
     from sensitivity.train import TrainConfig
 
     images, labels = data.load_split(data_dir, "train")
     (x_train, y_train), (x_val, y_val) = data.train_val_split(
-        images, labels, TrainConfig.val_size, TrainConfig.seed
+        images, labels, val_size, TrainConfig.seed
     )
     if train_limit is not None and train_limit < len(x_train):
         keep = np.sort(np.random.default_rng(0).permutation(len(x_train))[:train_limit])
@@ -68,18 +68,23 @@ def fit_confidence(
     layers: tuple[str, ...] = DEFAULT_LAYERS,
     train_limit: int | None = None,
     outliers_per_kind: int = OUTLIERS_PER_KIND["validation"],
+    val_size: int | None = None,
 ) -> Confidence:
     """Fit the temperature and the detector of ``model`` on CIFAR-10 class folders
     ``data_dir`` (``train/``; the test split is never read) and validation outliers (persons
     from ``photos_dir``). ``train_limit``: fit the Gaussians on a random subset of that many
-    training images (default: all 45,000)."""
+    training images (default: all 45,000). ``val_size``: the held-out part's size (default:
+    the trainer's, :class:`sensitivity.train.TrainConfig`, so the part the model never saw)."""
     from sensitivity.outliers import outlier_set
+    from sensitivity.train import TrainConfig
 
-    (x_train, y_train), (x_val, y_val) = _split(data_dir, train_limit)
+    (x_train, y_train), (x_val, y_val) = _split(
+        data_dir, train_limit, TrainConfig.val_size if val_size is None else val_size
+    )
     train_logits, train_features = model_features(model, layers, x_train.astype(np.float32))
     val_logits, val_features = model_features(model, layers, x_val.astype(np.float32))
     outliers, kinds = outlier_set(
-        "validation", outliers_per_kind, data_dir=data_dir, photos_dir=photos_dir
+        "validation", outliers_per_kind, pool=x_val, photos_dir=photos_dir
     )
     out_logits, out_features = model_features(model, layers, outliers)
     temperature = fit_temperature(val_logits, y_val)
@@ -143,37 +148,55 @@ def write_confidence(model_path: str | os.PathLike, confidence: Confidence,
 
 
 def confidence_report(
-    model,
     images: np.ndarray,
     labels: np.ndarray,
-    outliers: np.ndarray,
-    kinds: np.ndarray,
-    detector: Detector,
     temperature: float,
+    logits: np.ndarray,
+    features: dict[str, np.ndarray] | None = None,
+    outliers: tuple[np.ndarray, dict[str, np.ndarray], np.ndarray] | None = None,
+    detector: Detector | None = None,
 ) -> dict:
-    """Calibration (raw and with ``temperature``) and detection figures on labelled
-    in-distribution ``(N, H, W, 3)`` images and ``(M, H, W, 3)`` outliers of ``kinds``:
-    pooled AUROC, AUROC and flagged share per kind, false-alarm rate on the images, and the
-    reliability tables (raw and calibrated)."""
-    logits, features = model_features(model, detector.layers, images.astype(np.float32))
-    out_logits, out_features = model_features(model, detector.layers, outliers)
-    inliers = score(detector, logits, features)
-    outlying = score(detector, out_logits, out_features)
-    by_kind = {kind: kinds == kind for kind in dict.fromkeys(kinds)}
-    return {
+    """Calibration figures (raw and with ``temperature``, reliability tables) of ``(N, K)``
+    logits of labelled in-distribution images; with a ``detector``, also its figures from the
+    images' ``features`` and the ``outliers`` ``(logits, features, kinds)``: pooled AUROC,
+    AUROC and flagged share per kind, false-alarm rate on the images."""
+    logits = np.asarray(logits, np.float64)
+    report = {
+        "images": int(len(labels)),
         "raw": calibration_report(logits, labels),
         "calibrated": calibration_report(logits, labels, temperature),
-        "reliability_raw": reliability(softmax(logits.astype(np.float64), axis=1), labels),
-        "reliability_calibrated": reliability(
-            softmax(logits.astype(np.float64) / temperature, axis=1), labels
-        ),
+        "reliability_raw": reliability(softmax(logits, axis=1), labels),
+        "reliability_calibrated": reliability(softmax(logits / temperature, axis=1), labels),
+    }
+    if detector is None or outliers is None:
+        return report
+    inliers = score(detector, logits, features)
+    outlying = score(detector, outliers[0], outliers[1])
+    by_kind = {kind: outliers[2] == kind for kind in dict.fromkeys(outliers[2])}
+    report.update({
         "auroc": auroc(outlying, inliers),
         "auroc_by_kind": {k: auroc(outlying[m], inliers) for k, m in by_kind.items()},
         "false_alarm_rate": float(np.mean(inliers > detector.threshold)),
         "flagged_by_kind": {k: float(np.mean(outlying[m] > detector.threshold))
                             for k, m in by_kind.items()},
-        "images": int(len(labels)),
-    }
+    })
+    return report
+
+
+def measure_confidence(model, images: np.ndarray, labels: np.ndarray, photos_dir,
+                temperature: float, detector: Detector | None) -> dict:
+    """:func:`confidence_report` of ``model`` on labelled test ``images`` (uint8 or float,
+    0..255) and, with a detector, on the test outliers (scrambled from ``images``)."""
+    from sensitivity.outliers import outlier_set
+
+    layers = detector.layers if detector is not None else ()
+    logits, features = model_features(model, layers, images.astype(np.float32))
+    outliers = None
+    if detector is not None:
+        pictures, kinds = outlier_set("test", OUTLIERS_PER_KIND["test"], pool=images,
+                                      photos_dir=photos_dir)
+        outliers = (*model_features(model, layers, pictures), kinds)
+    return confidence_report(images, labels, temperature, logits, features, outliers, detector)
 
 
 def format_confidence(report: dict) -> str:
@@ -184,6 +207,8 @@ def format_confidence(report: dict) -> str:
         r = report[name]
         lines.append(f"  {name:<10} {100 * r['accuracy']:7.2f}%  {100 * r['mean_confidence']:9.2f}%"
                      f"  {100 * r['ece']:5.2f}%  {r['nll']:7.4f}  {r['brier']:.4f}")
+    if "auroc" not in report:
+        return "\n".join(lines)
     lines += ["", f"out of distribution: AUROC {report['auroc']:.3f} against all outliers; "
               f"{100 * report['false_alarm_rate']:.1f}% of these images flagged",
               "  kind         AUROC   flagged"]
@@ -232,23 +257,15 @@ def run(args) -> int:
           f"{confidence.detector.threshold:.3f}")
     test = None
     if args.report_test:
-        test = test_report(model, args.data_dir, args.photos_dir, confidence)
+        from sensitivity.data import load_split
+
+        images, labels = load_split(args.data_dir, "test")
+        test = measure_confidence(model, images, labels, args.photos_dir, confidence.temperature,
+                           confidence.detector)
         print(format_confidence(test))
     write_confidence(path, confidence, test)
     print(f"written: {path.with_suffix('.json')} and {statistics_path(path)}")
     return 0
-
-
-def test_report(model, data_dir, photos_dir, confidence: Confidence) -> dict:
-    """:func:`confidence_report` on the CIFAR-10 test split and the test outliers."""
-    from sensitivity.data import load_split
-    from sensitivity.outliers import outlier_set
-
-    images, labels = load_split(data_dir, "test")
-    outliers, kinds = outlier_set("test", OUTLIERS_PER_KIND["test"], data_dir=data_dir,
-                                  photos_dir=photos_dir)
-    return confidence_report(model, images, labels, outliers, kinds, confidence.detector,
-                             confidence.temperature)
 
 
 def _load_plain(path: Path):

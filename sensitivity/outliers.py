@@ -16,8 +16,9 @@ analyses a photograph), so a seed always gives the same picture:
   object pool: 32x32 images).
 
 :func:`outlier_set` gives ``n`` pictures per kind for a split; the validation and test splits
-draw from disjoint seed streams, and scrambled pictures come from the split's own CIFAR-10
-images (the trainer's held-out part of the training split, or the test split).
+draw from disjoint seed streams, and scrambled pictures come from the CIFAR-10 images the
+caller gives (the split's own: the trainer's held-out part of the training split, or the test
+split).
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ def _text(rng: np.random.Generator) -> np.ndarray:
     return np.asarray(image, np.float64)
 
 
-def _person(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def person_window(rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A square ``(x0, y0, x1, y1)`` (exclusive ends) inside :data:`PERSON_REGION` of
+    :data:`PERSON_PHOTO`, 70 pixels or more a side, that meets none of :data:`PERSON_AVOID`."""
     x0, y0, x1, y1 = PERSON_REGION
     for _ in range(1000):
         side = int(rng.integers(70, x1 - x0 + 1))
@@ -104,7 +107,7 @@ def _person(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             left >= bx1 or left + side <= bx0 or top >= by1 or top + side <= by0
             for bx0, by0, bx1, by1 in PERSON_AVOID
         ):
-            return photo[top : top + side, left : left + side].astype(np.float64)
+            return left, top, left + side, top + side
     raise RuntimeError("no crop around the person avoids the other objects")
 
 
@@ -152,7 +155,8 @@ def outlier_image(
     elif kind == "person":
         if photo is None:
             raise ValueError(f"person pictures need {PERSON_PHOTO} from the shared photographs")
-        pixels = _person(photo, rng)
+        left, top, right, bottom = person_window(rng)
+        pixels = photo[top:bottom, left:right].astype(np.float64)
     else:
         raise ValueError(f"unknown kind {kind!r}; choose one of {list(KINDS)}")
     pixels = np.clip(pixels, 0.0, 255.0).astype(np.float32)
@@ -163,24 +167,21 @@ def outlier_set(
     split: str,
     n: int,
     *,
-    data_dir: str | os.PathLike | None = None,
+    pool: np.ndarray | None = None,
     photos_dir: str | os.PathLike | None = None,
     size: int = 32,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` pictures of every kind for ``split`` ("validation" or "test"): images
-    ``(M, size, size, 3)`` float32 in 0..255 and their kinds ``(M,)`` (strings of
-    :data:`KINDS`). Kinds that need a missing source are left out: ``person`` without
-    ``photos_dir``'s :data:`PERSON_PHOTO`, ``scrambled`` without ``data_dir``."""
+    """``n`` pictures of every kind for ``split`` ("validation" or "test", disjoint seed
+    streams): images ``(M, size, size, 3)`` float32 in 0..255 and their kinds ``(M,)``
+    (strings of :data:`KINDS`). ``pool``: the split's own CIFAR-10 images ``(N, 32, 32, 3)``
+    to scramble; ``photos_dir``: the shared photographs. Kinds whose source is missing are
+    left out: ``person`` without ``photos_dir``'s :data:`PERSON_PHOTO`, ``scrambled`` without
+    ``pool``."""
     if split not in _SPLIT_IDS:
         raise ValueError(f"unknown split {split!r}; choose one of {list(_SPLIT_IDS)}")
     photo_path = Path(photos_dir) / PERSON_PHOTO if photos_dir is not None else None
     photo = load_image(photo_path) if photo_path is not None and photo_path.is_file() else None
-    pool = None
-    if data_dir is not None:
-        from sensitivity.scenes import scene_pool
-
-        pool = scene_pool(split, data_dir)[0]
     images, kinds = [], []
     for k, kind in enumerate(KINDS):
         if (kind == "person" and photo is None) or (kind == "scrambled" and pool is None):

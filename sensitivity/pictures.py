@@ -17,7 +17,7 @@ import base64
 import io
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from sensitivity.colormaps import apply_colormap, scale_for_display
 
@@ -99,3 +99,36 @@ def data_url(picture: np.ndarray, fmt: str = "PNG") -> str:
     options = {"compress_level": 1} if fmt == "PNG" else {"quality": 90}
     Image.fromarray(np.asarray(picture, np.uint8)).save(buffer, format=fmt, **options)
     return f"data:image/{fmt.lower()};base64,{base64.b64encode(buffer.getvalue()).decode()}"
+
+
+def reliability_diagram(panels: list[tuple[str, dict]], side: int = 320) -> np.ndarray:
+    """Reliability diagrams side by side: for each ``(title, table)`` (a
+    :func:`sensitivity.calibration.reliability` table) a square panel of ``side`` pixels with
+    the accuracy of each confidence bin as a bar (blue), the bin's mean confidence as an
+    orange tick, the diagonal of perfect calibration and the axes 0..1. ``(H, W, 3)`` uint8."""
+    margin, top = 44, 28
+    width = len(panels) * (side + margin) + margin // 2
+    picture = Image.new("RGB", (width, side + top + margin), "white")
+    draw = ImageDraw.Draw(picture)
+    font = ImageFont.load_default(size=13)
+    for p, (title, table) in enumerate(panels):
+        x0, y1 = margin + p * (side + margin), top + side
+
+        def at(u: float, v: float, x0=x0, y1=y1) -> tuple[float, float]:
+            return x0 + u * side, y1 - v * side
+
+        edges = table["edges"]
+        for lo, hi, acc, conf, n in zip(edges[:-1], edges[1:], table["accuracy"],
+                                        table["confidence"], table["count"], strict=True):
+            if n == 0:
+                continue
+            draw.rectangle([at(lo, acc), at(hi, 0)], fill=(86, 180, 233), outline=(0, 114, 178))
+            draw.line([at(lo, conf), at(hi, conf)], fill=BOX_COLOUR, width=3)
+        draw.line([at(0, 0), at(1, 1)], fill=(120, 120, 120), width=1)
+        draw.rectangle([at(0, 1), at(1, 0)], outline="black")
+        for tick in (0.0, 0.5, 1.0):
+            draw.text((at(tick, 0)[0] - 8, y1 + 4), f"{tick:g}", fill="black", font=font)
+            draw.text((x0 - 26, at(0, tick)[1] - 7), f"{tick:g}", fill="black", font=font)
+        draw.text((x0, 6), title, fill="black", font=font)
+        draw.text((x0 + side / 2 - 60, y1 + 20), "confidence (top p)", fill="black", font=font)
+    return np.asarray(picture)
