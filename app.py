@@ -222,8 +222,15 @@ from sensitivity.discovery import Box, boxes_to_map
 from sensitivity.images import center_square_box
 from sensitivity.model_io import model_path
 from sensitivity.objects import DEFAULT_RULE, FoundObject, find_objects
+from sensitivity.ood import Assessment, assess
 from sensitivity.postprocess import strongest_pixels
-from sensitivity.report import completeness_note, probability_bars_html, verdict
+from sensitivity.report import (
+    completeness_note,
+    out_of_distribution_note,
+    out_of_distribution_notice,
+    probability_bars_html,
+    verdict,
+)
 from sensitivity.saliency import Attribution, attribute, layer_names, to_map
 from sensitivity.scenes import make_scene
 
@@ -291,6 +298,13 @@ def network_view(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(network input (size, size, 3) float32, probabilities (10,)) of an image."""
     x = sensitivity.preprocess(image, size)
     return x, sensitivity.predict(get_model(), x)[0]
+
+
+@st.cache_data(max_entries=256, ttl=3600, show_spinner=False)
+def novelty(x: np.ndarray, path: str) -> Assessment | None:
+    """The out-of-distribution score and flag of a network input by the detector of the model
+    at ``path`` (None: it has none)."""
+    return assess(load_traced_model(path), x)
 
 
 @st.cache_data(max_entries=512, ttl=3600, show_spinner=False)
@@ -389,8 +403,13 @@ def scene_builder(pool: list[gallery.Sample], items: list) -> None:
         items.append((f"scene: {names}", scene.image))
 
 
-def show_prediction(probabilities: np.ndarray) -> None:
-    st.markdown(f"**{verdict(probabilities)}**")
+def show_prediction(probabilities: np.ndarray, assessment: Assessment | None) -> None:
+    """The sentence (softened for a picture the detector flags; its score on hover) and the
+    probability table."""
+    flagged = assessment is not None and assessment.flagged
+    st.markdown(f"**{verdict(probabilities, flagged)}**",
+                help=None if assessment is None else
+                out_of_distribution_note(assessment.score, assessment.threshold))
     # All ten classes, sorted, with their bars and percentages, in one plain HTML table built
     # only from the probabilities and the class names. A Plotly bar chart plus a separate table
     # cost the browser about half a second per upload (benchmarks/README.md).
@@ -624,9 +643,12 @@ def workspace() -> None:
             st.error(f"{name}: {exc}")
             continue
         x, probabilities = network_view(image, settings.size)
+        assessment = novelty(x, str(model_path()))
         key = f"{index}-{hashlib.sha1(x.tobytes()).hexdigest()[:8]}"
         inputs.append((key, x, probabilities))
         st.subheader(name, divider="gray")
+        if assessment is not None and assessment.flagged:
+            st.warning(out_of_distribution_notice(len(probabilities)), icon=":material/help:")
         first, second, third = st.columns([1, 1, 2])
         found = None
         if settings.boxes:
@@ -645,7 +667,7 @@ def workspace() -> None:
         second.image(pictures.data_url(pictures.enlarged(x)),
                      caption=f"after processing ({settings.size}x{settings.size})")
         with third:
-            show_prediction(probabilities)
+            show_prediction(probabilities, assessment)
         if refused:
             st.caption("No map: see the message above.")
             continue

@@ -7,7 +7,8 @@ For every readable input the command writes four files into ``--out`` (default
 - ``STEM_mask.png``: the ``--top-k`` strongest map pixels in black on white, one PNG pixel per
   map pixel (``--size`` x ``--size``);
 - ``STEM_map.npy``: the float32 ``(size, size)`` map (loads with ``allow_pickle=False``);
-- ``STEM.json``: class probabilities by name, the predicted class, the explained classes and
+- ``STEM.json``: class probabilities by name, the predicted class, the out-of-distribution
+  score, flag and threshold (None when the model has no detector), the explained classes and
   score, the settings and, for integrated gradients, the completeness gap.
 
 Files that cannot be read as images are skipped and listed on stderr at the end; the exit code
@@ -324,13 +325,17 @@ def explain_image(
     """The ``(H, W)`` float32 map of one preprocessed ``(H, W, 3)`` image and its facts.
 
     Facts: ``probabilities`` (by class name), ``predicted_class``, ``predicted_index``,
-    ``explained_classes``, ``score`` (the explained target score at the image) and, for
+    ``out_of_distribution_score``, ``out_of_distribution`` (whether the score is above
+    ``out_of_distribution_threshold``; all three None when the model has no detector, see
+    :func:`sensitivity.ood.assess`), ``explained_classes``, ``score`` (the explained target
+    score at the image) and, for
     integrated gradients, ``completeness_gap`` (relative, see :class:`Attribution`; None when
     the score did not change along the path but the attributions do not sum to zero).
     ``options``: the method's options (:func:`method_option_values`; default: its defaults).
     """
     from sensitivity.inference import probabilities as calibrated
     from sensitivity.labels import CLASS_NAMES
+    from sensitivity.ood import assess
     from sensitivity.saliency import attribute, to_map
 
     result = attribute(
@@ -346,6 +351,10 @@ def explain_image(
         "predicted_class": CLASS_NAMES[predicted],
         "predicted_index": predicted,
     }
+    assessment = assess(model, image)
+    facts["out_of_distribution_score"] = None if assessment is None else assessment.score
+    facts["out_of_distribution"] = None if assessment is None else assessment.flagged
+    facts["out_of_distribution_threshold"] = None if assessment is None else assessment.threshold
     if layer in ("logits", "probabilities", "log_probabilities"):
         explained = np.flatnonzero(result.weights[0]).tolist()
         facts["explained_classes"] = [CLASS_NAMES[i] for i in explained]

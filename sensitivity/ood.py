@@ -248,3 +248,23 @@ def out_of_distribution(model, images, detector: Detector | None = None
     logits, features = model_features(model, detector.layers, images)
     values = score(detector, logits, features)
     return values.astype(np.float32), values > detector.threshold
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One picture's out-of-distribution ``score``, the detector's ``threshold`` and whether
+    the score is above it (``flagged``)."""
+
+    score: float
+    threshold: float
+    flagged: bool
+
+
+def assess(model, image) -> Assessment | None:
+    """:func:`out_of_distribution` of one ``(H, W, 3)`` picture (pixel values 0..255) with the
+    threshold it was judged against; None when ``model`` has no detector."""
+    detector = detector_of(model)
+    if detector is None:
+        return None
+    scores, flags = out_of_distribution(model, np.asarray(image)[None], detector)
+    return Assessment(float(scores[0]), detector.threshold, bool(flags[0]))

@@ -42,17 +42,44 @@ def probability_bars_html(probabilities: np.ndarray) -> str:
             + "".join(rows) + "</table>")
 
 
-def verdict(probabilities: np.ndarray) -> str:
-    """The original experiment's sentence for the most probable class.
+_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                 "ten", "eleven", "twelve")
 
-    For example "There's about 99.8% chance that there is at least one bird in the image".
+
+def _in_words(n: int) -> str:
+    """A count as a word ("ten"), in digits from 13 on."""
+    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
+
+
+def verdict(probabilities: np.ndarray, out_of_distribution: bool = False) -> str:
+    """The original experiment's sentence for the most probable class of ``(C,)``
+    probabilities (0..1).
+
+    For example "There's about 99.8% chance that there is at least one bird in the image"; for
+    a picture the out-of-distribution detector flags, a conditional one: "If this picture shows
+    any of the ten classes, the model leans towards automobile (71.0%)".
     """
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
     top = int(np.argmax(probabilities))
     percent = 100 * float(probabilities[top])
     shown = f"{percent:.1f}" if percent < 99.95 else "99.9+"
     name = CLASS_NAMES[top]
+    if out_of_distribution:
+        return (f"If this picture shows any of the {_in_words(len(probabilities))} classes, "
+                f"the model leans towards {name} ({shown}%)")
     return f"There's about {shown}% chance that there is at least one {name} in the image"
+
+
+def out_of_distribution_notice(classes: int) -> str:
+    """The page's notice above a flagged picture's maps, for a model of ``classes`` classes."""
+    return (f"This picture may show none of the {_in_words(classes)} classes the model knows; "
+            "its probabilities and maps say little here")
+
+
+def out_of_distribution_note(score: float, threshold: float) -> str:
+    """The out-of-distribution score against its threshold, in words (the page's hover)."""
+    return (f"Out-of-distribution score {score:.2f} (threshold {threshold:.2f}; higher = less "
+            "like the training images)")
 
 
 def completeness_note(score: float, baseline_score: float, total: float) -> str:

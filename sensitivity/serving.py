@@ -68,20 +68,23 @@ def analysis_shown() -> None:
 
 
 def warm_up(model) -> None:
-    """One pass through the page's work on a blank image of the page's default size, with its
-    default method and the plain gradient (traces, first-use imports)."""
+    """One pass through the page's work on a blank image of the page's default size: the
+    prediction, the out-of-distribution score, the default method's and the plain gradient's
+    maps (traces, first-use imports)."""
     import numpy as np
 
     from sensitivity import figures, pictures
     from sensitivity.attribution import attribute
     from sensitivity.choices import DEFAULT_METHOD, DEFAULT_SIZE
     from sensitivity.inference import predict
+    from sensitivity.ood import assess
     from sensitivity.postprocess import top_k_mask
     from sensitivity.report import probability_bars_html
     from sensitivity.saliency import to_map
 
     image = np.full((DEFAULT_SIZE, DEFAULT_SIZE, 3), 128.0, np.float32)
     probabilities = predict(model, image)[0]
+    assess(model, image)  # its feature layers' forward pass (nothing without a detector)
     attribute(model, image)  # the method most people try next
     saliency_map = to_map(attribute(model, image, method=DEFAULT_METHOD), "abs", "max")[0]
     probability_bars_html(probabilities)

@@ -103,7 +103,8 @@ def require_chromium() -> None:
 
 
 # Installed in the page before an upload: marks, with the page's own clock, when the section
-# headed by the file's name has its prediction sentence, its heatmap (the Plotly chart titled
+# headed by the file's name has its probability table (drawn with the sentence, which an
+# out-of-distribution picture words otherwise), its heatmap (the Plotly chart titled
 # "sensitivity") and its top-k mask picture loaded and decoded, then waits one animation frame
 # (the frame that paints them). Its checks are cheap (no layout, no text of the whole page), so
 # that timing the page does not slow it down, as Playwright's text and role queries polling
@@ -114,14 +115,14 @@ _DRAWN_WATCH = """name => {
     const heading = [...document.querySelectorAll('h3')].find(h => h.textContent.trim() === name);
     if (!heading) return null;
     const after = node => heading.compareDocumentPosition(node) & Node.DOCUMENT_POSITION_FOLLOWING;
-    const sentence = [...document.querySelectorAll('strong')].some(
-      s => after(s) && s.textContent.includes('chance that there is at least one'));
+    const table = [...document.querySelectorAll('table[aria-label="class probabilities"]')].some(
+      t => after(t));
     const heatmap = [...document.querySelectorAll('.js-plotly-plot .gtitle')].some(
       t => after(t) && t.textContent === 'sensitivity');
     const caption = [...document.querySelectorAll('[data-testid=stImageCaption]')].find(
       c => after(c) && c.textContent.startsWith('top 100 pixels'));
     const img = caption && caption.closest('[data-testid=stImage]')?.querySelector('img');
-    return sentence && heatmap && img ? img : null;
+    return table && heatmap && img ? img : null;
   };
   const observer = new MutationObserver(() => {
     const img = window.__drawn === undefined && maskPicture();
@@ -150,7 +151,7 @@ def upload_and_wait(page, name: str, data: bytes, mime: str = "image/jpeg") -> f
     page.wait_for_function("typeof window.__drawn === 'number'", polling=100, timeout=120_000)
     drawn = page.evaluate("window.__drawn")
     page.get_by_role("heading", name=name).wait_for(timeout=10_000)
-    page.get_by_text("chance that there is at least one").first.wait_for(timeout=10_000)
+    page.locator('table[aria-label="class probabilities"]').first.wait_for(timeout=10_000)
     page.locator(".js-plotly-plot .heatmaplayer, .js-plotly-plot .hm").first.wait_for(
         state="attached", timeout=10_000)
     page.get_by_text("top 100 pixels").first.wait_for(timeout=10_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -111,3 +112,37 @@ def two_squares():
     for (x0, y0, x1, y1), colour in ((red, RED), (blue, BLUE)):
         image[y0:y1, x0:x1] = colour
     return image, red, blue
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """``(H, W, 3)`` pixel values 0..255 as PNG bytes (rounded to uint8)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def text_picture(model, size: int = 32, seeds: int = 8) -> tuple[bytes, float]:
+    """A picture of plain text (:func:`sensitivity.outliers.outlier_image`, drawn at 96 px) as
+    PNG bytes: of ``seeds`` seeds, the one whose network input at ``size`` (as the page
+    prepares an upload) the model's out-of-distribution detector scores highest; with that
+    score."""
+    from sensitivity import load_image, out_of_distribution, preprocess
+    from sensitivity.outliers import outlier_image
+
+    pictures = [png_bytes(outlier_image("text", seed, size=96)) for seed in range(seeds)]
+    inputs = np.stack([preprocess(load_image(data), size) for data in pictures])
+    scores, _ = out_of_distribution(model, inputs)
+    best = int(np.argmax(scores))
+    return pictures[best], float(scores[best])
+
+
+def typical_cifar_image(model, cifar_dir: Path, size: int = 32) -> tuple[Path, float]:
+    """Of the first CIFAR-10 test image of each class, the file the model's out-of-distribution
+    detector scores lowest (the most like its training images) at ``size``; with that score."""
+    from sensitivity import load_image, out_of_distribution, preprocess
+
+    paths = [sorted((cifar_dir / "test" / name).iterdir())[0] for name in CLASS_NAMES]
+    scores, _ = out_of_distribution(model, np.stack([preprocess(load_image(p), size)
+                                                     for p in paths]))
+    best = int(np.argmin(scores))
+    return paths[best], float(scores[best])

@@ -16,19 +16,14 @@ from streamlit.testing.v1 import AppTest
 
 from sensitivity.choices import DEFAULT_METHOD, METHODS, shown_options
 from sensitivity.labels import CLASS_NAMES
+from sensitivity.report import out_of_distribution_note, out_of_distribution_notice
 from sensitivity.settings import option_controls
 from tests.conftest import PHOTOS_DIR, ROOT
-from tests.helpers import probability_bars_rows
+from tests.helpers import png_bytes, probability_bars_rows, text_picture, typical_cifar_image
 from tests.test_settings import KEYS as LINK_KEYS
 from tests.test_settings import texts as link_texts
 
 APP = str(ROOT / "app.py")  # absolute: AppTest resolves relative paths against this file
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def charts(at: AppTest) -> dict[str, dict]:
@@ -197,6 +192,71 @@ def test_bad_upload_gets_an_error_box_and_the_good_one_is_still_analysed(app):
     assert not app.exception
     assert any("broken.png" in e.value for e in app.error)
     assert len(predictions(app)) == 1
+
+
+NOTICE = out_of_distribution_notice(len(CLASS_NAMES))
+SOFTENED = "If this picture shows any of the ten classes"
+
+
+def sections(at: AppTest) -> dict[str, list]:
+    """The page's elements in order, grouped under the image headings (subheaders) above them."""
+    grouped: dict[str, list] = {}
+    current = None
+    for node in at.main:
+        if node.type == "subheader":
+            current = grouped.setdefault(node.value, [])
+        elif current is not None and node.type in ("warning", "markdown", "plotly_chart"):
+            current.append(node)
+    return grouped
+
+
+def test_a_picture_of_text_gets_the_notice_above_its_maps_and_a_cifar_image_does_not(
+        app, default_model, cifar_dir):
+    from sensitivity.ood import detector_of
+
+    text, text_score = text_picture(default_model)
+    photo, photo_score = typical_cifar_image(default_model, cifar_dir)
+    threshold = detector_of(default_model).threshold
+    assert photo_score <= threshold < text_score
+    app.file_uploader[0].set_value([("cifar.jpg", photo.read_bytes(), "image/jpeg"),
+                                    ("text.png", text, "image/png")]).run()
+    assert not app.exception and not app.error
+    shown = sections(app)
+    assert [n.value for n in app.warning].count(NOTICE) == 1
+    # Above the text's maps (and its sentence), nowhere in the CIFAR-10 image's section.
+    assert shown["text.png"][0].type == "warning" and shown["text.png"][0].value == NOTICE
+    assert "plotly_chart" in [n.type for n in shown["text.png"]]  # the maps, below it
+    assert "warning" not in [n.type for n in shown["cifar.jpg"]]
+    # The sentence: softened for the text only; the score, against the threshold, on hover.
+    for name, score, opening in (("text.png", text_score, SOFTENED),
+                                 ("cifar.jpg", photo_score, "There's about ")):
+        sentence = next(n for n in shown[name] if n.type == "markdown"
+                        and n.value.startswith("**") and "%" in n.value)
+        assert sentence.value.startswith(f"**{opening}"), sentence.value
+        assert sentence.proto.help == out_of_distribution_note(score, threshold)
+
+
+def test_a_model_without_a_detector_shows_no_notice_and_no_score(tmp_path, monkeypatch,
+                                                                 default_model):
+    import shutil
+
+    from sensitivity.model_io import model_path, read_model_card
+
+    text, _ = text_picture(default_model)  # flagged by the committed model's detector
+    model = tmp_path / "model.keras"
+    shutil.copy(model_path(), model)
+    card = read_model_card(model_path())
+    assert card.pop("out_of_distribution", None) is not None
+    model.with_suffix(".json").write_text(json.dumps(card))
+    monkeypatch.setenv("SENSITIVITY_MODEL_PATH", str(model))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.run()
+    at.file_uploader[0].upload("text.png", text, "image/png")
+    at.run()
+    assert not at.exception and not at.error
+    assert NOTICE not in [n.value for n in at.warning]
+    sentence = next(m for m in at.markdown if m.value.startswith("**"))
+    assert sentence.value.startswith("**There's about ") and not sentence.proto.help
 
 
 def test_settings_come_from_the_link():

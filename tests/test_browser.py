@@ -1,9 +1,10 @@
 """A real browser against a real server: Playwright drives Debian's Chromium.
 
 Starts ``python -m sensitivity serve`` (the README's command) on a free local port, uploads the
-dog photograph, waits for the prediction and the heatmap, changes the class mask, and keeps a
-screenshot and the timings in ``test-artifacts/``. The cold-start figures in
-benchmarks/README.md come from ``benchmarks/cold_start.py`` (median of repeats).
+dog photograph, waits for the prediction and the heatmap, changes the class mask, uploads a picture
+of plain text (the out-of-distribution notice), and keeps screenshots and the timings in
+``test-artifacts/``. The cold-start figures in benchmarks/README.md come from
+``benchmarks/cold_start.py`` (median of repeats).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import urllib.request
 
 import pytest
 
+import sensitivity
 from sensitivity.choices import DEFAULT_METHOD
+from sensitivity.labels import CLASS_NAMES
+from sensitivity.report import out_of_distribution_notice
 from tests.browser_support import (
     ARTIFACTS,
     CHROMIUM,
@@ -24,6 +28,7 @@ from tests.browser_support import (
     upload_and_wait,
 )
 from tests.conftest import PHOTOS_DIR
+from tests.helpers import text_picture
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +102,23 @@ def test_upload_predict_heatmap_and_class_mask(server, page):
     (ARTIFACTS / "browser-timings.json").write_text(json.dumps(timings, indent=2) + "\n")
     print(timings)
     errors = page.locator("[data-testid=stException]")
+    assert errors.count() == 0
+
+    # A picture of plain text (the detector flags it): the notice above its maps, the sentence
+    # softened, the score on the sentence's hover. Last, so that loading the model here to
+    # choose the picture slows no timing above.
+    text, _ = text_picture(sensitivity.load_model())
+    notices = page.get_by_text(out_of_distribution_notice(len(CLASS_NAMES)))
+    before = notices.count()
+    softened = "If this picture shows any of the ten classes"
+    upload_and_wait(page, "text.png", text, "image/png")
+    page.get_by_text(softened).last.wait_for(timeout=10_000)
+    assert notices.count() == before + 1
+    page.locator("[data-testid=stMarkdown]", has_text=softened).last.locator(
+        "[data-testid=stTooltipIcon]").hover()
+    page.get_by_text("Out-of-distribution score").first.wait_for(timeout=10_000)
+    page.get_by_role("heading", name="text.png").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "out-of-distribution.png"), full_page=True)
     assert errors.count() == 0
 
 

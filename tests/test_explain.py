@@ -290,3 +290,53 @@ def test_the_files_hold_the_library_map_its_top_k_and_the_probabilities(method, 
     assert list(record["probabilities"]) == list(CLASS_NAMES)
     np.testing.assert_allclose(list(record["probabilities"].values()),
                                predict(model, x[None])[0], rtol=1e-5, atol=1e-7)
+
+
+def test_the_record_carries_the_out_of_distribution_score_flag_and_threshold(tmp_path,
+                                                                           model_file, capsys):
+    """Without a detector the three facts are None; with one in the card (max logit plus
+    energy, standardised) they are the score computed by hand from the model's logits, and the
+    flag says whether it is above the threshold."""
+    import shutil
+
+    import keras
+    from scipy.special import logsumexp
+
+    from sensitivity import load_image, preprocess
+    from sensitivity.model_io import read_model_card, sha256_of, write_model_card
+    from sensitivity.ood import Detector, detector_card, save_statistics
+
+    images = [_image(tmp_path / f"{name}.png", seed=seed) for name, seed in (("a", 3), ("b", 4))]
+    assert _explain(model_file, tmp_path / "plain", *map(str, images)) == 0
+    for stem in ("a", "b"):
+        record = json.loads((tmp_path / "plain" / f"{stem}.json").read_text())
+        assert record["out_of_distribution_score"] is None
+        assert record["out_of_distribution"] is None
+        assert record["out_of_distribution_threshold"] is None
+
+    raw = keras.saving.load_model(model_file, compile=False)
+    x = np.stack([preprocess(load_image(path), SIZE) for path in images])
+    logits = np.asarray(raw(x), np.float64)
+    centre, scale = (-3.0, -2.0), (0.5, 2.0)
+    expected = ((-logits.max(axis=1) - centre[0]) / scale[0]
+                + (-logsumexp(logits, axis=1) - centre[1]) / scale[1])
+    assert abs(expected[0] - expected[1]) > 1e-3
+    threshold = float(expected.mean())  # one image above it, the other below
+
+    fitted = tmp_path / "fitted" / "tiny.keras"
+    fitted.parent.mkdir()
+    shutil.copy(model_file, fitted)
+    detector = Detector(("max_logit", "energy"), centre, scale, threshold)
+    save_statistics(detector, fitted.with_name("tiny.ood.npz"))
+    card = read_model_card(model_file)
+    card["out_of_distribution"] = {**detector_card(detector), "statistics": "tiny.ood.npz",
+                                   "statistics_sha256": sha256_of(
+                                       fitted.with_name("tiny.ood.npz"))}
+    write_model_card(fitted, card)
+    assert _explain(fitted, tmp_path / "out", *map(str, images)) == 0
+    capsys.readouterr()
+    for stem, value in zip(("a", "b"), expected, strict=True):
+        record = json.loads((tmp_path / "out" / f"{stem}.json").read_text())
+        assert record["out_of_distribution_score"] == pytest.approx(value, rel=1e-4, abs=1e-4)
+        assert record["out_of_distribution"] is bool(value > threshold)
+        assert record["out_of_distribution_threshold"] == pytest.approx(threshold)

@@ -12,6 +12,8 @@ from sensitivity.report import (
     OTHER_BAR,
     PREDICTED_BAR,
     completeness_note,
+    out_of_distribution_note,
+    out_of_distribution_notice,
     probability_bars_html,
     verdict,
 )
@@ -75,6 +77,22 @@ def test_the_original_sentence():
     p[2], p[0] = 0.998, 0.002
     assert verdict(p) == ("There's about 99.8% chance that there is at least one bird "
                           "in the image")
+
+
+def test_a_flagged_picture_gets_a_conditional_sentence_the_notice_and_its_score():
+    p = np.full(10, 0.02)
+    p[1] = 0.82
+    assert verdict(p, out_of_distribution=True) == (
+        "If this picture shows any of the ten classes, the model leans towards automobile "
+        "(82.0%)")
+    assert verdict(p, out_of_distribution=False).startswith("There's about 82.0% chance")
+    assert out_of_distribution_notice(10) == (
+        "This picture may show none of the ten classes the model knows; its probabilities and "
+        "maps say little here")
+    assert "none of the 100 classes" in out_of_distribution_notice(100)
+    assert out_of_distribution_note(3.14159, -0.5) == (
+        "Out-of-distribution score 3.14 (threshold -0.50; higher = less like the training "
+        "images)")
 
 
 def test_probability_bars_are_a_sorted_table_of_all_ten_classes():

@@ -147,3 +147,16 @@ def test_out_of_distribution_scores_a_model_as_an_independent_forward_pass_does(
     np.testing.assert_array_equal(flags, expected > 0.4)
     one, _ = sensitivity.out_of_distribution(model, images[0])
     np.testing.assert_allclose(one, scores[:1], rtol=1e-5)
+
+
+def test_assess_gives_one_pictures_score_threshold_and_flag_or_none_without_a_detector():
+    model = _small_net()
+    image = np.random.default_rng(5).uniform(0, 255, (8, 8, 3)).astype(np.float32)
+    assert ood.assess(model, image) is None
+    logits = np.asarray(model(image[None]), np.float64)[0]
+    expected = -logits.max() - 1.0  # max logit, centred on 1, scale 1
+    for threshold, flagged in ((expected - 0.5, True), (expected + 0.5, False)):
+        ood.attach_detector(model, ood.Detector(("max_logit",), (1.0,), (1.0,), threshold))
+        found = ood.assess(model, image)
+        assert found.score == pytest.approx(expected, rel=1e-5, abs=1e-5)
+        assert found.threshold == threshold and found.flagged is flagged

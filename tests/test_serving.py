@@ -53,18 +53,24 @@ def test_warm_up_traces_everything_a_page_calls():
 
     from sensitivity.attribution import attribute
     from sensitivity.choices import DEFAULT_METHOD
-    from sensitivity.gradients import tracing_count
+    from sensitivity.gradients import layer_shape, tracing_count
     from sensitivity.inference import predict
+    from sensitivity.ood import Detector, assess, attach_detector, fit_gaussians
     from sensitivity.wrn import build_wrn
 
     model = build_wrn(10, 1)
+    rng = np.random.default_rng(0)
+    channels = layer_shape(model, "group2")[-1]  # a detector on a feature layer, as shipped
+    gaussians = fit_gaussians(rng.normal(size=(40, channels)), np.arange(40) % 10)
+    attach_detector(model, Detector(("energy", "mahalanobis:group2"), (0.0, 0.0), (1.0, 1.0),
+                                    0.0, {"group2": gaussians}))
     serving.warm_up(model)
     serving.warm_up_later(model)
     traced = tracing_count(model)
-    rng = np.random.default_rng(0)
     for size in (32, 48):
         images = rng.uniform(0, 255, (2, size, size, 3))
         predict(model, images)
+        assess(model, images[0])
         attribute(model, images)  # each image's predicted class
         attribute(model, images, class_mask=[1, 4])
         attribute(model, images, class_mask=3, method="gradient_x_input")
