@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -9,6 +11,7 @@ import tensorflow as tf
 import sensitivity
 from sensitivity.attribution import attribute
 from sensitivity.data import load_split
+from sensitivity.model_io import DEFAULT_MODEL_PATH
 from sensitivity.saliency import saliency
 
 
@@ -42,8 +45,11 @@ def test_probabilities_and_a_class_mask(default_model, images):
     weights[[3, 5]] = 1.0  # cat and dog together
     ours = saliency(default_model, x, layer="probabilities", class_mask=[3, 5], sign="signed",
                     reduce_channels="none")
+    # The calibrated softmax the page shows: the temperature as the card records it.
+    card = json.loads(DEFAULT_MODEL_PATH.with_suffix(".json").read_text())
+    temperature = card["calibration"]["temperature"]
     expected = tape_gradient(default_model, x, lambda t: tf.reduce_sum(
-        tf.nn.softmax(default_model(t, training=False)) * weights))
+        tf.nn.softmax(default_model(t, training=False) / temperature) * weights))
     np.testing.assert_allclose(ours, expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
 
 
