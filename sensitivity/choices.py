@@ -2,7 +2,7 @@
 reductions, sign modes and channel reductions, with one-line descriptions.
 
 No TensorFlow here, so that a page can draw its controls while TensorFlow is still importing;
-:mod:`sensitivity.attribution`, :mod:`sensitivity.gradients` and :mod:`sensitivity.saliency`
+:mod:`sensitivity.methods`, :mod:`sensitivity.gradients` and :mod:`sensitivity.saliency`
 validate against these and re-export them.
 """
 
@@ -27,7 +27,7 @@ BASELINES = ("black", "blurred", "noise")
 
 PATH_SAMPLINGS = ("adaptive", "uniform")
 """How Integrated Gradients places its points on the path
-(``sensitivity.attribution._adaptive_path_sums``)."""
+(:mod:`sensitivity.methods.path_sampling`)."""
 
 ADAPTIVE_ROUNDS = 16
 """Rounds in which adaptive Integrated Gradients places its refinement gradients, each where

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from sensitivity.attribution import Attribution, SaturationWarning, attribute
 from sensitivity.choices import (
     CHANNEL_REDUCTIONS,
     COMMON_OPTIONS,
@@ -42,6 +41,7 @@ from sensitivity.choices import (
 )
 from sensitivity.gradients import layer_names, tracing_count
 from sensitivity.localising_methods import rise_masks
+from sensitivity.methods import Attribution, SaturationWarning, attribute
 
 __all__ = [
     "CHANNEL_REDUCTIONS",

@@ -74,9 +74,9 @@ def warm_up(model) -> None:
     import numpy as np
 
     from sensitivity import figures, pictures
-    from sensitivity.attribution import attribute
     from sensitivity.choices import DEFAULT_METHOD, DEFAULT_SIZE
     from sensitivity.inference import predict
+    from sensitivity.methods import attribute
     from sensitivity.ood import assess
     from sensitivity.postprocess import top_k_mask
     from sensitivity.report import probability_bars_html
@@ -101,8 +101,8 @@ def warm_up_later(model, wait_s: float = 0.0) -> None:
     or after ``wait_s`` seconds."""
     import numpy as np
 
-    from sensitivity.attribution import attribute
     from sensitivity.choices import DEFAULT_METHOD, DEFAULT_SIZE
+    from sensitivity.methods import attribute
 
     _first_analysis.wait(wait_s)
     image = np.full((1, DEFAULT_SIZE, DEFAULT_SIZE, 3), 128.0, np.float32)

@@ -11,7 +11,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from sensitivity import gradients as engine
-from sensitivity.attribution import attribute
 from sensitivity.budget import (
     MAX_WORK_VARIABLE,
     SCORECAM_CHANNELS,
@@ -21,6 +20,7 @@ from sensitivity.budget import (
     target_channels,
 )
 from sensitivity.choices import METHODS
+from sensitivity.methods import attribute
 from tests.test_app import APP, charts, png_bytes, predictions
 
 

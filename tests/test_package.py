@@ -28,10 +28,11 @@ def test_light_modules_do_not_import_tensorflow():
 def test_the_engine_validates_against_the_choices_the_page_offers():
     import importlib
 
-    from sensitivity import attribution, choices, gradients, settings
+    from sensitivity import choices, gradients, settings
+    from sensitivity.methods import entry
 
     saliency = importlib.import_module("sensitivity.saliency")  # the module, not the function
-    assert saliency.METHODS is attribution.METHODS is choices.METHODS
+    assert saliency.METHODS is entry.METHODS is choices.METHODS
     assert gradients.OUTPUT_TARGETS is saliency.OUTPUT_TARGETS is choices.OUTPUT_TARGETS
     assert set(settings.SIGNS) == set(choices.SIGNS)
 
@@ -81,7 +82,7 @@ print("ok")
     "import sensitivity\nsensitivity.saliency",  # the public name first (PEP 562 __getattr__)
     "from sensitivity.saliency import saliency",  # the submodule first: binds the package name
     "import sensitivity.saliency",
-    "import sensitivity.attribution\nfrom sensitivity import saliency\nassert callable(saliency)",
+    "import sensitivity.methods\nfrom sensitivity import saliency\nassert callable(saliency)",
 ])
 def test_saliency_is_the_function_whatever_was_imported_first(first):
     """``sensitivity.saliency`` is the function and ``sys.modules["sensitivity.saliency"]`` the

@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from sensitivity import attribution
 from sensitivity import gradients as engine
-from sensitivity.attribution import allocate_points, segment_points
+from sensitivity.methods import path_sampling
+from sensitivity.methods.path_sampling import allocate_points, segment_points
 from sensitivity.saliency import (
     CHANNEL_REDUCTIONS,
     METHODS,
@@ -288,6 +288,19 @@ def test_non_finite_images_are_rejected(wrn, images, bad):
         saliency(wrn, x)
 
 
+def test_every_method_runs_from_its_own_module():
+    """``sensitivity.methods.<name>`` declares the runner of each method of ``METHODS``; a runner
+    that finds the predicted class in its pass must also give the scores there (one pass)."""
+    import importlib
+
+    from sensitivity.methods import entry
+
+    assert set(entry.RUNNERS) == set(METHODS)
+    for name, runner in entry.RUNNERS.items():
+        assert importlib.import_module(f"sensitivity.methods.{name}").RUNNER is runner
+        assert runner.one_pass or not runner.finds_class, name
+
+
 def test_methods_are_described():
     described = {entry["name"]: entry for entry in describe_methods()}
     assert (
@@ -468,7 +481,7 @@ def test_adaptive_integrated_gradients_in_groups_of_images_is_unchanged(wrn, mon
     x = np.random.default_rng(5).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
     kw = {"method": "integrated_gradients", "steps": 12, "class_mask": 4, "max_batch": 5}
     together = attribute(wrn, x, **kw)
-    monkeypatch.setattr(attribution, "SEGMENT_SUMS_BUDGET", 1)  # one image at a time
+    monkeypatch.setattr(path_sampling, "SEGMENT_SUMS_BUDGET", 1)  # one image at a time
     fractions = []
     apart = attribute(wrn, x, progress=fractions.append, **kw)
     np.testing.assert_allclose(apart.values, together.values, rtol=1e-5, atol=1e-6)

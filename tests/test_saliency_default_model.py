@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 import sensitivity
-from sensitivity.attribution import attribute
 from sensitivity.data import load_split
+from sensitivity.methods import attribute
 from sensitivity.model_io import DEFAULT_MODEL_PATH
 from sensitivity.saliency import saliency
 

@@ -51,10 +51,10 @@ def test_concurrent_callers_share_one_load(monkeypatch, tmp_path):
 def test_warm_up_traces_everything_a_page_calls():
     import numpy as np
 
-    from sensitivity.attribution import attribute
     from sensitivity.choices import DEFAULT_METHOD
     from sensitivity.gradients import layer_shape, tracing_count
     from sensitivity.inference import predict
+    from sensitivity.methods import attribute
     from sensitivity.ood import Detector, assess, attach_detector, fit_gaussians
     from sensitivity.wrn import build_wrn
 
@@ -89,16 +89,16 @@ def test_a_process_exiting_during_the_later_warm_up_exits_cleanly():
 
     code = """
 import threading, time
-import sensitivity.attribution as attribution
+import sensitivity.methods as methods
 from sensitivity.serving import analysis_shown, ready_model
 
-started, original = threading.Event(), attribution.attribute
+started, original = threading.Event(), methods.attribute
 def attribute(*args, **kwargs):  # tells when the later warm-up's trace begins
     if threading.current_thread().name == "sensitivity-warm-up":
         started.set()
     return original(*args, **kwargs)
 
-attribution.attribute = attribute
+methods.attribute = attribute
 ready_model()
 analysis_shown()
 assert started.wait(60)

@@ -1,0 +1,38 @@
+"""CAM (Zhou et al. 2016): the dense head's class weights applied to the last feature map."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sensitivity import gradients as engine
+from sensitivity.localising_methods import cam_head, upsample
+from sensitivity.methods.base import Job, Runner, spatial
+
+
+def run(job: Job) -> dict:
+    """CAM from one forward pass to the head's feature map (:func:`cam_head`): ``sum_c w_c sum_k
+    W[k, c] f_k(i, j)``, signed, bias ignored, upsampled bilinearly; score units (its mean over
+    the feature map's positions is the score less the bias term)."""
+    if job.target.layer != "logits":
+        raise ValueError(
+            f"CAM explains logits (layer='logits'), not {job.target.layer!r}; method='gradcam' "
+            "differentiates any target"
+        )
+    layer, kernel = cam_head(job.model)
+    features, logits = engine.feature_forward(
+        job.model, layer, job.images, max_batch=job.max_batch
+    )
+    features = spatial(features, layer, "CAM")
+    result = {"logits": logits}
+    weights = job.weights
+    if weights is None:  # each image's predicted class, from this pass's logits
+        weights = result["weights"] = np.eye(kernel.shape[1], dtype=logits.dtype)[
+            logits.argmax(axis=1)]
+    result["scores"] = engine.output_scores(job.target, logits, weights)
+    class_kernel = np.asarray(weights, np.float64) @ kernel.T  # (N, C): sum_c w_c W[k, c]
+    cam = np.einsum("nhwk,nk->nhw", features, class_kernel)
+    result["values"] = upsample(cam, *job.images.shape[1:3])
+    return result
+
+
+RUNNER = Runner(run, one_pass=True, finds_class=True)
