@@ -26,6 +26,7 @@ NOTICES = st.container()  # the model's error, problems with the link's settings
 WORKSPACE = st.empty()  # the uploader and the analyses (the fragment `workspace` draws them)
 SIDEBAR = st.sidebar.empty()
 
+from sensitivity.cards import model_card
 from sensitivity.choices import (
     LAYER_REDUCTIONS,
     METHODS,
@@ -71,8 +72,8 @@ def init_state() -> None:
     values = {}
     for name in view_fields():
         value = getattr(settings, name)
-        if name == "classes":
-            value = [CLASS_NAMES[i] for i in value]
+        if name == "classes":  # the model loads only for a link that names classes
+            value = [class_names()[i] for i in value if i < len(class_names())] if value else []
         elif name == "compare_items":
             value = list(value)
         elif name == "channel":
@@ -113,7 +114,7 @@ def layer_choices(layers: list[tuple[str, str]]) -> list[str]:
 
 
 def compare_choices(layers: list[tuple[str, str]]) -> dict[str, list[str]]:
-    return {"layers": layer_choices(layers), "classes": list(CLASS_NAMES),
+    return {"layers": layer_choices(layers), "classes": list(class_names()),
             "methods": list(METHODS)}
 
 
@@ -122,7 +123,7 @@ def current_settings() -> ViewSettings:
     keys = [f"w_{name}" for name in view_fields()] + [option_key(n) for n in shown_options()]
     s["_values"] = {key: s[key] for key in keys}
     values = {name: s[f"w_{name}"] for name in view_fields()}
-    values["classes"] = tuple(sorted(CLASS_NAMES.index(c) for c in values["classes"]))
+    values["classes"] = tuple(sorted(class_names().index(c) for c in values["classes"]))
     values["compare_items"] = tuple(values["compare_items"])
     values["channel"] = None if values["channel"] < 0 else int(values["channel"])
     options = {name: s[option_key(name)] for name in shown_options()}
@@ -195,7 +196,7 @@ def layer_controls(slot, layers: list[tuple[str, str]]) -> None:
             st.number_input("Channel (-1: all)", -1,
                             last_channel(layers, st.session_state["w_layer"]), key="w_channel")
         else:
-            st.multiselect("Class mask", CLASS_NAMES, key="w_classes",
+            st.multiselect("Class mask", class_names(), key="w_classes",
                            placeholder="the predicted class",
                            help="Only these classes count: the score is the sum of their "
                                 "outputs. Empty: each image's predicted class.")
@@ -265,6 +266,11 @@ def load_traced_model(path: str):
 def get_model():
     """The operator's model (``$SENSITIVITY_MODEL_PATH``) or the committed default."""
     return load_traced_model(str(model_path()))
+
+
+def class_names() -> tuple[str, ...]:
+    """The class names of the operator's model, from its card (loads the model)."""
+    return model_card(get_model()).class_names
 
 
 def model_layers() -> list[tuple[str, str]]:
@@ -407,13 +413,13 @@ def show_prediction(probabilities: np.ndarray, assessment: Assessment | None) ->
     """The sentence (softened for a picture the detector flags; its score on hover) and the
     probability table."""
     flagged = assessment is not None and assessment.flagged
-    st.markdown(f"**{verdict(probabilities, flagged)}**",
+    st.markdown(f"**{verdict(probabilities, class_names(), flagged)}**",
                 help=None if assessment is None else
                 out_of_distribution_note(assessment.score, assessment.threshold))
     # All ten classes, sorted, with their bars and percentages, in one plain HTML table built
     # only from the probabilities and the class names. A Plotly bar chart plus a separate table
     # cost the browser about half a second per upload (benchmarks/README.md).
-    st.html(probability_bars_html(probabilities))
+    st.html(probability_bars_html(probabilities, class_names()))
 
 
 def compute_map(x: np.ndarray, settings: ViewSettings, *, method: str | None = None,
@@ -502,8 +508,9 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray, settings: Vie
     signed = settings.sign == "signed"
     k = min(settings.k, saliency_map.size)
     mask = strongest_pixels(saliency_map, k, settings.sign)
-    target = ", ".join(CLASS_NAMES[i] for i in settings.classes) if settings.classes else (
-        f"predicted: {CLASS_NAMES[int(np.argmax(probabilities))]}")
+    names = class_names()
+    target = ", ".join(names[i] for i in settings.classes) if settings.classes else (
+        f"predicted: {names[int(np.argmax(probabilities))]}")
     if settings.layer not in OUTPUT_TARGETS:
         target = f"{settings.layer_reduction} of {settings.layer}"
     st.caption(f"{settings.method} of {settings.layer} ({target}), sign {settings.sign}")
@@ -532,7 +539,7 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray, settings: Vie
          "image/png"),
         ("Map (.npy)", lambda: export.map_npy(saliency_map), "map.npy",
          "application/octet-stream"),
-        ("Probabilities (CSV)", lambda: export.probabilities_csv(probabilities),
+        ("Probabilities (CSV)", lambda: export.probabilities_csv(probabilities, names),
          "probabilities.csv", "text/csv"),
         ("Settings (JSON)", lambda: export.settings_json(settings_dict), "settings.json",
          "application/json"),
@@ -551,7 +558,7 @@ def show_faithfulness(name: str, x: np.ndarray, saliency_map: np.ndarray,
     curves_col, again_col = st.columns(2)
     curves_col.plotly_chart(
         figures.perturbation_curves(faithfulness(x, magnitude, class_index),
-                                    title=f"faithfulness for {CLASS_NAMES[class_index]}"),
+                                    title=f"faithfulness for {class_names()[class_index]}"),
         width="stretch", key=f"curves-{name}")
     curves_col.caption("Deletion: the most salient pixels are replaced by a blurred copy first; "
                        "a faithful map makes the probability fall fast (low area). Insertion: "
@@ -564,7 +571,7 @@ def show_faithfulness(name: str, x: np.ndarray, saliency_map: np.ndarray,
                         else f"keep only the top {k} pixels")
         if st.button("Predict again", key=f"cf-{name}"):
             result = counterfactual(x, magnitude, class_index, k, mode)
-            st.metric(f"{CLASS_NAMES[class_index]} probability", f"{100 * result.after:.1f}%",
+            st.metric(f"{class_names()[class_index]} probability", f"{100 * result.after:.1f}%",
                       delta=f"{100 * (result.after - result.before):+.1f} points")
             st.caption(f"Before: {100 * result.before:.1f}%. The same change on {k} random "
                        f"pixels instead ({len(result.random_trials)} tries): "
@@ -588,7 +595,7 @@ def show_comparison(inputs: list[tuple[str, np.ndarray, np.ndarray]],
         elif mode == "classes":
             panels = [(item, compute_map(x, settings, layer="logits" if settings.layer not in
                                          OUTPUT_TARGETS else settings.layer,
-                                         classes=(CLASS_NAMES.index(item),)))
+                                         classes=(class_names().index(item),)))
                       for item in items]
         else:
             panels = [(item, compute_map(x, settings, method=item)) for item in items]

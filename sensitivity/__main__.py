@@ -1,5 +1,5 @@
 """Command line: ``python -m sensitivity COMMAND ...`` (serve, train, evaluate, explain,
-benchmark-maps, calibrate)."""
+benchmark-maps, calibrate, card)."""
 
 from __future__ import annotations
 
@@ -114,7 +114,39 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_parser(commands)
     maps_benchmark.add_parser(commands)
     confidence.add_parser(commands)
+
+    card = commands.add_parser(
+        "card", help="write the model card of your own .keras model (its classes, input size)",
+        description="Write MODEL.json beside MODEL.keras: the class names (one a line in "
+        "--classes, in output order), the native input size, the pixel range 0..255 (any "
+        "normalisation must be inside the model), the head read from the model's graph and "
+        "the file's sha256.",
+    )
+    card.add_argument("model", metavar="MODEL", help="the .keras file")
+    card.add_argument("--classes", required=True, metavar="TXT",
+                      help="a text file with one class name a line, in output order")
+    card.add_argument("--input-size", type=positive_int, required=True,
+                      help="side in pixels of the images the model was trained on")
+    card.add_argument("--name", help="the model's name (default: the file's stem)")
+    card.add_argument("--data", default="", help="what it was trained on (free text)")
+    card.add_argument("--accuracy", type=_non_negative_float,
+                      help="its test accuracy, 0..1")
     return parser
+
+
+def _card(args) -> int:
+    from sensitivity.model_io import card_path, write_operator_card
+
+    try:
+        lines = Path(args.classes).read_text().splitlines()
+    except OSError as exc:
+        raise FileNotFoundError(f"--classes {args.classes} cannot be read: {exc}") from None
+    classes = [line.strip() for line in lines if line.strip()]
+    card = write_operator_card(args.model, classes, args.input_size, name=args.name,
+                               data=args.data, accuracy=args.accuracy)
+    print(f"wrote {card_path(args.model)}: {len(classes)} classes, input {args.input_size}px, "
+          f"head {card['head']}, sha256 {card['sha256'][:12]}...")
+    return 0
 
 
 def _train(args) -> int:
@@ -259,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "explain": explain.run,
         "benchmark-maps": maps_benchmark.run,
         "calibrate": confidence.run,
+        "card": _card,
     }
     try:
         return commands[args.command](args)

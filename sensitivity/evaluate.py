@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from sensitivity.cards import model_card
 from sensitivity.inference import logits
-from sensitivity.labels import CLASS_NAMES, NUM_CLASSES
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """``(10, 10)`` int64 counts; row = true class, column = predicted class."""
-    matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(K, K)`` int64 counts for ``num_classes`` = K; row = true class, column = predicted."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(matrix, (np.asarray(labels), np.asarray(predicted)), 1)
     return matrix
 
 
 def accuracy_report(model, images: np.ndarray, labels: np.ndarray) -> dict:
-    """Top-1 accuracy, per-class accuracy (by class name) and the confusion matrix (a list)."""
+    """Top-1 accuracy, per-class accuracy (by the class names of the model's card) and the
+    confusion matrix (a list) of ``(N, H, W, 3)`` images with ``(N,)`` int labels."""
+    names = model_card(model).class_names
     predicted = logits(model, images).argmax(axis=1)
-    matrix = confusion_matrix(labels, predicted)
+    matrix = confusion_matrix(labels, predicted, len(names))
     per_class = np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
     return {
         "accuracy": float(np.mean(predicted == labels)),
         "n": int(len(labels)),
-        "per_class": {name: float(a) for name, a in zip(CLASS_NAMES, per_class, strict=True)},
+        "per_class": {name: float(a) for name, a in zip(names, per_class, strict=True)},
         "confusion_matrix": matrix.tolist(),
     }
 
@@ -35,8 +37,8 @@ def format_report(report: dict) -> str:
     for name, acc in report["per_class"].items():
         lines.append(f"  {name:<11}{100 * acc:6.2f}%")
     lines += ["", "confusion matrix (rows: true class, columns: predicted):"]
-    short = [name[:5] for name in CLASS_NAMES]
-    lines.append(" " * 11 + "".join(f"{s:>6}" for s in short))
-    for name, row in zip(CLASS_NAMES, report["confusion_matrix"], strict=True):
+    names = list(report["per_class"])
+    lines.append(" " * 11 + "".join(f"{name[:5]:>6}" for name in names))
+    for name, row in zip(names, report["confusion_matrix"], strict=True):
         lines.append(f"{name:<11}" + "".join(f"{v:>6}" for v in row))
     return "\n".join(lines)

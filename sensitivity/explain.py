@@ -24,6 +24,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -79,7 +80,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--top-k", type=positive_int, default=100, help="pixels in the mask (default 100)"
     )
     parser.add_argument(
-        "--size", type=positive_int, default=32, help="side of the network's input (default 32)"
+        "--size", type=positive_int, default=None,
+        help="side of the network's input (default: the model's native size, from its card)"
     )
     parser.add_argument(
         "--scale", type=positive_int, default=8, help="heatmap PNG pixels per map pixel"
@@ -166,17 +168,16 @@ def method_option_values(method: str, assignments: list[tuple[str, str]]) -> dic
     return values
 
 
-def parse_classes(values: list[str] | None) -> list[int] | None:
-    """Class indices from ``--class`` values (names or indices, each maybe a comma list).
+def parse_classes(values: list[str] | None, class_names: Sequence[str]) -> list[int] | None:
+    """Class indices from ``--class`` values (names or indices, each maybe a comma list) of a
+    model whose classes are ``class_names``.
 
     None (no ``--class``) stays None: each image's predicted class. Names are matched without
     regard to case; repeats are dropped; unknown names raise ValueError.
     """
-    from sensitivity.labels import CLASS_NAMES
-
     if not values:
         return None
-    lookup = {name.lower(): i for i, name in enumerate(CLASS_NAMES)}
+    lookup = {name.lower(): i for i, name in enumerate(class_names)}
     indices: list[int] = []
     for value in values:
         for item in str(value).split(","):
@@ -185,12 +186,13 @@ def parse_classes(values: list[str] | None) -> list[int] | None:
                 continue
             if item.lower() in lookup:
                 index = lookup[item.lower()]
-            elif re.fullmatch(r"[0-9]+", item) and int(item) < len(CLASS_NAMES):
+            elif re.fullmatch(r"[0-9]+", item) and int(item) < len(class_names):
                 index = int(item)
             else:
+                shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
                 raise ValueError(
-                    f"unknown class {item!r}; give a name ({', '.join(CLASS_NAMES)}) "
-                    f"or an index 0..{len(CLASS_NAMES) - 1}"
+                    f"unknown class {item!r}; give a name ({shown}) "
+                    f"or an index 0..{len(class_names) - 1}"
                 )
             if index not in indices:
                 indices.append(index)
@@ -199,9 +201,8 @@ def parse_classes(values: list[str] | None) -> list[int] | None:
     return indices
 
 
-def check_arguments(args: argparse.Namespace) -> tuple[list[int] | None, dict[str, object]]:
-    """Validate the model-independent arguments; returns the parsed classes (or None) and
-    the method's options."""
+def check_arguments(args: argparse.Namespace) -> dict[str, object]:
+    """Validate the model-independent arguments; returns the method's options."""
     from sensitivity.saliency import METHODS, SIGNS
 
     if args.method not in METHODS:
@@ -213,17 +214,22 @@ def check_arguments(args: argparse.Namespace) -> tuple[list[int] | None, dict[st
             f"unknown channel reduction {args.reduce_channels!r}; choose from "
             f"{', '.join(REDUCTIONS)}"
         )
-    if args.size < 8:
-        raise ValueError(f"--size must be at least 8, got {args.size}")
-    if args.top_k > args.size * args.size:
-        raise ValueError(
-            f"--top-k {args.top_k} exceeds the {args.size * args.size} pixels of a "
-            f"{args.size}x{args.size} map"
-        )
+    if args.size is not None:
+        check_size(args.size, args.top_k)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
-    return parse_classes(args.classes), method_option_values(args.method, args.options)
+    return method_option_values(args.method, args.options)
+
+
+def check_size(size: int, top_k: int) -> None:
+    """ValueError unless ``size`` (the input's side) is at least 8 and holds ``top_k`` pixels."""
+    if size < 8:
+        raise ValueError(f"--size must be at least 8, got {size}")
+    if top_k > size * size:
+        raise ValueError(
+            f"--top-k {top_k} exceeds the {size * size} pixels of a {size}x{size} map"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,8 +339,8 @@ def explain_image(
     the score did not change along the path but the attributions do not sum to zero).
     ``options``: the method's options (:func:`method_option_values`; default: its defaults).
     """
+    from sensitivity.cards import model_card
     from sensitivity.inference import probabilities as calibrated
-    from sensitivity.labels import CLASS_NAMES
     from sensitivity.ood import assess
     from sensitivity.saliency import attribute, to_map
 
@@ -344,11 +350,10 @@ def explain_image(
     saliency_map = to_map(result, sign, reduce_channels)[0]
     probabilities = calibrated(model, result.logits)[0]
     predicted = int(probabilities.argmax())
+    names = model_card(model).class_names
     facts: dict = {
-        "probabilities": {
-            name: float(p) for name, p in zip(CLASS_NAMES, probabilities, strict=True)
-        },
-        "predicted_class": CLASS_NAMES[predicted],
+        "probabilities": {name: float(p) for name, p in zip(names, probabilities, strict=True)},
+        "predicted_class": names[predicted],
         "predicted_index": predicted,
     }
     assessment = assess(model, image)
@@ -357,7 +362,7 @@ def explain_image(
     facts["out_of_distribution_threshold"] = None if assessment is None else assessment.threshold
     if layer in ("logits", "probabilities", "log_probabilities"):
         explained = np.flatnonzero(result.weights[0]).tolist()
-        facts["explained_classes"] = [CLASS_NAMES[i] for i in explained]
+        facts["explained_classes"] = [names[i] for i in explained]
     facts["score"] = float(result.scores[0])
     if result.completeness_gap is not None:
         gap = float(result.completeness_gap[0])
@@ -394,14 +399,18 @@ def run(args: argparse.Namespace) -> int:
     Returns 0 when all were written, 1 when some files were skipped (listed on stderr).
     Raises ValueError (or ModelError) on bad arguments before anything is written.
     """
+    from sensitivity.cards import model_card
     from sensitivity.gradients import OUTPUT_TARGETS, make_target
     from sensitivity.images import load_image, preprocess
-    from sensitivity.labels import CLASS_NAMES
     from sensitivity.model_io import load_model
     from sensitivity.saliency import METHODS
 
-    classes, options = check_arguments(args)
+    options = check_arguments(args)
     model = load_model(args.model)
+    card = model_card(model)
+    size = args.size or card.native_size
+    check_size(size, args.top_k)
+    classes = parse_classes(args.classes, card.class_names)
     make_target(model, args.layer)  # ValueError for an unknown layer
     if classes is not None and args.layer not in OUTPUT_TARGETS:
         raise ValueError(
@@ -417,11 +426,11 @@ def run(args: argparse.Namespace) -> int:
             **options,
         },
         "layer": args.layer,
-        "classes": None if classes is None else [CLASS_NAMES[i] for i in classes],
+        "classes": None if classes is None else [card.class_names[i] for i in classes],
         "sign": args.sign,
         "reduce_channels": args.reduce_channels,
         "top_k": args.top_k,
-        "size": args.size,
+        "size": size,
         "model": str(args.model) if args.model else "default",
     }
     stems = output_stems(args.images)
@@ -431,7 +440,7 @@ def run(args: argparse.Namespace) -> int:
     bar.update(0)
     for done, (path, stem) in enumerate(zip(args.images, stems, strict=True), start=1):
         try:
-            image = preprocess(load_image(path), args.size)
+            image = preprocess(load_image(path), size)
             saliency_map, facts = explain_image(
                 model,
                 image,

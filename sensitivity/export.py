@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
 from sensitivity.colormaps import apply_colormap, scale_for_display
-from sensitivity.labels import CLASS_NAMES
 
 
 def heatmap_png(
@@ -52,12 +52,13 @@ def map_npy(saliency_map: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def probabilities_csv(probabilities: np.ndarray) -> bytes:
-    """``class,index,probability`` rows for the ten classes, in label order."""
+def probabilities_csv(probabilities: np.ndarray, class_names: Sequence[str]) -> bytes:
+    """``class,index,probability`` rows for ``(K,)`` probabilities of the classes
+    ``class_names`` (the model's card's), in label order."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["class", "index", "probability"])
-    for i, (name, p) in enumerate(zip(CLASS_NAMES, np.reshape(probabilities, -1), strict=True)):
+    for i, (name, p) in enumerate(zip(class_names, np.reshape(probabilities, -1), strict=True)):
         writer.writerow([name, i, f"{float(p):.6f}"])
     return buffer.getvalue().encode()
 

@@ -1,7 +1,8 @@
 """Gradient engine: compiled, cached gradients of a scalar target with respect to the pixels.
 
 A *target* is the per-image scalar that is differentiated: a weighted sum of the model's
-outputs (``"logits"``, ``"probabilities"`` = softmax, ``"log_probabilities"`` = log-softmax),
+logits (``"logits"``), of its probabilities (``"probabilities"``: the softmax of the logits, or
+their sigmoid for a multi-label head) or of their logarithm (``"log_probabilities"``),
 or a reduction (``"sum"``, ``"mean"``, ``"l2"``) of the output of any layer, optionally of one
 channel. The weights (class weights, or channel weights for an inner layer) are a per-image
 ``(N, K)`` tensor, so the predicted-class case, explicit class masks and channel choices all
@@ -19,6 +20,11 @@ Inner layers are reached by rebuilding the model's graph with its own layers (sh
 the user's model is not changed) and expanding nested sub-models, so a layer inside a nested
 functional or sequential sub-model is addressable as ``"submodel/layer"`` (or by its name alone
 when that is unique) without "graph disconnected" errors.
+
+The *logits* are the model's output, unless its last layer ends in a softmax or a sigmoid (a
+``Dense`` or other layer with that activation, an ``Activation`` or a ``Softmax`` layer): then
+they are the values before that activation, and :func:`head_of` says which it was
+(``"softmax"``, ``"sigmoid"``; ``"logits"`` for a model that outputs logits).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 import tensorflow as tf
-from scipy.special import log_softmax, softmax
+from scipy.special import expit, log_expit, log_softmax, softmax
 
 from sensitivity.calibration import temperature_of
 from sensitivity.choices import LAYER_REDUCTIONS, OUTPUT_TARGETS
@@ -41,18 +47,22 @@ BATCH_PIXEL_BUDGET = 64 * 64 * 64
 
 _L2_FLOOR = 1e-12  # keeps the gradient of sqrt finite at an all-zero activation
 
+HEADS = ("logits", "softmax", "sigmoid")
+"""What a model's last layer outputs: logits, or the softmax or sigmoid of its logits."""
+
 
 @dataclass(frozen=True)
 class Target:
     """The differentiated scalar: ``layer`` is an output target or a layer path.
 
-    ``temperature`` divides the logits before the softmax of ``"probabilities"`` and
-    ``"log_probabilities"`` (the model's calibration, :mod:`sensitivity.calibration`); logits
-    and inner layers are never rescaled."""
+    ``temperature`` divides the logits before the softmax (or sigmoid: ``activation``) of
+    ``"probabilities"`` and ``"log_probabilities"`` (the model's calibration,
+    :mod:`sensitivity.calibration`); logits and inner layers are never rescaled."""
 
     layer: str = "logits"
     reduction: str = "sum"
     temperature: float = 1.0
+    activation: str = "softmax"
 
     @property
     def is_output(self) -> bool:
@@ -169,6 +179,50 @@ class _Expander:
         return self._submodels[id(model)]
 
 
+def _head_kind(layer) -> str:
+    """``"softmax"`` or ``"sigmoid"`` when ``layer`` ends in that activation, else ``"logits"``."""
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    if activation is keras.activations.softmax:
+        return "softmax"
+    if activation is keras.activations.sigmoid:
+        return "sigmoid"
+    return "logits"
+
+
+class PreActivation(keras.layers.Layer):
+    """A layer's output before its activation: runs the wrapped (built) layer's ``call`` with
+    a linear activation, on the layer's own weights (the wrapper holds none). The swap lasts
+    only while the graph is traced, under the engine's lock."""
+
+    def __init__(self, layer, **kwargs):
+        super().__init__(name=f"{layer.name}_pre_activation", **kwargs)
+        self._wrapped = (layer,)  # a tuple: not tracked, so the weights stay the layer's
+
+    def call(self, *args, **kwargs):
+        layer = self._wrapped[0]
+        activation = layer.activation
+        layer.activation = keras.activations.linear
+        try:
+            return layer.call(*args, **kwargs)
+        finally:
+            layer.activation = activation
+
+
+def _logits(output) -> tuple[object, str]:
+    """The logits behind a graph's ``output`` and the head's kind (:data:`HEADS`)."""
+    history = getattr(output, "_keras_history", None)
+    kind = "logits" if history is None else _head_kind(history.operation)
+    if kind == "logits":
+        return output, kind
+    layer = history.operation
+    arguments = layer._inbound_nodes[history.node_index].arguments
+    if isinstance(layer, (keras.layers.Softmax, keras.layers.Activation)):
+        return arguments.keras_tensors[0], kind
+    return PreActivation(layer)(*arguments.args, **arguments.kwargs), kind
+
+
 # --------------------------------------------------------------------------------------------
 # Per-model cache of expansions and compiled functions.
 
@@ -176,6 +230,7 @@ class _Expander:
 class _ModelEntry:
     def __init__(self):
         self.expansions: dict[bool, tuple[list, object, dict[str, object]]] = {}
+        self.head = "logits"
         self.functions: dict[tuple, tf.types.experimental.GenericFunction] = {}
 
 
@@ -192,14 +247,30 @@ def _entry(model) -> _ModelEntry:
 
 
 def _expansion(model, guided: bool = False) -> tuple[list, object, dict[str, object]]:
+    """``(inputs, logits, {path: tensor})`` of the rebuilt graph (see :func:`_logits`)."""
     entry = _entry(model)
     with _LOCK:
         if guided not in entry.expansions:
             inputs, output, tensors = _Expander(guided).expand(model)
             if len(inputs) != 1 or not isinstance(output, keras.KerasTensor):
                 raise ValueError("saliency needs a model with one image input and one output")
-            entry.expansions[guided] = (inputs, output, tensors)
+            logits, entry.head = _logits(output)
+            entry.expansions[guided] = (inputs, logits, tensors)
         return entry.expansions[guided]
+
+
+def head_of(model) -> str:
+    """What the model's last layer outputs (:data:`HEADS`): ``"softmax"`` or ``"sigmoid"`` when
+    it ends in that activation (the engine's logits are then the values before it), else
+    ``"logits"``."""
+    _expansion(model)
+    return _entry(model).head
+
+
+def probability_activation(head: str) -> str:
+    """The function from logits to probabilities for a head: ``"sigmoid"`` for a sigmoid
+    (multi-label) head, ``"softmax"`` otherwise."""
+    return "sigmoid" if head == "sigmoid" else "softmax"
 
 
 def clear_cache(model=None) -> None:
@@ -259,7 +330,8 @@ def make_target(model, layer: str = "logits", reduction: str = "sum") -> Target:
     if not isinstance(layer, str):
         raise ValueError(f"layer must be a string, got {layer!r}")
     if layer in ("probabilities", "log_probabilities"):
-        return Target(layer, "sum", temperature_of(model))
+        return Target(layer, "sum", temperature_of(model),
+                      probability_activation(head_of(model)))
     if layer in OUTPUT_TARGETS:
         return Target(layer, "sum")
     return Target(resolve_layer(model, layer), reduction)
@@ -284,10 +356,12 @@ def input_signature(model) -> tf.TensorSpec:
 def _score(target: Target, inner, logits, weights):
     """``(N,)`` scalar per image from the target tensor and ``(N, K)`` weights."""
     if target.is_output:
+        sigmoid = target.activation == "sigmoid"
+        scaled = logits / target.temperature
         if target.layer == "probabilities":
-            values = tf.nn.softmax(logits / target.temperature, axis=-1)
+            values = tf.sigmoid(scaled) if sigmoid else tf.nn.softmax(scaled, axis=-1)
         elif target.layer == "log_probabilities":
-            values = tf.nn.log_softmax(logits / target.temperature, axis=-1)
+            values = tf.math.log_sigmoid(scaled) if sigmoid else tf.nn.log_softmax(scaled, -1)
         else:
             values = logits
         return tf.reduce_sum(values * weights, axis=-1)
@@ -309,10 +383,11 @@ def output_scores(target: Target, logits: np.ndarray, weights: np.ndarray) -> np
     if not target.is_output:
         raise ValueError(f"{target.layer!r} is not an output target")
     scaled = np.asarray(logits, np.float64) / target.temperature
+    sigmoid = target.activation == "sigmoid"
     if target.layer == "probabilities":
-        values = softmax(scaled, axis=-1)
+        values = expit(scaled) if sigmoid else softmax(scaled, axis=-1)
     elif target.layer == "log_probabilities":
-        values = log_softmax(scaled, axis=-1)
+        values = log_expit(scaled) if sigmoid else log_softmax(scaled, axis=-1)
     else:
         values = logits
     return (np.asarray(values, np.float64) * np.asarray(weights, np.float64)).sum(axis=-1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 
 from sensitivity import gradients as engine
 from sensitivity.calibration import temperature_of
@@ -21,16 +22,17 @@ def as_batch(images) -> np.ndarray:
 
 
 def logits(model, images, batch_size: int = 256) -> np.ndarray:
-    """``(N, 10)`` float32 logits for ``(N, H, W, 3)`` pixel values in 0..255.
+    """``(N, K)`` float32 logits for ``(N, H, W, 3)`` pixel values in 0..255 (the values before
+    the model's final softmax or sigmoid when it has one, :func:`sensitivity.gradients.head_of`).
 
     Runs the model's compiled forward pass (traced once per model, shared with the gradient
     engine), in chunks of at most ``batch_size`` images (fewer for large images).
     """
     batch = as_batch(images)
-    if not len(batch):
-        return np.zeros((0, 10), np.float32)
     target = engine.make_target(model, "logits")
     empty = np.zeros((len(batch), engine.weight_size(model, target)), np.float32)
+    if not len(batch):
+        return empty
     _, values = engine.forward(model, target, batch, empty, max_batch=batch_size)
     return values.astype(np.float32)
 
@@ -53,11 +55,15 @@ def log_softmax(values: np.ndarray) -> np.ndarray:
 def probabilities(model, values: np.ndarray) -> np.ndarray:
     """``(N, C)`` float32 calibrated class probabilities from ``(N, C)`` logits of ``model``:
     ``softmax(logits / T)`` with the model's temperature
-    (:func:`sensitivity.calibration.temperature_of`; 1 for a model without calibration)."""
-    return softmax(np.asarray(values, np.float64) / temperature_of(model))
+    (:func:`sensitivity.calibration.temperature_of`; 1 for a model without calibration), or
+    ``sigmoid(logits / T)`` for a sigmoid (multi-label) head, whose rows need not sum to 1."""
+    scaled = np.asarray(values, np.float64) / temperature_of(model)
+    if engine.head_of(model) == "sigmoid":
+        return expit(scaled).astype(np.float32)
+    return softmax(scaled)
 
 
 def predict(model, images, batch_size: int = 256) -> np.ndarray:
-    """``(N, 10)`` float32 calibrated class probabilities (:func:`probabilities`) for
+    """``(N, K)`` float32 calibrated class probabilities (:func:`probabilities`) for
     ``(N, H, W, 3)`` pixel values in 0..255."""
     return probabilities(model, logits(model, images, batch_size))

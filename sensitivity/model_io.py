@@ -1,8 +1,11 @@
-"""Loading the shipped model safely, and its model card.
+"""Loading models safely, their model cards, the models in a folder and a bounded cache.
 
 A model file ``NAME.keras`` comes with a card ``NAME.json`` that records, among other things,
-the sha256 of the weights file. :func:`load_model` refuses a file whose checksum does not match,
-and always loads in Keras' safe mode (no Python code from the file is run).
+the sha256 of the weights file, the class names and the native input size
+(:mod:`sensitivity.cards`). :func:`load_model` refuses a file whose checksum does not match or
+whose card is missing or wrong, and always loads in Keras' safe mode (no Python code from the
+file is run). :func:`write_operator_card` writes the card of an operator's own model;
+:func:`list_models` lists a folder's models and :class:`ModelCache` keeps the last few loaded.
 """
 
 from __future__ import annotations
@@ -10,7 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from sensitivity.cards import ModelCard, attach_card, card_from_json
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_PATH = MODELS_DIR / "wrn-16-3.keras"
@@ -18,6 +27,9 @@ DEFAULT_MODEL_PATH = MODELS_DIR / "wrn-16-3.keras"
 
 MODEL_PATH_ENV = "SENSITIVITY_MODEL_PATH"
 """An operator may point the app at another model file (with its card) through this variable."""
+
+MODELS_DIR_ENV = "SENSITIVITY_MODELS_DIR"
+"""An operator may name the folder whose models are offered (default :data:`MODELS_DIR`)."""
 
 
 class ModelError(RuntimeError):
@@ -122,6 +134,10 @@ def load_model(path: str | os.PathLike | None = None):
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
         raise ModelError(f"model file {path} cannot be loaded: {exc}") from None
+    try:
+        attach_card(model, card_from_json(card, path, model))
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
     _attach_confidence(model, path, card)
     return model
 
@@ -138,3 +154,103 @@ def _attach_confidence(model, path: Path, card: dict) -> None:
             attach_detector(model, load_detector(card["out_of_distribution"], statistics))
     except (KeyError, TypeError, ValueError, OSError) as exc:
         raise ModelError(f"model card of {path}: its calibration cannot be read: {exc}") from None
+
+
+def write_operator_card(model_path: str | os.PathLike, classes: Sequence[str], input_size: int,
+                        *, name: str | None = None, data: str = "",
+                        accuracy: float | None = None) -> dict:
+    """Write the card of an operator's own model: its ``classes`` (one per output, in output
+    order), native ``input_size`` (pixels), pixel range 0..255, the head read from its graph,
+    ``name`` (default: the file's stem), ``data``, ``accuracy`` and the file's sha256. Fields
+    of a card already there are kept when its sha256 is the file's. Loads the model in safe
+    mode to check it; :class:`ModelError` naming the file when the card would be wrong."""
+    import keras
+
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
+        raise ModelError(f"model file {path} cannot be loaded: {exc}") from None
+    old = read_model_card(path) if card_path(path).is_file() else {}
+    card = old if old.get("sha256") == sha256_of(path) else {}
+    card.update(name=name or card.get("name") or path.stem,
+                classes=[str(c).strip() for c in classes], input_size=input_size,
+                input_range=[0, 255])
+    if data:
+        card["data"] = data
+    if accuracy is not None:
+        card["test_accuracy"] = accuracy
+    card.pop("head", None)
+    try:
+        card["head"] = card_from_json(card, path, model).head
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    return write_model_card(path, card)
+
+
+def models_dir() -> Path:
+    """The folder of models on offer: ``$SENSITIVITY_MODELS_DIR``, else :data:`MODELS_DIR`."""
+    return Path(os.environ.get(MODELS_DIR_ENV) or MODELS_DIR)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model file in a folder: its ``name`` (the file's stem), ``path`` and ``card``, or the
+    ``problem`` (naming the file) that keeps it from being offered, with ``card`` None."""
+
+    name: str
+    path: Path
+    card: ModelCard | None
+    problem: str = ""
+
+
+def list_models(folder: str | os.PathLike | None = None) -> list[ModelEntry]:
+    """Every ``.keras`` file of ``folder`` (default :func:`models_dir`), by name, with its card
+    read (not yet checked against the file's sha256 or the model: :func:`load_model` does)."""
+    folder = models_dir() if folder is None else Path(folder)
+    entries = []
+    for path in sorted(folder.glob("*.keras")):
+        try:
+            entries.append(ModelEntry(path.stem, path, card_from_json(read_model_card(path),
+                                                                      path)))
+        except (ModelError, ValueError) as exc:
+            entries.append(ModelEntry(path.stem, path, None, str(exc)))
+    return entries
+
+
+class ModelCache:
+    """The models of a folder, loaded by name on first use (:func:`load_model`), at most
+    ``capacity`` held at once: loading another drops the least recently used."""
+
+    def __init__(self, folder: str | os.PathLike | None = None, capacity: int = 3):
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        self.folder = folder
+        self.capacity = capacity
+        self._models: OrderedDict[str, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str):
+        """The model called ``name`` (a file stem of the folder), loaded if not held;
+        :class:`ModelError` naming the file when it is unknown, altered or its card wrong."""
+        with self._lock:
+            if name in self._models:
+                self._models.move_to_end(name)
+                return self._models[name]
+            entry = next((e for e in list_models(self.folder) if e.name == name), None)
+            if entry is None:
+                raise ModelError(f"no model {name!r} in {self.folder or models_dir()}")
+            if entry.problem:
+                raise ModelError(entry.problem)
+            model = load_model(entry.path)
+            self._models[name] = model
+            while len(self._models) > self.capacity:
+                self._models.popitem(last=False)
+            return model
+
+    def held(self) -> list[str]:
+        """Names of the models in memory, least recently used first."""
+        with self._lock:
+            return list(self._models)

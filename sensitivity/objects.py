@@ -124,10 +124,11 @@ def find_objects(
     ``classes``: a class index, a list of them, or None for the classes the model finds
     (:func:`candidate_classes`: at most ``max_objects``, each at least
     ``rule.min_probability``; the most probable one always). Boxes are in the image's own
-    pixel coordinates. ``class_names`` defaults to CIFAR-10's.
+    pixel coordinates. ``class_names`` defaults to the model's card's
+    (:func:`sensitivity.cards.model_card`).
     """
+    from sensitivity.cards import model_card
     from sensitivity.images import analysis_shape, as_rgb_array, resize
-    from sensitivity.labels import CLASS_NAMES
     from sensitivity.saliency import saliency
 
     if isinstance(max_objects, bool) or not isinstance(max_objects, (int, np.integer)) or (
@@ -150,7 +151,7 @@ def find_objects(
         bad = [c for c in chosen if not 0 <= c < num_classes]
         if bad:
             raise ValueError(f"class {bad[0]} is out of range: classes are 0..{num_classes - 1}")
-    names = list(class_names or CLASS_NAMES)
+    names = list(class_names or model_card(model).class_names)
     weights = np.eye(num_classes, dtype=np.float32)[chosen]
     maps = saliency(model, np.repeat(x[None], len(chosen), axis=0), method=rule.method,
                     class_mask=weights, **rule.options)

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 
 import numpy as np
-
-from sensitivity.labels import CLASS_NAMES
 
 PREDICTED_BAR = "#0072B2"  # blue of the Okabe-Ito palette, readable with colour blindness
 OTHER_BAR = "#9DB4C8"
 
 
-def probability_bars_html(probabilities: np.ndarray) -> str:
-    """The ten class probabilities (``(10,)``, 0..1) as a bar chart in a small HTML table:
-    class, a bar as long as the probability, the probability in percent; most probable first,
-    its row in bold and its bar darker.
+def probability_bars_html(probabilities: np.ndarray, class_names: Sequence[str]) -> str:
+    """The class probabilities (``(K,)``, 0..1) as a bar chart in a small HTML table: class
+    (``class_names``, one per probability), a bar as long as the probability, the probability
+    in percent; most probable first, its row in bold and its bar darker.
 
-    Plain HTML with inline styles, built only from the probabilities and
-    :data:`~sensitivity.labels.CLASS_NAMES` (nothing a user typed or uploaded), so a page can
-    draw it as it is: a browser lays it out in a fraction of the time a chart library takes.
+    Plain HTML with inline styles, built from the probabilities and the escaped class names of
+    the model's card (nothing a visitor typed or uploaded), so a page can draw it as it is: a
+    browser lays it out in a fraction of the time a chart library takes.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    _check_names(probabilities, class_names)
     rows = []
     for rank, index in enumerate(np.argsort(-probabilities, kind="stable")):
         percent = 100 * float(probabilities[index])
@@ -30,7 +30,7 @@ def probability_bars_html(probabilities: np.ndarray) -> str:
         rows.append(
             f'<tr style="{weight}">'
             f'<td style="padding:1px 8px 1px 0;white-space:nowrap;border:none">'
-            f"{escape(CLASS_NAMES[index])}</td>"
+            f"{escape(class_names[index])}</td>"
             '<td style="width:100%;padding:1px 0;border:none">'
             f'<div style="width:{min(max(percent, 0.0), 100.0):.2f}%;min-width:1px;height:14px;'
             f'background:{colour};border-radius:2px"></div></td>'
@@ -51,19 +51,26 @@ def _in_words(n: int) -> str:
     return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
 
 
-def verdict(probabilities: np.ndarray, out_of_distribution: bool = False) -> str:
+def _check_names(probabilities: np.ndarray, class_names: Sequence[str]) -> None:
+    if len(class_names) != probabilities.size:
+        raise ValueError(f"{probabilities.size} probabilities but {len(class_names)} class names")
+
+
+def verdict(probabilities: np.ndarray, class_names: Sequence[str],
+            out_of_distribution: bool = False) -> str:
     """The original experiment's sentence for the most probable class of ``(C,)``
-    probabilities (0..1).
+    probabilities (0..1) of the classes ``class_names``.
 
     For example "There's about 99.8% chance that there is at least one bird in the image"; for
     a picture the out-of-distribution detector flags, a conditional one: "If this picture shows
     any of the ten classes, the model leans towards automobile (71.0%)".
     """
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    _check_names(probabilities, class_names)
     top = int(np.argmax(probabilities))
     percent = 100 * float(probabilities[top])
     shown = f"{percent:.1f}" if percent < 99.95 else "99.9+"
-    name = CLASS_NAMES[top]
+    name = class_names[top]
     if out_of_distribution:
         return (f"If this picture shows any of the {_in_words(len(probabilities))} classes, "
                 f"the model leans towards {name} ({shown}%)")

@@ -26,7 +26,6 @@ from sensitivity.choices import (
     shown_options,
 )
 from sensitivity.choices import SIGNS as _ENGINE_SIGNS
-from sensitivity.labels import NUM_CLASSES
 
 SIGNS = tuple(_ENGINE_SIGNS)
 CHANNEL_REDUCTIONS = tuple(c for c in _ENGINE_CHANNEL_REDUCTIONS if c != "none")  # one map
@@ -127,8 +126,9 @@ def _read_special(name: str, text: str):
         return text
     if name == "classes":
         items = [v.strip() for v in text.split(",") if v.strip()]
-        if not all(v.isdigit() and int(v) < NUM_CLASSES for v in items):
-            raise ValueError(f"expected class indices from 0 to {NUM_CLASSES - 1}")
+        if not all(v.isdigit() for v in items):
+            raise ValueError("expected class indices (whole numbers from 0; the model's card "
+                             "says how many classes it has)")
         return tuple(sorted({int(v) for v in items}))
     return tuple(v for v in text.split(",") if v)[:8]  # compare_items
 

@@ -455,6 +455,9 @@ def train(
         },
         "parameters": int(final.count_params()),
         "classes": list(CLASS_NAMES),
+        "input_size": 32,
+        "input_range": [0, 255],
+        "head": "logits",
         "data": {
             "source": source,
             "train_images": int(len(x_train)),

@@ -356,7 +356,7 @@ def test_no_user_string_reaches_unsafe_html():
     assert not [p.name for p in sources if "unsafe_allow_html" in p.read_text()]
     calls = [line.strip() for p in sources for line in p.read_text().splitlines()
              if ".html(" in line]
-    assert calls == ["st.html(probability_bars_html(probabilities))"]
+    assert calls == ["st.html(probability_bars_html(probabilities, class_names()))"]
 
 
 def test_boxes_faithfulness_and_predict_again_panels(dog_app):
