@@ -53,7 +53,8 @@ class ModelCard:
 def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
     """A :class:`ModelCard` from a card's JSON; ``ValueError`` naming ``model_file`` when a field
     is missing or wrong. With the loaded ``model``, also checked against it (as many classes as
-    outputs; the head, filled in from its graph when the card does not say)."""
+    outputs, the input size of a model with a fixed input; the head, filled in from its graph
+    when the card does not say)."""
     from sensitivity import gradients as engine
 
     where = f"model card of {model_file}"
@@ -79,6 +80,11 @@ def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
         if outputs != len(classes):
             raise ValueError(f"{where}: it names {len(classes)} classes but the model has "
                              f"{outputs} outputs")
+        fixed = {int(side) for side in engine.input_signature(model).shape[1:3] if side}
+        if fixed and fixed != {size}:
+            raise ValueError(f"{where}: 'input_size' is {size} but the model takes only "
+                             f"{'x'.join(map(str, engine.input_signature(model).shape[1:3]))} "
+                             "images")
         if head not in (None, engine.head_of(model)):
             raise ValueError(f"{where}: it says the head is {head!r} but the model's last layer "
                              f"outputs {engine.head_of(model)!r}")

@@ -146,3 +146,7 @@ def typical_cifar_image(model, cifar_dir: Path, size: int = 32) -> tuple[Path, f
                                                      for p in paths]))
     best = int(np.argmin(scores))
     return paths[best], float(scores[best])
+
+
+CIFAR_CARD = {"classes": list(CLASS_NAMES), "input_size": 32}
+"""The card fields of a CIFAR-10 model (its class names, native size 32) for a test's card."""

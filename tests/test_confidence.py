@@ -12,7 +12,7 @@ from PIL import Image
 import sensitivity
 from sensitivity import calibration, confidence, ood
 from sensitivity.model_io import ModelError, write_model_card
-from tests.helpers import write_class_folders
+from tests.helpers import CIFAR_CARD, write_class_folders
 
 
 def _net():
@@ -60,7 +60,7 @@ def test_written_confidence_is_checked_and_attached_by_load_model(tmp_path, monk
     model = _net()
     path = tmp_path / "net.keras"
     model.save(path)
-    write_model_card(path, {"name": "net"})
+    write_model_card(path, {"name": "net", **CIFAR_CARD})
     fitted = _fit(model, root)
     card = confidence.write_confidence(path, fitted)
     assert card["calibration"]["temperature"] == fitted.temperature
@@ -93,7 +93,8 @@ def test_the_calibrate_command_holds_out_the_part_the_card_names(tmp_path, monke
     path = tmp_path / "net.keras"
     model = _net()
     model.save(path)
-    write_model_card(path, {"name": "net", "recipe": {"val_size": 60, "seed": 0}})
+    write_model_card(path, {"name": "net", "recipe": {"val_size": 60, "seed": 0},
+                            **CIFAR_CARD})
     code = main(["calibrate", "--data-dir", str(root), "--model", str(path), "--layers", "pool",
                  "block", "--photos-dir", str(tmp_path / "none"), "--report-test"])
     assert code == 0

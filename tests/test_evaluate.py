@@ -8,6 +8,7 @@ import sensitivity  # noqa: F401  (sets the TensorFlow environment before TF is 
 import keras
 import numpy as np
 
+from sensitivity.cards import ModelCard, attach_card
 from sensitivity.evaluate import accuracy_report, confusion_matrix, format_report
 from sensitivity.labels import CLASS_NAMES
 
@@ -37,16 +38,21 @@ def _model_predicting_the_grey_level_over_ten():
 
 
 def test_confusion_matrix_rows_are_true_classes():
-    matrix = confusion_matrix(LABELS, PREDICTED)
+    matrix = confusion_matrix(LABELS, PREDICTED, 10)
     assert matrix.shape == (10, 10) and matrix.dtype == np.int64
     np.testing.assert_array_equal(matrix, _expected_matrix())
     assert matrix[0, 1] == 1 and matrix[1, 0] == 0  # a true 0 called 1, never a true 1 called 0
+    np.testing.assert_array_equal(confusion_matrix(LABELS, PREDICTED, 4), _expected_matrix()[:4, :4])
 
 
 def test_accuracy_report_by_hand():
     images = np.broadcast_to((10.0 * PREDICTED + 1.0)[:, None, None, None],
                              (len(PREDICTED), 4, 4, 3)).astype(np.float32)
-    report = accuracy_report(_model_predicting_the_grey_level_over_ten(), images, LABELS)
+    model = _model_predicting_the_grey_level_over_ten()
+    default = accuracy_report(model, images, LABELS)  # no card: "class 0".. "class 9"
+    assert list(default["per_class"]) == [f"class {i}" for i in range(10)]
+    attach_card(model, ModelCard(CLASS_NAMES, native_size=4))
+    report = accuracy_report(model, images, LABELS)
     assert report["n"] == 10
     assert report["accuracy"] == 0.7
     expected = dict.fromkeys(CLASS_NAMES, 0.0)

@@ -17,6 +17,7 @@ from sensitivity.__main__ import build_parser, main
 from sensitivity.choices import METHODS, method_option_specs
 from sensitivity.explain import method_option_values, output_stems, parse_classes
 from sensitivity.labels import CLASS_NAMES
+from tests.helpers import CIFAR_CARD
 
 SIZE = 16
 TOP_K = 10
@@ -33,7 +34,7 @@ def model_file(tmp_path_factory):
     keras.utils.set_random_seed(0)
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     build_wrn(10, 1).save(path)
-    write_model_card(path, {"name": "tiny", "depth": 10, "width": 1})
+    write_model_card(path, {"name": "tiny", "depth": 10, "width": 1, **CIFAR_CARD})
     return path
 
 
@@ -178,10 +179,13 @@ def test_output_stems_are_safe_and_unique():
         "hidden",
         "cat",
     ]
-    assert parse_classes(None) is None
-    assert parse_classes(["cat, 5", "CAT"]) == [3, 5]
+    assert parse_classes(None, CLASS_NAMES) is None
+    assert parse_classes(["cat, 5", "CAT"], CLASS_NAMES) == [3, 5]
     with pytest.raises(ValueError, match="unknown class '10'"):
-        parse_classes(["10"])
+        parse_classes(["10"], CLASS_NAMES)
+    assert parse_classes(["Lynx,0"], ["tiger", "lynx"]) == [1, 0]
+    with pytest.raises(ValueError, match="unknown class 'cat'.*index 0..1"):
+        parse_classes(["cat"], ["tiger", "lynx"])
 
 
 def test_method_options_reach_the_method_and_the_record(tmp_path, model_file, capsys):

@@ -67,25 +67,29 @@ def test_exports_round_trip():
     mask = Image.open(io.BytesIO(mask_png(m > 0.5, scale=1)))
     assert np.array_equal(np.asarray(mask) == 0, m > 0.5)
     p = np.full(10, 0.1)
-    rows = probabilities_csv(p).decode().splitlines()
+    rows = probabilities_csv(p, CLASS_NAMES).decode().splitlines()
     assert rows[0] == "class,index,probability" and rows[3].startswith("bird,2,0.1")
     assert len(rows) == 11
+    three = probabilities_csv(np.array([0.25, 0.5, 0.25]), ["a,b", "c", "d"]).decode()
+    assert three.splitlines()[1:] == ['"a,b",0,0.250000', "c,1,0.500000", "d,2,0.250000"]
+    with pytest.raises(ValueError):
+        probabilities_csv(p, ["only", "three", "names"])
 
 
 def test_the_original_sentence():
     p = np.zeros(10)
     p[2], p[0] = 0.998, 0.002
-    assert verdict(p) == ("There's about 99.8% chance that there is at least one bird "
+    assert verdict(p, CLASS_NAMES) == ("There's about 99.8% chance that there is at least one bird "
                           "in the image")
 
 
 def test_a_flagged_picture_gets_a_conditional_sentence_the_notice_and_its_score():
     p = np.full(10, 0.02)
     p[1] = 0.82
-    assert verdict(p, out_of_distribution=True) == (
+    assert verdict(p, CLASS_NAMES, out_of_distribution=True) == (
         "If this picture shows any of the ten classes, the model leans towards automobile "
         "(82.0%)")
-    assert verdict(p, out_of_distribution=False).startswith("There's about 82.0% chance")
+    assert verdict(p, CLASS_NAMES, out_of_distribution=False).startswith("There's about 82.0% chance")
     assert out_of_distribution_notice(10) == (
         "This picture may show none of the ten classes the model knows; its probabilities and "
         "maps say little here")
@@ -97,7 +101,7 @@ def test_a_flagged_picture_gets_a_conditional_sentence_the_notice_and_its_score(
 
 def test_probability_bars_are_a_sorted_table_of_all_ten_classes():
     p = np.array([0.02, 0.01, 0.6, 0.2, 0.05, 0.04, 0.03, 0.02, 0.02, 0.01])
-    html = probability_bars_html(p)
+    html = probability_bars_html(p, CLASS_NAMES)
     rows = probability_bars_rows(html)
     assert [r["class"] for r in rows] == [CLASS_NAMES[i] for i in np.argsort(-p, kind="stable")]
     assert [r["percent"] for r in rows] == [round(100 * v, 1) for v in np.sort(p)[::-1]]
@@ -114,9 +118,22 @@ def test_probability_bars_are_a_sorted_table_of_all_ten_classes():
 def test_probability_bars_keep_tiny_and_certain_probabilities_in_range():
     p = np.zeros(10)
     p[9] = 1.0
-    rows = probability_bars_rows(probability_bars_html(p))
+    rows = probability_bars_rows(probability_bars_html(p, CLASS_NAMES))
     assert rows[0]["class"] == "truck" and rows[0]["bar"] == 100 and rows[0]["percent"] == 100
     assert all(r["bar"] == 0 and r["percent"] == 0 for r in rows[1:])
+
+
+def test_the_sentence_and_bars_name_the_models_own_classes():
+    names = ["tabby <cat>", "tiger", "lynx"]
+    p = np.array([0.1, 0.7, 0.2])
+    assert verdict(p, names) == "There's about 70.0% chance that there is at least one tiger " \
+                                "in the image"
+    assert "any of the three classes" in verdict(p, names, out_of_distribution=True)
+    html = probability_bars_html(p, names)
+    assert [r["class"] for r in probability_bars_rows(html)] == ["tiger", "lynx", "tabby <cat>"]
+    assert "<cat>" not in html
+    with pytest.raises(ValueError, match="3 probabilities but 2 class names"):
+        verdict(p, names[:2])
 
 
 def test_completeness_note_gives_the_relative_gap_or_says_it_means_little():

@@ -8,6 +8,7 @@ import sensitivity
 from sensitivity.data import load_split
 from sensitivity.model_io import DEFAULT_MODEL_PATH, ModelError, card_path, sha256_of
 from sensitivity.wrn import build_wrn
+from tests.helpers import CIFAR_CARD
 
 
 def test_committed_model_card_is_complete_and_its_checksum_holds():
@@ -46,7 +47,7 @@ def _tiny_model_file(tmp_path):
 
     path = tmp_path / "tiny.keras"
     build_wrn(10, 1).save(path)
-    write_model_card(path, {"name": "tiny"})
+    write_model_card(path, {"name": "tiny", **CIFAR_CARD})
     return path
 
 
@@ -87,3 +88,86 @@ def test_predict_shapes(default_model):
     np.testing.assert_allclose(single[0], batch[0], atol=1e-5)
     with pytest.raises(ValueError):
         sensitivity.predict(default_model, np.zeros((32, 32)))
+
+
+def _small_model_file(folder, name: str, classes: int = 3):
+    """A one-layer classifier of ``classes`` outputs saved as ``folder/name.keras`` with a card."""
+    import keras
+
+    from sensitivity.model_io import write_model_card
+
+    inputs = keras.Input((None, None, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    path = folder / f"{name}.keras"
+    keras.Model(inputs, keras.layers.Dense(classes)(pooled)).save(path)
+    write_model_card(path, {"classes": [f"{name} {i}" for i in range(classes)],
+                            "input_size": 16})
+    return path
+
+
+def test_list_models_reads_every_card_and_names_the_files_it_cannot(tmp_path, monkeypatch):
+    from sensitivity.model_io import list_models
+
+    for name in ("b", "a"):
+        _small_model_file(tmp_path, name)
+    (tmp_path / "orphan.keras").write_bytes(b"no card")
+    broken = _small_model_file(tmp_path, "broken")
+    broken.with_suffix(".json").write_text('{"classes": "not a list"}')
+    (tmp_path / "notes.json").write_text("{}")
+    entries = list_models(tmp_path)
+    assert [e.name for e in entries] == ["a", "b", "broken", "orphan"]
+    assert entries[0].card.class_names == ("a 0", "a 1", "a 2") and not entries[0].problem
+    assert entries[0].card.native_size == 16 and entries[0].path == tmp_path / "a.keras"
+    assert entries[2].card is None and str(broken) in entries[2].problem
+    assert entries[3].card is None and "model card not found" in entries[3].problem
+    monkeypatch.setenv("SENSITIVITY_MODELS_DIR", str(tmp_path))
+    assert [e.name for e in list_models()] == ["a", "b", "broken", "orphan"]
+    monkeypatch.delenv("SENSITIVITY_MODELS_DIR")
+    shipped = {e.name: e for e in list_models()}
+    assert {"wrn-16-2", "wrn-16-3"} <= set(shipped)
+    assert all(shipped[n].card.class_names[2] == "bird" for n in ("wrn-16-2", "wrn-16-3"))
+
+
+def test_the_model_cache_holds_at_most_capacity_models_least_recently_used_dropped(tmp_path):
+    from sensitivity.cards import model_card
+    from sensitivity.model_io import ModelCache
+
+    for name, classes in (("a", 2), ("b", 3), ("c", 4)):
+        _small_model_file(tmp_path, name, classes)
+    (tmp_path / "orphan.keras").write_bytes(b"no card")
+    cache = ModelCache(tmp_path, capacity=2)
+    a = cache.get("a")
+    assert model_card(a).num_classes == 2 and model_card(a).class_names[1] == "a 1"
+    b = cache.get("b")
+    assert cache.get("a") is a and cache.held() == ["b", "a"]  # a used last
+    cache.get("c")
+    assert cache.held() == ["a", "c"]  # b, the least recently used, dropped
+    assert cache.get("b") is not b and cache.held() == ["c", "b"]
+    with pytest.raises(ModelError, match="no model 'd'"):
+        cache.get("d")
+    with pytest.raises(ModelError, match=str(tmp_path / "orphan.json")):
+        cache.get("orphan")
+    with pytest.raises(ModelError, match="no model"):
+        cache.get("../a")
+    (tmp_path / "c.keras").write_bytes(b"altered")
+    cache.get("b")
+    cache.get("a")  # c, held until now, was dropped: it is loaded again and checked
+    with pytest.raises(ModelError, match="does not match its card"):
+        cache.get("c")
+    assert cache.held() == ["b", "a"]
+    with pytest.raises(ValueError):
+        ModelCache(tmp_path, capacity=0)
+
+
+def test_the_restored_wrn_16_2_loads_with_its_card_calibration_and_detector():
+    from sensitivity.calibration import temperature_of
+    from sensitivity.cards import model_card
+    from sensitivity.model_io import MODELS_DIR
+    from sensitivity.ood import detector_of
+
+    model = sensitivity.load_model(MODELS_DIR / "wrn-16-2.keras")
+    card = model_card(model)
+    assert card.name == "wrn-16-2" and card.native_size == 32 and card.head == "logits"
+    assert card.sha256 == "40cb5b1051751d7c9a43d0de3b9da3560dd87b97801d25004516ef23a0da2075"
+    assert card.class_names == tuple(sensitivity.CLASS_NAMES) and card.accuracy == 0.9058
+    assert 0.3 < temperature_of(model) < 1 and detector_of(model) is not None
