@@ -113,7 +113,8 @@ def test_a_missing_or_wrong_card_is_refused_naming_the_file(tmp_path):
     assert "says the head is 'softmax'" in refused(head="softmax")
     assert "repeats a name" in refused(classes=["a", "a", "c"])
     path.with_suffix(".json").unlink()
-    with pytest.raises(ModelError, match=re.escape(f"model card not found: {path.with_suffix('.json')}")):
+    missing = f"model card not found: {path.with_suffix('.json')}"
+    with pytest.raises(ModelError, match=re.escape(missing)):
         load_model(path)
     three = tmp_path / "labels.txt"
     three.write_text("a\nb\n")

@@ -42,7 +42,8 @@ def test_confusion_matrix_rows_are_true_classes():
     assert matrix.shape == (10, 10) and matrix.dtype == np.int64
     np.testing.assert_array_equal(matrix, _expected_matrix())
     assert matrix[0, 1] == 1 and matrix[1, 0] == 0  # a true 0 called 1, never a true 1 called 0
-    np.testing.assert_array_equal(confusion_matrix(LABELS, PREDICTED, 4), _expected_matrix()[:4, :4])
+    np.testing.assert_array_equal(confusion_matrix(LABELS, PREDICTED, 4),
+                                  _expected_matrix()[:4, :4])
 
 
 def test_accuracy_report_by_hand():

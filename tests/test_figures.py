@@ -89,7 +89,8 @@ def test_a_flagged_picture_gets_a_conditional_sentence_the_notice_and_its_score(
     assert verdict(p, CLASS_NAMES, out_of_distribution=True) == (
         "If this picture shows any of the ten classes, the model leans towards automobile "
         "(82.0%)")
-    assert verdict(p, CLASS_NAMES, out_of_distribution=False).startswith("There's about 82.0% chance")
+    assert verdict(p, CLASS_NAMES, out_of_distribution=False).startswith(
+        "There's about 82.0% chance")
     assert out_of_distribution_notice(10) == (
         "This picture may show none of the ten classes the model knows; its probabilities and "
         "maps say little here")
