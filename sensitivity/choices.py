@@ -172,7 +172,9 @@ class Option:
 
 
 NATIVE_SIZE = 32
-"""Side of the images the network was trained on (CIFAR-10), pixels."""
+"""Side of the images the shipped models were trained on (CIFAR-10), pixels: the default native
+size of a model whose card does not say (:func:`sensitivity.cards.model_card`), and the
+reference side in whose pixels the methods' lengths (patches, blur widths) are stated."""
 
 BACKWARD_COST = 2
 """A backward pass costs about this many forward passes (the cost model's convention)."""

@@ -87,7 +87,8 @@ def _to_image(box: Box, scale_y: float, scale_x: float, height: int, width: int)
 def class_evidence(model, image: np.ndarray) -> np.ndarray:
     """``(K,)`` float64: how sure the model is that each class is somewhere in ``image``
     ``(H, W, 3)`` (0..255): for a CAM head the largest per-position probability (see the
-    module docstring), else the image's softmax."""
+    module docstring), else the image's probabilities
+    (:func:`sensitivity.inference.predict`)."""
     from sensitivity import gradients as engine
     from sensitivity.inference import predict, softmax
     from sensitivity.localising_methods import cam_head

@@ -68,13 +68,15 @@ def analysis_shown() -> None:
 
 
 def warm_up(model) -> None:
-    """One pass through the page's work on a blank image of the page's default size: the
-    prediction, the out-of-distribution score, the default method's and the plain gradient's
-    maps (traces, first-use imports)."""
+    """One pass through the page's work on a blank image of the model's native size (its
+    card's; the page's default size for the shipped models): the prediction, the
+    out-of-distribution score, the default method's and the plain gradient's maps (traces,
+    first-use imports)."""
     import numpy as np
 
     from sensitivity import figures, pictures
-    from sensitivity.choices import DEFAULT_METHOD, DEFAULT_SIZE
+    from sensitivity.cards import model_card
+    from sensitivity.choices import DEFAULT_METHOD
     from sensitivity.inference import predict
     from sensitivity.methods import attribute
     from sensitivity.ood import assess
@@ -82,30 +84,35 @@ def warm_up(model) -> None:
     from sensitivity.report import probability_bars_html
     from sensitivity.saliency import to_map
 
-    image = np.full((DEFAULT_SIZE, DEFAULT_SIZE, 3), 128.0, np.float32)
+    card = model_card(model)
+    size = card.native_size
+    image = np.full((size, size, 3), 128.0, np.float32)
     probabilities = predict(model, image)[0]
     assess(model, image)  # its feature layers' forward pass (nothing without a detector)
     attribute(model, image)  # the method most people try next
     saliency_map = to_map(attribute(model, image, method=DEFAULT_METHOD), "abs", "max")[0]
-    probability_bars_html(probabilities)
+    probability_bars_html(probabilities, card.class_names)
     figures.saliency_heatmap(saliency_map, title="warm-up").to_json()
-    pictures.data_url(pictures.photo(image, boxes=[(0, 0, DEFAULT_SIZE, DEFAULT_SIZE)]), "JPEG")
+    pictures.data_url(pictures.photo(image, boxes=[(0, 0, size, size)]), "JPEG")
     pictures.data_url(pictures.overlay(image, saliency_map))
     pictures.data_url(pictures.mask(top_k_mask(saliency_map, 100)))
 
 
 def warm_up_later(model, wait_s: float = 0.0) -> None:
-    """What a first page does not need: the default method's and the gradient's maps for a
+    """What a first page does not need: the default method's and the gradient's maps (on a
+    blank image of the model's native size) for a
     given class mask (a trace of about a second each), which the first change of the class mask
     would otherwise wait for. Starts once a page has shown an analysis (:func:`analysis_shown`)
     or after ``wait_s`` seconds."""
     import numpy as np
 
-    from sensitivity.choices import DEFAULT_METHOD, DEFAULT_SIZE
+    from sensitivity.cards import model_card
+    from sensitivity.choices import DEFAULT_METHOD
     from sensitivity.methods import attribute
 
     _first_analysis.wait(wait_s)
-    image = np.full((1, DEFAULT_SIZE, DEFAULT_SIZE, 3), 128.0, np.float32)
+    size = model_card(model).native_size
+    image = np.full((1, size, size, 3), 128.0, np.float32)
     for method in dict.fromkeys((DEFAULT_METHOD, "gradient")):
         if _exiting.is_set():
             return

@@ -70,7 +70,7 @@ def test_find_objects_boxes_the_squares_in_image_coordinates(model, method):
     assert len(found) == 2
     assert all(isinstance(f, FoundObject) and f.method == method for f in found)
     first, second = found
-    assert first.class_index == 1 and first.label == "automobile"
+    assert first.class_index == 1 and first.label == "class 1"  # the default card's name
     assert iou(first.box, blue) >= 0.5
     assert second.class_index in (0, 2) and iou(second.box, red) >= 0.5
     # One component per class map holding all its mass: score = the class's evidence, its
