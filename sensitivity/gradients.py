@@ -202,15 +202,6 @@ def _expansion(model, guided: bool = False) -> tuple[list, object, dict[str, obj
         return entry.expansions[guided]
 
 
-def clear_cache(model=None) -> None:
-    """Forget the compiled functions of ``model`` (all models when None)."""
-    with _LOCK:
-        if model is None:
-            _CACHE.clear()
-        else:
-            _CACHE.pop(model, None)
-
-
 def tracing_count(model=None) -> int:
     """Total number of traces of the compiled functions of ``model`` (all models when None)."""
     with _LOCK:
