@@ -38,6 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
         "TensorFlow. Any further arguments go to 'streamlit run' (e.g. --server.port 8502).",
     )
 
+    _add_train_parser(commands)
+    _add_evaluate_parser(commands)
+    explain.add_parser(commands)
+    maps_benchmark.add_parser(commands)
+    confidence.add_parser(commands)
+    return parser
+
+
+def _add_train_parser(commands) -> None:
     train = commands.add_parser("train", help="train a WRN (checkpoint every epoch, --resume)")
     train.add_argument(
         "--data-dir", help="class folders (train/ and test/); default: keras.datasets.cifar10"
@@ -93,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--stop-after", type=positive_int, help="train at most this many epochs now"
     )
 
+
+def _add_evaluate_parser(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="accuracy, per-class accuracy, confusion matrix, calibration (ECE, NLL, Brier, "
@@ -110,11 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the shared photographs (person crops among the outliers)")
     evaluate.add_argument("--reliability", metavar="PNG",
                           help="write the reliability diagram (raw and calibrated) to this file")
-
-    explain.add_parser(commands)
-    maps_benchmark.add_parser(commands)
-    confidence.add_parser(commands)
-    return parser
 
 
 def _train(args) -> int:
