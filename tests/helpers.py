@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from sensitivity.labels import CLASS_NAMES
+from tests.conftest import ROOT
 
 
 def class_pattern(label: int, size: int = 32) -> np.ndarray:
@@ -111,3 +114,12 @@ def two_squares():
     for (x0, y0, x1, y1), colour in ((red, RED), (blue, BLUE)):
         image[y0:y1, x0:x1] = colour
     return image, red, blue
+
+
+def benchmark_script(name: str):
+    """The module of ``benchmarks/<name>.py``, imported (its ``main`` not run)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
