@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -123,3 +124,31 @@ def benchmark_script(name: str):
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+class PythonProcess:
+    """``python -c code`` in the repository root, started at once, its output kept in files in
+    ``folder``: start several, then wait for each (a fresh interpreter that imports TensorFlow
+    keeps one core busy for seconds, so two of them take about as long as one)."""
+
+    def __init__(self, code: str, folder: Path, name: str):
+        self._out = open(folder / f"{name}.out", "w+")  # noqa: SIM115
+        self._err = open(folder / f"{name}.err", "w+")  # noqa: SIM115
+        self.process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT,
+                                        stdout=self._out, stderr=self._err, text=True)
+
+    def result(self, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Wait for the process; its exit code, stdout and stderr."""
+        returncode = self.process.wait(timeout)
+        self._out.seek(0)
+        self._err.seek(0)
+        return subprocess.CompletedProcess(self.process.args, returncode, self._out.read(),
+                                           self._err.read())
+
+    def stop(self) -> None:
+        """Kill the process if it still runs, and close its files."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._out.close()
+        self._err.close()

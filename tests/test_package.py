@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
+from tests.helpers import PythonProcess
 
 
 def modules_after(statement: str) -> set[str]:
@@ -87,23 +88,13 @@ FIRST_IMPORTS = [
 
 @pytest.fixture(scope="module")
 def saliency_checks(tmp_path_factory):
-    """The check below in a fresh interpreter for each of FIRST_IMPORTS, all started at once
-    (each imports TensorFlow: seconds of one core); their output goes to files, read as each
-    test asks for its interpreter's result."""
+    """The check below in a fresh interpreter for each of FIRST_IMPORTS, all started at once."""
     folder = tmp_path_factory.mktemp("imports")
-    running = {}
-    for i, first in enumerate(FIRST_IMPORTS):
-        out, err = open(folder / f"{i}.out", "w+"), open(folder / f"{i}.err", "w+")  # noqa: SIM115
-        process = subprocess.Popen([sys.executable, "-c", f"{first}\n{SALIENCY_IS_THE_FUNCTION}"],
-                                   cwd=ROOT, stdout=out, stderr=err, text=True)
-        running[first] = (process, out, err)
+    running = {first: PythonProcess(f"{first}\n{SALIENCY_IS_THE_FUNCTION}", folder, str(i))
+               for i, first in enumerate(FIRST_IMPORTS)}
     yield running
-    for process, out, err in running.values():
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        out.close()
-        err.close()
+    for process in running.values():
+        process.stop()
 
 
 @pytest.mark.parametrize("first", FIRST_IMPORTS)
@@ -111,11 +102,8 @@ def test_saliency_is_the_function_whatever_was_imported_first(first, saliency_ch
     """``sensitivity.saliency`` is the function and ``sys.modules["sensitivity.saliency"]`` the
     module, in a fresh interpreter whatever was imported first: the import system's binding of
     the submodule to the package's attribute does not change that."""
-    process, out, err = saliency_checks[first]
-    returncode = process.wait(timeout=300)
-    out.seek(0)
-    err.seek(0)
-    assert returncode == 0 and out.read().strip() == "ok", err.read()[-2000:]
+    result = saliency_checks[first].result()
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
 def test_top_level_api_is_the_library_functions():
