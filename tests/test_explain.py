@@ -37,6 +37,31 @@ def model_file(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def tiny_model(model_file):
+    """``model_file`` loaded, once for the module."""
+    from sensitivity.model_io import load_model
+
+    return load_model(model_file)
+
+
+@pytest.fixture(autouse=True)
+def model_file_loaded_once(model_file, tiny_model, monkeypatch):
+    """``explain`` gets ``tiny_model`` for ``model_file``: one model object, whose traced
+    gradient functions are kept from test to test (a fresh load would trace them again, about
+    a second a test); any other path loads as usual."""
+    from pathlib import Path
+
+    from sensitivity import model_io
+
+    original = model_io.load_model
+
+    def load_model(path=None):
+        return tiny_model if path is not None and Path(path) == model_file else original(path)
+
+    monkeypatch.setattr(model_io, "load_model", load_model)
+
+
 def _image(path, width: int = 40, height: int = 30, seed: int = 0):
     """Write a random RGB image with Pillow (format from the suffix); returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -266,10 +291,11 @@ SMALL_OPTIONS = {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps":
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_the_files_hold_the_library_map_its_top_k_and_the_probabilities(method, tmp_path,
-                                                                         model_file, capsys):
+                                                                         model_file, tiny_model,
+                                                                         capsys):
     """The .npy map equals ``saliency``, the mask PNG ``top_k_mask`` of it, the JSON's
     probabilities ``predict``, each called on its own."""
-    from sensitivity import load_image, load_model, predict, preprocess, saliency, top_k_mask
+    from sensitivity import load_image, predict, preprocess, saliency, top_k_mask
 
     options = SMALL_OPTIONS.get(method, {})
     image = _image(tmp_path / "a.png")
@@ -277,7 +303,7 @@ def test_the_files_hold_the_library_map_its_top_k_and_the_probabilities(method, 
     code = _explain(model_file, out, str(image), "--method", method,
                     *[f"--option={name}={value}" for name, value in options.items()])
     assert code == 0, capsys.readouterr().err
-    model = load_model(model_file)
+    model = tiny_model  # the object explain used (the weights of model_file)
     x = preprocess(load_image(image), SIZE)
     expected = saliency(model, x, method=method, **options)[0]
     saved = np.load(out / "a_map.npy", allow_pickle=False)
