@@ -14,7 +14,8 @@ import pytest
 from tests.helpers import benchmark_script
 
 
-def test_tune_localisation_runs_to_the_end(tmp_path, cifar_dir, photos_dir, capsys):
+def test_tune_localisation_runs_to_the_end(tmp_path, cifar_dir, photos_dir, capsys,
+                                           default_model_shared):
     module = benchmark_script("tune_localisation")
     out = tmp_path / "tune.md"
     assert module.main(["--data-dir", str(cifar_dir), "--photos-dir", str(photos_dir),
@@ -26,7 +27,7 @@ def test_tune_localisation_runs_to_the_end(tmp_path, cifar_dir, photos_dir, caps
     assert text.strip() in capsys.readouterr().out
 
 
-def test_rise_masks_runs_to_the_end(cifar_dir, capsys):
+def test_rise_masks_runs_to_the_end(cifar_dir, capsys, default_model_shared):
     module = benchmark_script("rise_masks")
     assert module.main(["--data-dir", str(cifar_dir), "--n", "2", "--counts", "10,20",
                         "--reference", "40"]) == 0
@@ -56,7 +57,7 @@ def test_bench_saliency_quick_runs_to_the_end(tmp_path, cifar_dir, capsys):
     assert report in printed and printed.rstrip().endswith(f"wrote {out}")
 
 
-def test_ig_completeness_runs_to_the_end(cifar_dir, capsys):
+def test_ig_completeness_runs_to_the_end(cifar_dir, capsys, default_model_shared):
     module = benchmark_script("ig_completeness")
     module.main(["--data-dir", str(cifar_dir), "--n", "14", "--skip", "10", "--steps", "4"])
     lines = capsys.readouterr().out.splitlines()
