@@ -55,7 +55,7 @@ def test_missing_command_and_resume_without_checkpoint(tmp_path, capsys):
     assert "nothing to resume" in capsys.readouterr().err
 
 
-def test_evaluate_prints_accuracy_and_confusion_matrix(cifar_dir, capsys):
+def test_evaluate_prints_accuracy_and_confusion_matrix(cifar_dir, capsys, default_model_shared):
     # In this process (its TensorFlow is loaded already); the test above runs the module itself.
     assert main(["evaluate", "--data-dir", str(cifar_dir), "--limit", "200"]) == 0
     printed = capsys.readouterr().out
