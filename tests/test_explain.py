@@ -162,8 +162,8 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path, model_file, capsys, flag,
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_class_by_name_or_index(tmp_path, model_file, capsys):
-    from sensitivity import load_image, load_model, preprocess
+def test_class_by_name_or_index(tmp_path, model_file, tiny_model, capsys):
+    from sensitivity import load_image, preprocess
     from sensitivity.saliency import saliency
 
     image = _image(tmp_path / "a.png")
@@ -176,9 +176,7 @@ def test_class_by_name_or_index(tmp_path, model_file, capsys):
     assert record["settings"]["classes"] == ["cat", "dog"]
     named = np.load(by_name / "a_map.npy", allow_pickle=False)
     np.testing.assert_array_equal(named, np.load(by_index / "a_map.npy", allow_pickle=False))
-    expected = saliency(
-        load_model(model_file), preprocess(load_image(image), SIZE), class_mask=[3, 5]
-    )[0]
+    expected = saliency(tiny_model, preprocess(load_image(image), SIZE), class_mask=[3, 5])[0]
     np.testing.assert_allclose(named, expected, rtol=1e-5, atol=1e-7)
 
 
@@ -209,8 +207,8 @@ def test_output_stems_are_safe_and_unique():
         parse_classes(["10"])
 
 
-def test_method_options_reach_the_method_and_the_record(tmp_path, model_file, capsys):
-    from sensitivity import load_image, load_model, preprocess, saliency
+def test_method_options_reach_the_method_and_the_record(tmp_path, model_file, tiny_model, capsys):
+    from sensitivity import load_image, preprocess, saliency
 
     image = _image(tmp_path / "a.png")
     out = tmp_path / "out"
@@ -222,7 +220,7 @@ def test_method_options_reach_the_method_and_the_record(tmp_path, model_file, ca
     options = record["settings"]["method_options"]
     assert options["steps"] == 6 and options["baseline"] == "blurred"
     assert options["path_sampling"] == "uniform" and options["blur_sigma"] == 4.0
-    expected = saliency(load_model(model_file), preprocess(load_image(image), SIZE),
+    expected = saliency(tiny_model, preprocess(load_image(image), SIZE),
                         method="integrated_gradients", steps=6, baseline="blurred",
                         path_sampling="uniform")[0]
     np.testing.assert_allclose(np.load(out / "a_map.npy"), expected, rtol=1e-5, atol=1e-7)
