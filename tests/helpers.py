@@ -131,10 +131,10 @@ class PythonProcess:
     ``folder``: start several, then wait for each (a fresh interpreter that imports TensorFlow
     keeps one core busy for seconds, so two of them take about as long as one)."""
 
-    def __init__(self, code: str, folder: Path, name: str):
+    def __init__(self, code: str, folder: Path, name: str, args: tuple[str, ...] = ()):
         self._out = open(folder / f"{name}.out", "w+")  # noqa: SIM115
         self._err = open(folder / f"{name}.err", "w+")  # noqa: SIM115
-        self.process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT,
+        self.process = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT,
                                         stdout=self._out, stderr=self._err, text=True)
 
     def result(self, timeout: float = 300) -> subprocess.CompletedProcess:
