@@ -87,7 +87,8 @@ def mask_pixels(at: AppTest, drawn: list[np.ndarray]) -> np.ndarray:
 
 
 @pytest.fixture()
-def app(drawn_masks):  # recording from the first run on
+def app(drawn_masks, default_model_shared):  # recording from the first run on
+    # The page's model (loaded once per process) is the session's default_model.
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()
     assert not at.exception

@@ -9,10 +9,6 @@ are 255. The nine other logits are 0, so p(class 0) = 81 / (81 + 9) = 0.9 with b
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -45,7 +41,7 @@ from sensitivity.metrics import (
     step_counts,
     threshold_box,
 )
-from tests.helpers import class_pattern
+from tests.helpers import PythonProcess, class_pattern
 
 R = [(1, 2), (3, 0)]  # (row, column) of the two pixels the stub looks at
 
@@ -493,26 +489,33 @@ print(json.dumps({"strategy": type(strategy).__name__, "replicas": strategy.num_
 """
 
 
-def test_distributed_batch_path_gives_the_same_numbers_on_two_devices(tmp_path, tiny_wrn):
+@pytest.fixture(scope="module", autouse=True)
+def two_devices(tiny_wrn, tmp_path_factory):
+    """The run on two devices that the last test checks, started with this module's first
+    test: a fresh interpreter (TensorFlow fixes its devices when it starts) that works beside
+    the other tests. Yields the inputs, the process and the file it writes its numbers to."""
+    rng = np.random.default_rng(1)
+    inputs = {"images": rng.uniform(0, 255, (5, 32, 32, 3)).astype(np.float32),
+              "maps": rng.random((5, 32, 32)), "classes": np.array([0, 3, 3, 9, 1])}
+    folder = tmp_path_factory.mktemp("two-devices")
+    tiny_wrn.save(folder / "tiny.keras")
+    np.savez(folder / "data.npz", **inputs)
+    run = PythonProcess(_TWO_DEVICES, folder, "run", (str(folder / "tiny.keras"),
+                                                      str(folder / "data.npz"),
+                                                      str(folder / "out.npz")))
+    yield inputs, run, folder / "out.npz"
+    run.stop()
+
+
+def test_distributed_batch_path_gives_the_same_numbers_on_two_devices(tiny_wrn, two_devices):
     from sensitivity.distributed import default_strategy, distributed_predict
 
-    rng = np.random.default_rng(1)
-    images = rng.uniform(0, 255, (5, 32, 32, 3)).astype(np.float32)
-    maps = rng.random((5, 32, 32))
-    classes = np.array([0, 3, 3, 9, 1])
-    model_path = tmp_path / "tiny.keras"
-    tiny_wrn.save(model_path)
-    np.savez(tmp_path / "data.npz", images=images, maps=maps, classes=classes)
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, PYTHONPATH=str(root))
-    result = subprocess.run(
-        [sys.executable, "-c", _TWO_DEVICES, str(model_path), str(tmp_path / "data.npz"),
-         str(tmp_path / "out.npz")],
-        capture_output=True, text=True, cwd=root, env=env, timeout=300,
-    )  # fmt: skip
+    inputs, run, out = two_devices
+    images, maps, classes = inputs["images"], inputs["maps"], inputs["classes"]
+    result = run.result()
     assert result.returncode == 0, result.stderr[-3000:]
     assert '"strategy": "MirroredStrategy", "replicas": 2' in result.stdout
-    two = np.load(tmp_path / "out.npz")
+    two = np.load(out)
 
     assert default_strategy().num_replicas_in_sync == 1
     one = distributed_predict(tiny_wrn, images, batch_size=4)
