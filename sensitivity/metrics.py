@@ -838,6 +838,25 @@ def reinitialise_layer(model, fresh, name: str, rng: np.random.Generator) -> Non
     model.get_layer(name).set_weights(new_weights)
 
 
+def randomised_copy(model, count: int | None = None, seed: int = 0):
+    """A clone of ``model`` (which is not changed) with its top ``count`` layers that have
+    weights re-initialised in cascade (:func:`cascade_layers`, :func:`reinitialise_layer`);
+    default: the top half, the depth at which :func:`randomization_check` judges a method."""
+    import keras
+
+    work = keras.models.clone_model(model)
+    work.set_weights(model.get_weights())
+    fresh = keras.models.clone_model(model)  # only for the layers' initial vectors
+    cascade = cascade_layers(work)
+    count = math.ceil(len(cascade) / 2) if count is None else count
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(cascade):
+        raise ValueError(f"count must be 1..{len(cascade)} layers, got {count!r}")
+    rng = np.random.default_rng(seed)
+    for name in cascade[:count]:
+        reinitialise_layer(work, fresh, name, rng)
+    return work
+
+
 def randomization_check(
     model,
     images,

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 import sensitivity
+from sensitivity import metrics
+from sensitivity.data import load_split
 from sensitivity.discovery import Box
 from sensitivity.metrics import (
     area_under_curve,
@@ -524,3 +526,46 @@ def test_distributed_batch_path_gives_the_same_numbers_on_two_devices(tiny_wrn, 
     _, curves, aucs = perturbation_curves(tiny_wrn, images, maps, classes, steps=4, batch_size=6)
     np.testing.assert_allclose(two["curves"], curves, atol=1e-5)
     np.testing.assert_allclose(two["aucs"], aucs, atol=1e-5)
+
+
+def test_randomised_copy_reinitialises_the_top_layers_only_and_leaves_the_model():
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="low")(inputs)
+    x = keras.layers.Conv2D(4, 3, name="mid")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="top")(x))
+    before = [w.copy() for w in model.get_weights()]
+    copy = metrics.randomised_copy(model, 2, seed=1)
+    for name, changed in (("top", True), ("mid", True), ("low", False)):
+        kernel = copy.get_layer(name).get_weights()[0]
+        assert (not np.array_equal(kernel, model.get_layer(name).get_weights()[0])) == changed
+    for w, b in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(w, b)  # the original is untouched
+    # He-normal: the top kernel's spread is sqrt(2 / fan_in) (fan_in 4), its bias reset to 0.
+    top = metrics.randomised_copy(model, 1, seed=2).get_layer("top").get_weights()
+    assert np.allclose(top[1], 0.0) and 0.3 < top[0].std() < 1.2
+    again = metrics.randomised_copy(model, 2, seed=1)
+    np.testing.assert_array_equal(again.get_layer("mid").get_weights()[0],
+                                  copy.get_layer("mid").get_weights()[0])
+    with pytest.raises(ValueError, match="count"):
+        metrics.randomised_copy(model, 4)
+
+
+def test_randomised_default_model_separates_the_gradient_from_guided_backprop(
+        default_model, cifar_dir):
+    from sensitivity.saliency import saliency
+
+    x, _ = load_split(cifar_dir, "test", limit=20)
+    x = x[:4].astype(np.float32)
+    classes = sensitivity.predict(default_model, x).argmax(axis=1)
+    random_model = metrics.randomised_copy(default_model)
+    correlation = {}
+    for method in ("gradient", "guided_backprop"):
+        trained, randomised = (
+            [saliency(m, x[i:i + 1], method=method, class_mask=int(c))[0]
+             for i, c in enumerate(classes)] for m in (default_model, random_model))
+        correlation[method] = np.mean([metrics.spearman(a, b)
+                                       for a, b in zip(trained, randomised, strict=True)])
+    assert correlation["gradient"] < 0.3 < correlation["guided_backprop"], correlation
