@@ -7,6 +7,8 @@ of the repeats is reported with its phases (server healthy, uploader shown, pred
 shown, heatmap drawn).
 
     python benchmarks/cold_start.py --repeats 3
+
+The test suite runs it once, tiny (``--repeats 1 --launchers serve``), to see it reach its report.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sensitivity.cli_args import positive_int  # noqa: E402
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, require_chromium, streamlit_server  # noqa: E402
 from tests.conftest import PHOTOS_DIR  # noqa: E402
 
@@ -33,7 +36,7 @@ def one_cold_start(launcher: str, browser) -> dict[str, float]:
         page.locator("input[type=file]").first.wait_for(state="attached", timeout=300_000)
         uploader = time.monotonic() - server.started
         page.locator("input[type=file]").first.set_input_files(str(PHOTOS_DIR / "dog.jpg"))
-        page.get_by_text("chance that there is at least one").first.wait_for(timeout=300_000)
+        page.locator('table[aria-label="class probabilities"]').first.wait_for(timeout=300_000)
         prediction = time.monotonic() - server.started
         page.locator(".js-plotly-plot .heatmaplayer, .js-plotly-plot .hm").first.wait_for(
             state="attached", timeout=300_000)
@@ -44,12 +47,12 @@ def one_cold_start(launcher: str, browser) -> dict[str, float]:
             "first_heatmap_s": heatmap}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--launchers", nargs="+", default=["serve", "streamlit"],
                         choices=["serve", "streamlit"])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     require_chromium()
     from playwright.sync_api import sync_playwright
 

@@ -38,6 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
         "TensorFlow. Any further arguments go to 'streamlit run' (e.g. --server.port 8502).",
     )
 
+    _add_train_parser(commands)
+    _add_evaluate_parser(commands)
+    explain.add_parser(commands)
+    maps_benchmark.add_parser(commands)
+    confidence.add_parser(commands)
+    _add_card_parser(commands)
+    return parser
+
+
+def _add_train_parser(commands) -> None:
     train = commands.add_parser("train", help="train a WRN (checkpoint every epoch, --resume)")
     train.add_argument(
         "--data-dir", help="class folders (train/ and test/); default: keras.datasets.cifar10"
@@ -93,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--stop-after", type=positive_int, help="train at most this many epochs now"
     )
 
+
+def _add_evaluate_parser(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="accuracy, per-class accuracy, confusion matrix, calibration (ECE, NLL, Brier, "
@@ -111,10 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--reliability", metavar="PNG",
                           help="write the reliability diagram (raw and calibrated) to this file")
 
-    explain.add_parser(commands)
-    maps_benchmark.add_parser(commands)
-    confidence.add_parser(commands)
 
+def _add_card_parser(commands) -> None:
     card = commands.add_parser(
         "card", help="write the model card of your own .keras model (its classes, input size)",
         description="Write MODEL.json beside MODEL.keras: the class names (one a line in "
@@ -131,7 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--data", default="", help="what it was trained on (free text)")
     card.add_argument("--accuracy", type=_non_negative_float,
                       help="its test accuracy, 0..1")
-    return parser
 
 
 def _card(args) -> int:

@@ -108,7 +108,8 @@ def estimate_work(method: str, options: Mapping, height: int, width: int, images
     for factor in factors:
         h, w = (height, width) if full["scales"] is None else scaled_sides(factor, height,
                                                                              width)
-        passes = cost(full, h, w, channels)
+        # The noise tunnel: the image, then smooth_samples noisy copies, each at full cost.
+        passes = cost(full, h, w, channels) * (1 + (full.get("smooth_samples") or 0))
         forward += passes.forward * images
         backward += passes.backward * images
         pixels += passes.equivalent * h * w * images

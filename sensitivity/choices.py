@@ -193,6 +193,10 @@ class Passes:
         """Forward-pass equivalents: ``forward + BACKWARD_COST * backward``."""
         return self.forward + BACKWARD_COST * self.backward
 
+    def __mul__(self, times: int) -> Passes:
+        """The passes of ``times`` runs."""
+        return Passes(self.forward * times, self.backward * times)
+
 
 Cost = Callable[[dict, int, int, int], Passes]
 """A method's cost formula: ``cost(options, height, width, channels)`` -> :class:`Passes` of
@@ -276,6 +280,22 @@ COMMON_OPTIONS: dict[str, Option] = {
         "|value| per image and they are averaged (unitless); scores are those at scale 1 (else "
         "the first scale), whose class is explained at every scale",
     ),
+    "smooth_samples": Option(
+        0, "SmoothGrad for any method: also attribute this many noisy copies of the image, "
+        "with the image's own class, and reduce their maps by smooth_variant (0: off)",
+        kind="int", minimum=0, maximum=128, shown=True, label="Smooth: noisy copies (0: off)",
+    ),
+    "smooth_noise": Option(
+        0.15, "noise standard deviation of smooth_samples, as a fraction of the range 0..255",
+        kind="float", minimum=0.0, maximum=0.5, step=0.01, shown=True,
+        label="Smooth: noise (fraction of 0..255)",
+    ),
+    "smooth_variant": Option(
+        "mean", "how smooth_samples' maps are reduced: 'mean', 'squared' (mean of squares) or "
+        "'vargrad' (variance)", kind="choice", choices=SMOOTHGRAD_VARIANTS,
+    ),
+    "smooth_seed": Option(0, "random seed of smooth_samples' noise (None: a fresh one)",
+                          kind="int", minimum=0, maximum=2**32 - 1, optional=True),
 }
 """Options every method accepts."""
 

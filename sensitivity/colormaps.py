@@ -47,9 +47,6 @@ _ANCHORS: dict[str, list[tuple[int, int, int]]] = {
     ],
 }
 
-SEQUENTIAL = ("viridis", "cividis", "greys")
-
-
 def plotly_scale(name: str) -> list[list]:
     """The map as a Plotly colour scale: ``[[position 0..1, "rgb(r,g,b)"], ...]``."""
     anchors = _ANCHORS[name]

@@ -273,15 +273,6 @@ def probability_activation(head: str) -> str:
     return "sigmoid" if head == "sigmoid" else "softmax"
 
 
-def clear_cache(model=None) -> None:
-    """Forget the compiled functions of ``model`` (all models when None)."""
-    with _LOCK:
-        if model is None:
-            _CACHE.clear()
-        else:
-            _CACHE.pop(model, None)
-
-
 def tracing_count(model=None) -> int:
     """Total number of traces of the compiled functions of ``model`` (all models when None)."""
     with _LOCK:

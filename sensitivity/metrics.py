@@ -803,6 +803,60 @@ def _weighted_layers(model) -> list:
     return [layer for layer in model.layers if layer.trainable_weights]
 
 
+def cascade_layers(model, layers: Sequence[str] | None = None) -> list[str]:
+    """The layers a randomisation cascade re-initialises, in order: ``layers`` (each must have
+    weights) or, by default, every layer with trainable weights from the output down."""
+    if layers is None:
+        return [layer.name for layer in reversed(_weighted_layers(model))]
+    cascade = list(layers)
+    names = {layer.name for layer in _weighted_layers(model)}
+    unknown = [name for name in cascade if name not in names]
+    if unknown or not cascade:
+        raise ValueError(
+            f"layers to randomise must be layers with weights; unknown: {unknown}"
+            if unknown
+            else "give at least one layer to randomise"
+        )
+    return cascade
+
+
+def reinitialise_layer(model, fresh, name: str, rng: np.random.Generator) -> None:
+    """Re-initialise the layer ``name`` of ``model`` in place: arrays of two or more dimensions
+    drawn He-normal (standard deviation ``sqrt(2 / fan_in)``) from ``rng``, vectors (biases,
+    batch-norm scales, offsets and statistics) set to those of the same layer of ``fresh``, an
+    untrained clone."""
+    new_weights = []
+    for value, initial in zip(
+        model.get_layer(name).get_weights(), fresh.get_layer(name).get_weights(), strict=True
+    ):
+        if value.ndim >= 2:
+            fan_in = int(np.prod(value.shape[:-1]))
+            new_weights.append(rng.normal(0.0, math.sqrt(2.0 / fan_in), value.shape)
+                               .astype(value.dtype))
+        else:
+            new_weights.append(initial)
+    model.get_layer(name).set_weights(new_weights)
+
+
+def randomised_copy(model, count: int | None = None, seed: int = 0):
+    """A clone of ``model`` (which is not changed) with its top ``count`` layers that have
+    weights re-initialised in cascade (:func:`cascade_layers`, :func:`reinitialise_layer`);
+    default: the top half, the depth at which :func:`randomization_check` judges a method."""
+    import keras
+
+    work = keras.models.clone_model(model)
+    work.set_weights(model.get_weights())
+    fresh = keras.models.clone_model(model)  # only for the layers' initial vectors
+    cascade = cascade_layers(work)
+    count = math.ceil(len(cascade) / 2) if count is None else count
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(cascade):
+        raise ValueError(f"count must be 1..{len(cascade)} layers, got {count!r}")
+    rng = np.random.default_rng(seed)
+    for name in cascade[:count]:
+        reinitialise_layer(work, fresh, name, rng)
+    return work
+
+
 def randomization_check(
     model,
     images,
@@ -848,33 +902,12 @@ def randomization_check(
     work = keras.models.clone_model(model)
     work.set_weights(model.get_weights())
     fresh = keras.models.clone_model(model)  # only for the layers' initial vectors
-    if layers is None:
-        cascade = [layer.name for layer in reversed(_weighted_layers(work))]
-    else:
-        cascade = list(layers)
-        names = {layer.name for layer in _weighted_layers(work)}
-        unknown = [name for name in cascade if name not in names]
-        if unknown or not cascade:
-            raise ValueError(
-                f"layers to randomise must be layers with weights; unknown: {unknown}"
-                if unknown
-                else "give at least one layer to randomise"
-            )
+    cascade = cascade_layers(work, layers)
     rng = np.random.default_rng(seed)
     reference = np.asarray(map_fn(work, batch, classes), dtype=np.float64)
     per_image = [np.ones(len(batch))]
     for name in cascade:
-        new_weights = []
-        for value, initial in zip(
-            work.get_layer(name).get_weights(), fresh.get_layer(name).get_weights(), strict=True
-        ):
-            if value.ndim >= 2:
-                fan_in = int(np.prod(value.shape[:-1]))
-                drawn = rng.normal(0.0, math.sqrt(2.0 / fan_in), value.shape)
-                new_weights.append(drawn.astype(value.dtype))
-            else:
-                new_weights.append(initial)
-        work.get_layer(name).set_weights(new_weights)
+        reinitialise_layer(work, fresh, name, rng)
         maps = np.asarray(map_fn(work, batch, classes), dtype=np.float64)
         per_image.append(np.array([spearman(r, m) for r, m in zip(reference, maps, strict=True)]))
     per_image_array = np.stack(per_image)

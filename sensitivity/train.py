@@ -315,6 +315,189 @@ def _write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+def _start_state(config: TrainConfig, checkpoint_dir: Path, resume: bool
+                 ) -> tuple[TrainConfig, dict]:
+    """The run's config and state: read back from ``checkpoint_dir`` when resuming, else new."""
+    state_path = checkpoint_dir / "state.json"
+    if not resume:
+        return config, {
+            "config": dataclasses.asdict(config), "epoch": 0, "train_seconds": 0.0, "history": [],
+        }
+    if not state_path.exists() or not (checkpoint_dir / "last.keras").exists():
+        raise FileNotFoundError(f"nothing to resume in {checkpoint_dir}")
+    state = json.loads(state_path.read_text())
+    return TrainConfig(**state["config"]), state
+
+
+def _teacher_targets(config: TrainConfig, state: dict, x_train: np.ndarray,
+                     x_val: np.ndarray, y_val: np.ndarray) -> np.ndarray | None:
+    """The teachers' probabilities ``(N, 10)`` of the training images (None without teachers),
+    after checking that each teacher is the model the run began with; records their sha256 and
+    validation accuracy in ``state``."""
+    if not config.teachers:
+        return None
+    from sensitivity.model_io import ModelError, load_model, read_model_card
+
+    # load_model checks each file against its card's sha256.
+    teachers = [load_model(path) for path in config.teachers]
+    teacher_sha256 = [read_model_card(path)["sha256"] for path in config.teachers]
+    for path, now, then in zip(
+        config.teachers, teacher_sha256, state.get("teacher_sha256", teacher_sha256), strict=True
+    ):
+        if now != then:
+            raise ModelError(
+                f"the teacher {path} is not the model this run began with (sha256 "
+                f"{now[:12]}..., the run recorded {then[:12]}...): put that model back, "
+                "or start a new run"
+            )
+    probabilities = teacher_probabilities(teachers, x_train)
+    if len(x_val):
+        val_probs = teacher_probabilities(teachers, x_val)
+        state["teacher_validation_accuracy"] = float(np.mean(val_probs.argmax(1) == y_val))
+    state["teacher_sha256"] = teacher_sha256
+    return probabilities
+
+
+def _model_to_train(config: TrainConfig, state: dict, checkpoint_dir: Path, resume: bool,
+                    new_epochs: int | None, steps: int, x_train: np.ndarray, log_file
+                    ) -> tuple[object, TrainConfig]:
+    """The compiled model to fit and the (possibly lengthened) config: the checkpoint when
+    resuming (rescheduled to ``new_epochs``), else a new WRN normalised by the training
+    pixels' statistics (warm-started from ``config.init_from`` if set)."""
+    import keras
+
+    from sensitivity.wrn import build_wrn
+
+    if resume:
+        model = keras.saving.load_model(checkpoint_dir / "last.keras")
+        if new_epochs is not None and new_epochs != config.epochs:
+            reschedule(model, steps, new_epochs)
+            config = dataclasses.replace(config, epochs=new_epochs)
+            state["config"] = dataclasses.asdict(config)
+            state.setdefault("rescheduled", []).append(
+                {"after_epoch": state["epoch"], "epochs": new_epochs}
+            )
+        print(f"resuming after epoch {state['epoch']} of {config.epochs}", file=log_file,
+              flush=True)
+        return model, config
+    pixels = x_train.reshape(-1, 3).astype(np.float64)
+    state["mean"] = pixels.mean(axis=0).tolist()
+    state["std"] = pixels.std(axis=0).tolist()
+    model = build_wrn(
+        config.depth,
+        config.width,
+        mean=state["mean"],
+        std=state["std"],
+        weight_decay=config.weight_decay / 2,  # L2(c) adds c*w^2: gradient 2c*w = wd*w
+    )
+    if config.init_from:
+        state["init_from"] = _warm_start(model, config.init_from)
+    compile_for_training(model, config, steps)
+    return model, config
+
+
+def _fit(model, config: TrainConfig, state: dict, x_train: np.ndarray, targets: np.ndarray,
+         validation, logger: _EpochLog, stop_after: int | None, verbose: int) -> None:
+    """Fit up to the run's last epoch (or ``stop_after`` epochs more), one fit per resolution
+    (progressive resizing: Keras fixes a data set's shapes per fit)."""
+    last = config.epochs if stop_after is None else min(config.epochs, state["epoch"] + stop_after)
+    low_res_end = min(config.low_res_epochs, last)
+    for size, end in ((config.low_res_size, low_res_end), (None, last)):
+        if state["epoch"] < end:
+            model.fit(
+                _batches(x_train, targets, config, state["epoch"], size),
+                epochs=end,
+                initial_epoch=state["epoch"],
+                validation_data=validation,
+                callbacks=[logger.callback],
+                verbose=verbose,
+                shuffle=False,  # the batches shuffle themselves, by epoch (Keras would reorder
+                # them with Python's global random state, which a resumed run does not restore)
+            )
+
+
+def build_card(config: TrainConfig, state: dict, model, name: str, source: str,
+               counts: dict[str, int], report: dict | None) -> dict:
+    """The model card of a finished run (without the file's sha256, which
+    :func:`sensitivity.model_io.write_model_card` adds): architecture, classes, data
+    ``counts`` (train / validation / test images), recipe, epochs and wall time (with a warm
+    start's), machine, validation and test accuracy (``report``: :func:`accuracy_report`)."""
+    import keras
+
+    earlier = state.get("init_from") or {"epochs": 0, "train_wall_time_minutes": 0.0}
+    card = {
+        "name": name,
+        "architecture": {
+            "family": "wide residual network (Zagoruyko and Komodakis, 2016), pre-activation",
+            "depth": config.depth,
+            "width": config.width,
+            "input": "(None, None, None, 3) float32 RGB pixel values 0..255, 32x32 native",
+            "normalisation": {"mean": state["mean"], "std": state["std"]},
+            "output": "10 logits from the layer 'logits'",
+        },
+        "parameters": int(model.count_params()),
+        "classes": list(CLASS_NAMES),
+        "input_size": 32,
+        "input_range": [0, 255],
+        "head": "logits",
+        "data": {
+            "source": source,
+            "train_images": counts["train"],
+            "validation_images": counts["validation"],
+            "test_images": counts["test"],
+        },
+        "recipe": dataclasses.asdict(config) | _recipe_notes(config, state),
+        "epochs": state["epoch"] + earlier["epochs"],
+        "train_wall_time_minutes": round(
+            state["train_seconds"] / 60 + earlier["train_wall_time_minutes"], 1
+        ),
+        "machine": machine_description(),
+        "final_validation_accuracy": state["history"][-1].get("val_accuracy")
+        if state["history"]
+        else None,
+        "test_accuracy": report["accuracy"] if report else None,
+        "test_per_class_accuracy": report["per_class"] if report else None,
+        "test_set": "CIFAR-10 test split as found in the data source" if report else None,
+        "keras_version": keras.__version__,
+    }
+    if state.get("init_from"):
+        card["warm_start"] = state["init_from"] | {
+            "note": "this run started from the weights of an earlier run (a warm restart with a "
+            "new one-cycle schedule); 'epochs' and 'train_wall_time_minutes' count both runs"
+        }
+    return card
+
+
+def _recipe_notes(config: TrainConfig, state: dict) -> dict:
+    """The recipe in words: optimiser, schedule, augmentation, loss, and the distillation."""
+    notes = {
+        "optimizer": "SGD, Nesterov momentum",
+        "schedule": "linear warm-up from peak/10 to peak, then cosine decay to 0 (one cycle)",
+        "augmentation": "random 32x32 crop of the 4-pixel reflection-padded image, "
+        "horizontal flip"
+        + (f", Cutout: a {config.cutout}x{config.cutout} square per image (clipped at the "
+           "border) filled with the batch's mean colour" if config.cutout else ""),
+        "progressive_resizing": "the first low_res_epochs epochs see the augmented images "
+        "area-downscaled to low_res_size (the network is fully convolutional)",
+        "loss": "categorical cross-entropy with label smoothing on the logits",
+    }
+    if not config.teachers:
+        return notes
+    return notes | {
+        "distillation": "each target is (1 - teacher_weight) x the one-hot label + "
+        "teacher_weight x the softmax of the teachers' logits averaged over the "
+        "teachers and over the un-augmented training image and its mirror image",
+        # A path alone would go stale: a shipped student usually replaces its teacher.
+        "teachers": [
+            f"{path} as it was at training time: the model whose weights file has the "
+            f"sha256 {sha256}"
+            for path, sha256 in zip(config.teachers, state["teacher_sha256"], strict=True)
+        ],
+        "teacher_sha256": state.get("teacher_sha256"),
+        "teacher_validation_accuracy": state.get("teacher_validation_accuracy"),
+    }
+
+
 def train(
     config: TrainConfig,
     out: str | os.PathLike,
@@ -336,25 +519,14 @@ def train(
 
     import keras
 
+    from sensitivity.evaluate import accuracy_report
     from sensitivity.model_io import write_model_card
     from sensitivity.wrn import build_wrn
 
     log_file = log_file or sys.stdout
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    state_path = checkpoint_dir / "state.json"
-    if resume:
-        if not state_path.exists() or not (checkpoint_dir / "last.keras").exists():
-            raise FileNotFoundError(f"nothing to resume in {checkpoint_dir}")
-        state = json.loads(state_path.read_text())
-        config = TrainConfig(**state["config"])
-    else:
-        state = {
-            "config": dataclasses.asdict(config),
-            "epoch": 0,
-            "train_seconds": 0.0,
-            "history": [],
-        }
+    config, state = _start_state(config, checkpoint_dir, resume)
     keras.utils.set_random_seed(config.seed)
 
     x, y, test, source = _load_training_data(config)
@@ -362,74 +534,14 @@ def train(
         x, y, config.val_size, config.seed
     )
     steps = math.ceil(len(x_train) / config.batch_size)
-    teacher_probs = None
-    if config.teachers:
-        from sensitivity.model_io import ModelError, load_model, read_model_card
-
-        # load_model checks each file against its card's sha256.
-        teachers = [load_model(path) for path in config.teachers]
-        teacher_sha256 = [read_model_card(path)["sha256"] for path in config.teachers]
-        for path, now, then in zip(
-            config.teachers, teacher_sha256, state.get("teacher_sha256", teacher_sha256),
-            strict=True,
-        ):
-            if now != then:
-                raise ModelError(
-                    f"the teacher {path} is not the model this run began with (sha256 "
-                    f"{now[:12]}..., the run recorded {then[:12]}...): put that model back, "
-                    "or start a new run"
-                )
-        teacher_probs = teacher_probabilities(teachers, x_train)
-        if len(x_val):
-            val_probs = teacher_probabilities(teachers, x_val)
-            state["teacher_validation_accuracy"] = float(np.mean(val_probs.argmax(1) == y_val))
-        state["teacher_sha256"] = teacher_sha256
-        del teachers
+    teacher_probs = _teacher_targets(config, state, x_train, x_val, y_val)
     targets = training_targets(y_train, teacher_probs, config.teacher_weight)
-    if resume:
-        model = keras.saving.load_model(checkpoint_dir / "last.keras")
-        if new_epochs is not None and new_epochs != config.epochs:
-            reschedule(model, steps, new_epochs)
-            config = dataclasses.replace(config, epochs=new_epochs)
-            state["config"] = dataclasses.asdict(config)
-            state.setdefault("rescheduled", []).append(
-                {"after_epoch": state["epoch"], "epochs": new_epochs}
-            )
-        print(
-            f"resuming after epoch {state['epoch']} of {config.epochs}", file=log_file, flush=True
-        )
-    else:
-        pixels = x_train.reshape(-1, 3).astype(np.float64)
-        state["mean"] = pixels.mean(axis=0).tolist()
-        state["std"] = pixels.std(axis=0).tolist()
-        model = build_wrn(
-            config.depth,
-            config.width,
-            mean=state["mean"],
-            std=state["std"],
-            weight_decay=config.weight_decay / 2,  # L2(c) adds c*w^2: gradient 2c*w = wd*w
-        )
-        if config.init_from:
-            state["init_from"] = _warm_start(model, config.init_from)
-        compile_for_training(model, config, steps)
+    model, config = _model_to_train(config, state, checkpoint_dir, resume, new_epochs, steps,
+                                    x_train, log_file)
     state["first_epoch"] = state["epoch"]
     logger = _EpochLog(checkpoint_dir, config, state, log_file)
     validation = (x_val.astype(np.float32), one_hot(y_val)) if len(x_val) else None
-    # Progressive resizing: one fit per resolution (Keras fixes a data set's shapes per fit).
-    last = config.epochs if stop_after is None else min(config.epochs, state["epoch"] + stop_after)
-    low_res_end = min(config.low_res_epochs, last)
-    for size, end in ((config.low_res_size, low_res_end), (None, last)):
-        if state["epoch"] < end:
-            model.fit(
-                _batches(x_train, targets, config, state["epoch"], size),
-                epochs=end,
-                initial_epoch=state["epoch"],
-                validation_data=validation,
-                callbacks=[logger.callback],
-                verbose=verbose,
-                shuffle=False,  # the batches shuffle themselves, by epoch (Keras would reorder
-                # them with Python's global random state, which a resumed run does not restore)
-            )
+    _fit(model, config, state, x_train, targets, validation, logger, stop_after, verbose)
     if state["epoch"] < config.epochs:
         print(f"stopped after epoch {state['epoch']}; continue with --resume", file=log_file)
         return None
@@ -439,77 +551,9 @@ def train(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     final.save(out)
-    from sensitivity.evaluate import accuracy_report
-
     report = accuracy_report(final, *test) if test is not None else None
-    earlier = state.get("init_from") or {"epochs": 0, "train_wall_time_minutes": 0.0}
-    card = {
-        "name": out.stem,
-        "architecture": {
-            "family": "wide residual network (Zagoruyko and Komodakis, 2016), pre-activation",
-            "depth": config.depth,
-            "width": config.width,
-            "input": "(None, None, None, 3) float32 RGB pixel values 0..255, 32x32 native",
-            "normalisation": {"mean": state["mean"], "std": state["std"]},
-            "output": "10 logits from the layer 'logits'",
-        },
-        "parameters": int(final.count_params()),
-        "classes": list(CLASS_NAMES),
-        "input_size": 32,
-        "input_range": [0, 255],
-        "head": "logits",
-        "data": {
-            "source": source,
-            "train_images": int(len(x_train)),
-            "validation_images": int(len(x_val)),
-            "test_images": int(len(test[0])) if test is not None else 0,
-        },
-        "recipe": dataclasses.asdict(config)
-        | {
-            "optimizer": "SGD, Nesterov momentum",
-            "schedule": "linear warm-up from peak/10 to peak, then cosine decay to 0 (one cycle)",
-            "augmentation": "random 32x32 crop of the 4-pixel reflection-padded image, "
-            "horizontal flip"
-            + (f", Cutout: a {config.cutout}x{config.cutout} square per image (clipped at the "
-               "border) filled with the batch's mean colour" if config.cutout else ""),
-            "progressive_resizing": "the first low_res_epochs epochs see the augmented images "
-            "area-downscaled to low_res_size (the network is fully convolutional)",
-            "loss": "categorical cross-entropy with label smoothing on the logits",
-        }
-        | (
-            {
-                "distillation": "each target is (1 - teacher_weight) x the one-hot label + "
-                "teacher_weight x the softmax of the teachers' logits averaged over the "
-                "teachers and over the un-augmented training image and its mirror image",
-                # A path alone would go stale: a shipped student usually replaces its teacher.
-                "teachers": [
-                    f"{path} as it was at training time: the model whose weights file has the "
-                    f"sha256 {sha256}"
-                    for path, sha256 in zip(config.teachers, state["teacher_sha256"], strict=True)
-                ],
-                "teacher_sha256": state.get("teacher_sha256"),
-                "teacher_validation_accuracy": state.get("teacher_validation_accuracy"),
-            }
-            if config.teachers
-            else {}
-        ),
-        "epochs": state["epoch"] + earlier["epochs"],
-        "train_wall_time_minutes": round(
-            state["train_seconds"] / 60 + earlier["train_wall_time_minutes"], 1
-        ),
-        "machine": machine_description(),
-        "final_validation_accuracy": state["history"][-1].get("val_accuracy")
-        if state["history"]
-        else None,
-        "test_accuracy": report["accuracy"] if report else None,
-        "test_per_class_accuracy": report["per_class"] if report else None,
-        "test_set": "CIFAR-10 test split as found in the data source" if report else None,
-        "keras_version": keras.__version__,
-    }
-    if state.get("init_from"):
-        card["warm_start"] = state["init_from"] | {
-            "note": "this run started from the weights of an earlier run (a warm restart with a "
-            "new one-cycle schedule); 'epochs' and 'train_wall_time_minutes' count both runs"
-        }
+    counts = {"train": len(x_train), "validation": len(x_val),
+              "test": len(test[0]) if test is not None else 0}
+    card = build_card(config, state, final, out.stem, source, counts, report)
     write_model_card(out, card)
     return card

@@ -33,6 +33,25 @@ def default_model():
     return sensitivity.load_model()
 
 
+@pytest.fixture
+def default_model_shared(default_model, monkeypatch):
+    """Code under test that loads the default model (``load_model()``, or its path) gets the
+    session's ``default_model``: the same weights, without loading it and tracing its
+    functions again. Only for code that leaves the model as it is."""
+    from sensitivity import model_io
+
+    original = model_io.load_model
+
+    def load_model(path=None):
+        if path is None or Path(path).resolve() == model_io.model_path().resolve():
+            return default_model
+        return original(path)
+
+    monkeypatch.setattr(model_io, "load_model", load_model)
+    monkeypatch.setattr(sensitivity, "load_model", load_model)
+    return default_model
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     """Keep each phase's report on the test item (``item.rep_call``) for fixtures to read."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from sensitivity.labels import CLASS_NAMES
+from tests.conftest import ROOT
 
 
 def class_pattern(label: int, size: int = 32) -> np.ndarray:
@@ -146,6 +150,43 @@ def typical_cifar_image(model, cifar_dir: Path, size: int = 32) -> tuple[Path, f
                                                      for p in paths]))
     best = int(np.argmin(scores))
     return paths[best], float(scores[best])
+
+
+def benchmark_script(name: str):
+    """The module of ``benchmarks/<name>.py``, imported (its ``main`` not run)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+class PythonProcess:
+    """``python -c code`` in the repository root, started at once, its output kept in files in
+    ``folder``: start several, then wait for each (a fresh interpreter that imports TensorFlow
+    keeps one core busy for seconds, so two of them take about as long as one)."""
+
+    def __init__(self, code: str, folder: Path, name: str, args: tuple[str, ...] = ()):
+        self._out = open(folder / f"{name}.out", "w+")  # noqa: SIM115
+        self._err = open(folder / f"{name}.err", "w+")  # noqa: SIM115
+        self.process = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT,
+                                        stdout=self._out, stderr=self._err, text=True)
+
+    def result(self, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Wait for the process; its exit code, stdout and stderr."""
+        returncode = self.process.wait(timeout)
+        self._out.seek(0)
+        self._err.seek(0)
+        return subprocess.CompletedProcess(self.process.args, returncode, self._out.read(),
+                                           self._err.read())
+
+    def stop(self) -> None:
+        """Kill the process if it still runs, and close its files."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._out.close()
+        self._err.close()
 
 
 CIFAR_CARD = {"classes": list(CLASS_NAMES), "input_size": 32}

@@ -87,7 +87,8 @@ def mask_pixels(at: AppTest, drawn: list[np.ndarray]) -> np.ndarray:
 
 
 @pytest.fixture()
-def app(drawn_masks):  # recording from the first run on
+def app(drawn_masks, default_model_shared):  # recording from the first run on
+    # The page's model (loaded once per process) is the session's default_model.
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()
     assert not at.exception
@@ -352,7 +353,8 @@ def test_downloads_are_made_on_click_and_hold_what_the_page_shows(monkeypatch, a
 def test_no_user_string_reaches_unsafe_html():
     """No raw markdown HTML at all; the page's one ``st.html`` draws the probability table,
     built from numbers and the class names only (checked in test_figures)."""
-    sources = [ROOT / "app.py", *sorted((ROOT / "sensitivity").glob("*.py"))]
+    sources = [ROOT / "app.py", *sorted((ROOT / "ui").glob("*.py")),
+               *sorted((ROOT / "sensitivity").rglob("*.py"))]
     assert not [p.name for p in sources if "unsafe_allow_html" in p.read_text()]
     calls = [line.strip() for p in sources for line in p.read_text().splitlines()
              if ".html(" in line]

@@ -5,6 +5,9 @@ dog photograph, waits for the prediction and the heatmap, changes the class mask
 of plain text (the out-of-distribution notice), and keeps screenshots and the timings in
 ``test-artifacts/``. The cold-start figures in benchmarks/README.md come from
 ``benchmarks/cold_start.py`` (median of repeats).
+
+Then the benchmark scripts that need a running dashboard, ``warm_upload`` and ``load_test``, run
+tiny on the same (by then warm) server, to see them reach their reports.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from tests.browser_support import (
     upload_and_wait,
 )
 from tests.conftest import PHOTOS_DIR
-from tests.helpers import text_picture
+from tests.helpers import benchmark_script, text_picture
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +40,10 @@ def server():
         yield running
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser():
+    """Chromium for one test: the benchmark scripts start Playwright themselves, which they
+    cannot while another Playwright is running in this thread."""
     from playwright.sync_api import sync_playwright
 
     require_chromium()
@@ -133,3 +138,37 @@ def test_serve_writes_every_thread_stack_on_request_and_goes_on(server):
     assert 'File "' in text.rsplit("(most recent call first)", 1)[1]
     with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=10) as response:
         assert response.status == 200
+
+
+def test_warm_upload_script_runs_to_the_end(server, tmp_path, capsys):
+    module = benchmark_script("warm_upload")
+    out = tmp_path / "warm-upload.json"
+    # The server is warm (the test above has used it): no warm-up upload
+    assert module.main(["--repeats", "1", "--warm-ups", "0", "--out", str(out)],
+                       server=server) == 0
+    report = json.loads(out.read_text())
+    assert report["photo"] == "dog.jpg variants, 768x576"
+    [seconds] = report["repeats_s"]
+    assert seconds > 0 and report["median_upload_to_heatmap_s"] == seconds
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"repeat 1: {seconds:.2f} s\n")
+    assert json.dumps(report, indent=2) in printed
+
+
+def test_load_test_script_runs_to_the_end(server, default_model, cifar_dir, tmp_path, capsys):
+    """One user on the warm server, until one analysis: its steps are each upload and each sign
+    flip, all checked on the page, and the report holds their figures."""
+    module = benchmark_script("load_test")
+    out = tmp_path / "load-test.json"
+    assert module.main(["--users", "1", "--seconds", "0", "--analyses", "1", "--warm-up-rounds",
+                        "0", "--data-dir", str(cifar_dir), "--out", str(out)],
+                       server=server, model=default_model) == 0
+    report = json.loads(out.read_text())
+    assert report["contexts"] == 1 and report["page_errors"] == []
+    # Whole rounds of an upload and a sign flip, no warm-up: a round per analysis.
+    assert report["analyses_after_warm_up"] >= 1
+    assert report["steps"] == 2 * report["analyses_after_warm_up"]
+    assert 0 < report["latency_p50_s"] <= report["latency_p95_s"]
+    assert report["seconds_after_warm_up"] >= 0
+    assert report["resident_mb_after_warm_up"] > 100 and report["resident_mb_at_end"] > 100
+    assert json.dumps(report, indent=2) in capsys.readouterr().out

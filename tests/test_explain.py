@@ -38,6 +38,31 @@ def model_file(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def tiny_model(model_file):
+    """``model_file`` loaded, once for the module."""
+    from sensitivity.model_io import load_model
+
+    return load_model(model_file)
+
+
+@pytest.fixture(autouse=True)
+def model_file_loaded_once(model_file, tiny_model, monkeypatch):
+    """``explain`` gets ``tiny_model`` for ``model_file``: one model object, whose traced
+    gradient functions are kept from test to test (a fresh load would trace them again, about
+    a second a test); any other path loads as usual."""
+    from pathlib import Path
+
+    from sensitivity import model_io
+
+    original = model_io.load_model
+
+    def load_model(path=None):
+        return tiny_model if path is not None and Path(path) == model_file else original(path)
+
+    monkeypatch.setattr(model_io, "load_model", load_model)
+
+
 def _image(path, width: int = 40, height: int = 30, seed: int = 0):
     """Write a random RGB image with Pillow (format from the suffix); returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,8 +163,8 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path, model_file, capsys, flag,
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_class_by_name_or_index(tmp_path, model_file, capsys):
-    from sensitivity import load_image, load_model, preprocess
+def test_class_by_name_or_index(tmp_path, model_file, tiny_model, capsys):
+    from sensitivity import load_image, preprocess
     from sensitivity.saliency import saliency
 
     image = _image(tmp_path / "a.png")
@@ -152,9 +177,7 @@ def test_class_by_name_or_index(tmp_path, model_file, capsys):
     assert record["settings"]["classes"] == ["cat", "dog"]
     named = np.load(by_name / "a_map.npy", allow_pickle=False)
     np.testing.assert_array_equal(named, np.load(by_index / "a_map.npy", allow_pickle=False))
-    expected = saliency(
-        load_model(model_file), preprocess(load_image(image), SIZE), class_mask=[3, 5]
-    )[0]
+    expected = saliency(tiny_model, preprocess(load_image(image), SIZE), class_mask=[3, 5])[0]
     np.testing.assert_allclose(named, expected, rtol=1e-5, atol=1e-7)
 
 
@@ -188,8 +211,8 @@ def test_output_stems_are_safe_and_unique():
         parse_classes(["cat"], ["tiger", "lynx"])
 
 
-def test_method_options_reach_the_method_and_the_record(tmp_path, model_file, capsys):
-    from sensitivity import load_image, load_model, preprocess, saliency
+def test_method_options_reach_the_method_and_the_record(tmp_path, model_file, tiny_model, capsys):
+    from sensitivity import load_image, preprocess, saliency
 
     image = _image(tmp_path / "a.png")
     out = tmp_path / "out"
@@ -201,7 +224,7 @@ def test_method_options_reach_the_method_and_the_record(tmp_path, model_file, ca
     options = record["settings"]["method_options"]
     assert options["steps"] == 6 and options["baseline"] == "blurred"
     assert options["path_sampling"] == "uniform" and options["blur_sigma"] == 4.0
-    expected = saliency(load_model(model_file), preprocess(load_image(image), SIZE),
+    expected = saliency(tiny_model, preprocess(load_image(image), SIZE),
                         method="integrated_gradients", steps=6, baseline="blurred",
                         path_sampling="uniform")[0]
     np.testing.assert_allclose(np.load(out / "a_map.npy"), expected, rtol=1e-5, atol=1e-7)
@@ -270,10 +293,11 @@ SMALL_OPTIONS = {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps":
 
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_the_files_hold_the_library_map_its_top_k_and_the_probabilities(method, tmp_path,
-                                                                         model_file, capsys):
+                                                                         model_file, tiny_model,
+                                                                         capsys):
     """The .npy map equals ``saliency``, the mask PNG ``top_k_mask`` of it, the JSON's
     probabilities ``predict``, each called on its own."""
-    from sensitivity import load_image, load_model, predict, preprocess, saliency, top_k_mask
+    from sensitivity import load_image, predict, preprocess, saliency, top_k_mask
 
     options = SMALL_OPTIONS.get(method, {})
     image = _image(tmp_path / "a.png")
@@ -281,7 +305,7 @@ def test_the_files_hold_the_library_map_its_top_k_and_the_probabilities(method, 
     code = _explain(model_file, out, str(image), "--method", method,
                     *[f"--option={name}={value}" for name, value in options.items()])
     assert code == 0, capsys.readouterr().err
-    model = load_model(model_file)
+    model = tiny_model  # the object explain used (the weights of model_file)
     x = preprocess(load_image(image), SIZE)
     expected = saliency(model, x, method=method, **options)[0]
     saved = np.load(out / "a_map.npy", allow_pickle=False)

@@ -159,7 +159,8 @@ def _csv(path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def test_run_end_to_end_on_the_shipped_model(tmp_path, cifar_dir, photos_dir, capsys):
+def test_run_end_to_end_on_the_shipped_model(tmp_path, cifar_dir, photos_dir, capsys,
+                                            default_model_shared):
     out = tmp_path / "report"
     args = _parse(["--data-dir", str(cifar_dir), "--photos-dir", str(photos_dir), "--n", "2",
                    "--validation-n", "2", "--faithfulness-n", "3", "--steps", "4",

@@ -9,15 +9,13 @@ are 255. The nine other logits are 0, so p(class 0) = 81 / (81 + 9) = 0.9 with b
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import sensitivity
+from sensitivity import metrics
+from sensitivity.data import load_split
 from sensitivity.discovery import Box
 from sensitivity.metrics import (
     area_under_curve,
@@ -45,7 +43,7 @@ from sensitivity.metrics import (
     step_counts,
     threshold_box,
 )
-from tests.helpers import class_pattern
+from tests.helpers import PythonProcess, class_pattern
 
 R = [(1, 2), (3, 0)]  # (row, column) of the two pixels the stub looks at
 
@@ -493,26 +491,33 @@ print(json.dumps({"strategy": type(strategy).__name__, "replicas": strategy.num_
 """
 
 
-def test_distributed_batch_path_gives_the_same_numbers_on_two_devices(tmp_path, tiny_wrn):
+@pytest.fixture(scope="module", autouse=True)
+def two_devices(tiny_wrn, tmp_path_factory):
+    """The run on two devices that the last test checks, started with this module's first
+    test: a fresh interpreter (TensorFlow fixes its devices when it starts) that works beside
+    the other tests. Yields the inputs, the process and the file it writes its numbers to."""
+    rng = np.random.default_rng(1)
+    inputs = {"images": rng.uniform(0, 255, (5, 32, 32, 3)).astype(np.float32),
+              "maps": rng.random((5, 32, 32)), "classes": np.array([0, 3, 3, 9, 1])}
+    folder = tmp_path_factory.mktemp("two-devices")
+    tiny_wrn.save(folder / "tiny.keras")
+    np.savez(folder / "data.npz", **inputs)
+    run = PythonProcess(_TWO_DEVICES, folder, "run", (str(folder / "tiny.keras"),
+                                                      str(folder / "data.npz"),
+                                                      str(folder / "out.npz")))
+    yield inputs, run, folder / "out.npz"
+    run.stop()
+
+
+def test_distributed_batch_path_gives_the_same_numbers_on_two_devices(tiny_wrn, two_devices):
     from sensitivity.distributed import default_strategy, distributed_predict
 
-    rng = np.random.default_rng(1)
-    images = rng.uniform(0, 255, (5, 32, 32, 3)).astype(np.float32)
-    maps = rng.random((5, 32, 32))
-    classes = np.array([0, 3, 3, 9, 1])
-    model_path = tmp_path / "tiny.keras"
-    tiny_wrn.save(model_path)
-    np.savez(tmp_path / "data.npz", images=images, maps=maps, classes=classes)
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, PYTHONPATH=str(root))
-    result = subprocess.run(
-        [sys.executable, "-c", _TWO_DEVICES, str(model_path), str(tmp_path / "data.npz"),
-         str(tmp_path / "out.npz")],
-        capture_output=True, text=True, cwd=root, env=env, timeout=300,
-    )  # fmt: skip
+    inputs, run, out = two_devices
+    images, maps, classes = inputs["images"], inputs["maps"], inputs["classes"]
+    result = run.result()
     assert result.returncode == 0, result.stderr[-3000:]
     assert '"strategy": "MirroredStrategy", "replicas": 2' in result.stdout
-    two = np.load(tmp_path / "out.npz")
+    two = np.load(out)
 
     assert default_strategy().num_replicas_in_sync == 1
     one = distributed_predict(tiny_wrn, images, batch_size=4)
@@ -521,3 +526,46 @@ def test_distributed_batch_path_gives_the_same_numbers_on_two_devices(tmp_path, 
     _, curves, aucs = perturbation_curves(tiny_wrn, images, maps, classes, steps=4, batch_size=6)
     np.testing.assert_allclose(two["curves"], curves, atol=1e-5)
     np.testing.assert_allclose(two["aucs"], aucs, atol=1e-5)
+
+
+def test_randomised_copy_reinitialises_the_top_layers_only_and_leaves_the_model():
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="low")(inputs)
+    x = keras.layers.Conv2D(4, 3, name="mid")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="top")(x))
+    before = [w.copy() for w in model.get_weights()]
+    copy = metrics.randomised_copy(model, 2, seed=1)
+    for name, changed in (("top", True), ("mid", True), ("low", False)):
+        kernel = copy.get_layer(name).get_weights()[0]
+        assert (not np.array_equal(kernel, model.get_layer(name).get_weights()[0])) == changed
+    for w, b in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(w, b)  # the original is untouched
+    # He-normal: the top kernel's spread is sqrt(2 / fan_in) (fan_in 4), its bias reset to 0.
+    top = metrics.randomised_copy(model, 1, seed=2).get_layer("top").get_weights()
+    assert np.allclose(top[1], 0.0) and 0.3 < top[0].std() < 1.2
+    again = metrics.randomised_copy(model, 2, seed=1)
+    np.testing.assert_array_equal(again.get_layer("mid").get_weights()[0],
+                                  copy.get_layer("mid").get_weights()[0])
+    with pytest.raises(ValueError, match="count"):
+        metrics.randomised_copy(model, 4)
+
+
+def test_randomised_default_model_separates_the_gradient_from_guided_backprop(
+        default_model, cifar_dir):
+    from sensitivity.saliency import saliency
+
+    x, _ = load_split(cifar_dir, "test", limit=20)
+    x = x[:4].astype(np.float32)
+    classes = sensitivity.predict(default_model, x).argmax(axis=1)
+    random_model = metrics.randomised_copy(default_model)
+    correlation = {}
+    for method in ("gradient", "guided_backprop"):
+        trained, randomised = (
+            [saliency(m, x[i:i + 1], method=method, class_mask=int(c))[0]
+             for i, c in enumerate(classes)] for m in (default_model, random_model))
+        correlation[method] = np.mean([metrics.spearman(a, b)
+                                       for a, b in zip(trained, randomised, strict=True)])
+    assert correlation["gradient"] < 0.3 < correlation["guided_backprop"], correlation

@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from sensitivity import serving
+from tests.helpers import PythonProcess
 
 
 def test_preload_loads_only_after_its_gate(monkeypatch):
@@ -79,15 +82,7 @@ def test_warm_up_traces_everything_a_page_calls():
     assert tracing_count(model) == traced
 
 
-def test_a_process_exiting_during_the_later_warm_up_exits_cleanly():
-    """The later warm-up traces on a daemon thread; a process that exits meanwhile (a server
-    stopped, a short test run) waits for it instead of aborting in the middle of the trace."""
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
-    code = """
+EXITS_DURING_THE_WARM_UP = """
 import threading, time
 import sensitivity.methods as methods
 from sensitivity.serving import analysis_shown, ready_model
@@ -104,8 +99,47 @@ analysis_shown()
 assert started.wait(60)
 time.sleep(0.1)  # the interpreter exits with the trace under way
 """
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+
+KERAS_IMPORT_SKIPS = """
+import sys
+from sensitivity.serving import import_keras
+import_keras()
+import keras
+from keras.src.trainers.data_adapters import array_slicing
+skipped = [n for n in {installed!r} if n in sys.modules]
+assert not skipped, skipped
+assert array_slicing.pandas is None
+import pandas  # nothing is left blocked
+assert pandas.DataFrame({{"a": [1]}}).shape == (1, 1)
+"""
+
+
+def installed_skipped_packages() -> list[str]:
+    """The packages of ``serving.SKIPPED_BY_KERAS`` installed here."""
+    import importlib.util
+
+    return [n for n in serving.SKIPPED_BY_KERAS if importlib.util.find_spec(n)]
+
+
+@pytest.fixture(scope="module")
+def fresh_interpreters(tmp_path_factory):
+    """The two checks below that need a fresh interpreter, started together (each imports
+    TensorFlow)."""
+    folder = tmp_path_factory.mktemp("serving")
+    running = {
+        "exit": PythonProcess(EXITS_DURING_THE_WARM_UP, folder, "exit"),
+        "keras": PythonProcess(KERAS_IMPORT_SKIPS.format(installed=installed_skipped_packages()),
+                               folder, "keras"),
+    }
+    yield running
+    for process in running.values():
+        process.stop()
+
+
+def test_a_process_exiting_during_the_later_warm_up_exits_cleanly(fresh_interpreters):
+    """The later warm-up traces on a daemon thread; a process that exits meanwhile (a server
+    stopped, a short test run) waits for it instead of aborting in the middle of the trace."""
+    done = fresh_interpreters["exit"].result()
     assert done.returncode == 0, done.stderr[-2000:]
     assert "terminate called" not in done.stderr
 
@@ -150,31 +184,11 @@ def test_sessions_calling_a_fresh_model_at_once_share_its_traces():
         np.testing.assert_allclose(map_, expected[i], rtol=1e-5, atol=1e-6 * expected[i].max())
 
 
-def test_the_servers_keras_import_skips_what_it_never_uses():
+def test_the_servers_keras_import_skips_what_it_never_uses(fresh_interpreters):
     """Keras imported through ``import_keras`` leaves out pandas (and scikit-learn, IPython):
     Keras' optional pandas support is off, and the packages still import normally after."""
-    import importlib.util
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
-    installed = [n for n in serving.SKIPPED_BY_KERAS if importlib.util.find_spec(n)]
-    assert "pandas" in installed  # Streamlit installs it: the case this guard is for
-    code = f"""
-import sys
-from sensitivity.serving import import_keras
-import_keras()
-import keras
-from keras.src.trainers.data_adapters import array_slicing
-skipped = [n for n in {installed!r} if n in sys.modules]
-assert not skipped, skipped
-assert array_slicing.pandas is None
-import pandas  # nothing is left blocked
-assert pandas.DataFrame({{"a": [1]}}).shape == (1, 1)
-"""
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    assert "pandas" in installed_skipped_packages()  # Streamlit installs it: the case guarded
+    done = fresh_interpreters["keras"].result()
     assert done.returncode == 0, done.stderr[-2000:]
 
 

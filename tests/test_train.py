@@ -8,6 +8,38 @@ from sensitivity.train import TrainConfig, augment_batch, compile_for_training, 
 from sensitivity.wrn import build_wrn
 from tests.helpers import class_pattern
 
+TINY = ["--depth", "10", "--width", "1", "--batch-size", "8", "--val-size", "10"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Class folders (3 images a class and split) and two tiny WRNs the CLI trained on them for
+    one epoch, with seeds 0 and 1: ``(data, {0: path, 1: path})``. Tests that change a model
+    or its card change a copy (:func:`copy_model`)."""
+    from sensitivity.__main__ import main
+    from tests.helpers import write_class_folders
+
+    root = tmp_path_factory.mktemp("trained")
+    data = write_class_folders(root / "data", per_class=3)
+    models = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SENSITIVITY_CACHE", str(root / "cache"))
+        for seed in (0, 1):
+            models[seed] = root / f"seed{seed}.keras"
+            assert main(["train", "--data-dir", str(data), *TINY, "--epochs", "1", "--seed",
+                         str(seed), "--out", str(models[seed]), "--checkpoint-dir",
+                         str(root / f"c{seed}")]) == 0
+    return data, models
+
+
+def copy_model(source, target):
+    """Copy a model and its card (``.keras`` and ``.json``) to ``target`` (a ``.keras`` path)."""
+    import shutil
+
+    for suffix in (".keras", ".json"):
+        shutil.copy(source.with_suffix(suffix), target.with_suffix(suffix))
+    return target
+
 
 def test_a_tiny_model_overfits_a_few_synthetic_images():
     keras.utils.set_random_seed(0)
@@ -103,20 +135,17 @@ def test_cli_trains_stops_and_resumes(tmp_path, monkeypatch):
     assert model.output.shape[-1] == 10
 
 
-def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(tmp_path, monkeypatch):
+def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(
+        tmp_path, monkeypatch, trained):
     monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
     import numpy as np
 
     from sensitivity.__main__ import main
     from sensitivity.train import _warm_start
     from sensitivity.wrn import build_wrn
-    from tests.helpers import write_class_folders
 
-    data = write_class_folders(tmp_path / "data", per_class=3)
-    tiny = ["--depth", "10", "--width", "1", "--batch-size", "8", "--val-size", "10"]
-    first = tmp_path / "first.keras"
-    assert main(["train", "--data-dir", str(data), "--out", str(first), "--checkpoint-dir",
-                 str(tmp_path / "c1"), "--epochs", "1", *tiny]) == 0
+    data, models = trained
+    first = copy_model(models[0], tmp_path / "first.keras")  # one epoch of training
     # The earlier run's recorded cost, set to a value that rounding cannot hide (a tiny run
     # takes seconds, 0.0 minutes after rounding); the card's sha256 still matches its file.
     first_card = json.loads(first.with_suffix(".json").read_text())
@@ -134,7 +163,7 @@ def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(tmp_
 
     second = tmp_path / "second.keras"
     assert main(["train", "--data-dir", str(data), "--out", str(second), "--checkpoint-dir",
-                 str(tmp_path / "c2"), "--epochs", "2", "--init-from", str(first), *tiny]) == 0
+                 str(tmp_path / "c2"), "--epochs", "2", "--init-from", str(first), *TINY]) == 0
     card = json.loads(second.with_suffix(".json").read_text())
     assert card["epochs"] == 3
     assert card["warm_start"]["epochs"] == 1
@@ -190,20 +219,14 @@ def test_teacher_probabilities_average_an_image_and_its_mirror():
     np.testing.assert_array_equal(training_targets(labels, None, 0.25), np.eye(10)[labels])
 
 
-def test_cli_distils_from_a_teacher_and_records_it_in_the_card(tmp_path, monkeypatch):
+def test_cli_distils_from_a_teacher_and_records_it_in_the_card(tmp_path, monkeypatch, trained):
     monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
-    import pytest
-
     from sensitivity.__main__ import main
     from sensitivity.model_io import sha256_of
-    from tests.helpers import write_class_folders
 
-    data = write_class_folders(tmp_path / "data", per_class=3)
-    tiny = ["--data-dir", str(data), "--depth", "10", "--width", "1", "--batch-size", "8",
-            "--val-size", "10", "--epochs", "1"]
-    teacher = tmp_path / "teacher.keras"
-    assert main(["train", *tiny, "--out", str(teacher), "--checkpoint-dir",
-                 str(tmp_path / "c1")]) == 0
+    data, models = trained
+    tiny = ["--data-dir", str(data), *TINY, "--epochs", "1"]
+    teacher, other = models[0], models[1]  # one epoch each, seeds 0 and 1
     student = tmp_path / "student.keras"
     assert main(["train", *tiny, "--out", str(student), "--checkpoint-dir", str(tmp_path / "c2"),
                  "--teacher", str(teacher), "--teacher-weight", "0.7"]) == 0
@@ -215,9 +238,6 @@ def test_cli_distils_from_a_teacher_and_records_it_in_the_card(tmp_path, monkeyp
     [named] = card["recipe"]["teachers"]
     assert named.startswith(str(teacher)) and sha256_of(teacher) in named
     # Twice --teacher: an ensemble of two teachers, both recorded.
-    other = tmp_path / "other.keras"
-    assert main(["train", *tiny, "--seed", "1", "--out", str(other), "--checkpoint-dir",
-                 str(tmp_path / "c4")]) == 0
     assert main(["train", *tiny, "--out", str(student), "--checkpoint-dir", str(tmp_path / "c5"),
                  "--teacher", str(teacher), "--teacher", str(other)]) == 0
     card = json.loads(student.with_suffix(".json").read_text())
@@ -237,37 +257,29 @@ def test_cli_distils_from_a_teacher_and_records_it_in_the_card(tmp_path, monkeyp
                           depth=10, width=1), tmp_path / "x.keras", tmp_path / "c3")
 
 
-def test_resumed_distillation_refuses_a_teacher_that_changed(tmp_path, monkeypatch, capsys):
+def test_resumed_distillation_refuses_a_teacher_that_changed(tmp_path, monkeypatch, capsys,
+                                                             trained):
     monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
-    import shutil
-
     from sensitivity.__main__ import main
-    from tests.helpers import write_class_folders
 
-    data = write_class_folders(tmp_path / "data", per_class=3)
-    tiny = ["--data-dir", str(data), "--depth", "10", "--width", "1", "--batch-size", "8",
-            "--val-size", "10"]
-    teacher, other = tmp_path / "teacher.keras", tmp_path / "other.keras"
-    for path, seed in ((teacher, "0"), (other, "1")):
-        assert main(["train", *tiny, "--epochs", "1", "--seed", seed, "--out", str(path),
-                     "--checkpoint-dir", str(tmp_path / f"c{seed}")]) == 0
+    data, models = trained
+    tiny = ["--data-dir", str(data), *TINY]
+    teacher = copy_model(models[0], tmp_path / "teacher.keras")  # replaced below
+    other = models[1]
     kept = tmp_path / "kept"
     kept.mkdir()
-    for suffix in (".keras", ".json"):
-        shutil.copy(teacher.with_suffix(suffix), kept / f"teacher{suffix}")
     student = ["--out", str(tmp_path / "student.keras"), "--checkpoint-dir", str(tmp_path / "s")]
     assert main(["train", *tiny, *student, "--epochs", "2", "--stop-after", "1",
                  "--teacher", str(teacher)]) == 0
     # Another model, with its own valid card, now sits at the teacher's path: resuming would
     # change the targets half-way through the run, so it is refused with a message.
-    for suffix in (".keras", ".json"):
-        shutil.copy(other.with_suffix(suffix), teacher.with_suffix(suffix))
+    copy_model(teacher, kept / "teacher.keras")
+    copy_model(other, teacher)
     capsys.readouterr()
     assert main(["train", *student, "--resume"]) == 2
     assert "not the model this run began with" in capsys.readouterr().err
     # With the original teacher back, the run resumes and finishes.
-    for suffix in (".keras", ".json"):
-        shutil.copy(kept / f"teacher{suffix}", teacher.with_suffix(suffix))
+    copy_model(kept / "teacher.keras", teacher)
     assert main(["train", *student, "--resume"]) == 0
     card = json.loads((tmp_path / "student.json").read_text())
     kept_sha256 = json.loads((kept / "teacher.json").read_text())["sha256"]

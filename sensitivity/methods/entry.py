@@ -1,5 +1,7 @@
 """The entry point: :func:`attribute` checks the arguments, finds the classes to explain, runs
-one method (its module's ``RUNNER``) and fuses scales (option ``scales``, :func:`_fused`)."""
+one method (its module's ``RUNNER``), fuses scales (option ``scales``, :func:`_fused`) and
+smooths any method over noisy copies (option ``smooth_samples``,
+:mod:`sensitivity.methods.noise_tunnel`)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from sensitivity.methods.base import (
     part_progress,
     positive_int,
 )
+from sensitivity.methods.noise_tunnel import smoothed
 
 RUNNERS: dict[str, Runner] = {
     name: importlib.import_module(f"sensitivity.methods.{name}").RUNNER for name in METHODS
@@ -98,7 +101,18 @@ def attribute(
     opts = method_options(method, options)
     if opts["scales"] is not None:
         return _fused(model, images, method, layer, class_mask, opts)
-    return _attribute(model, images, method, layer, class_mask, opts)
+    return _smoothed_or_plain(model, images, method, layer, class_mask, opts)
+
+
+def _smoothed_or_plain(model, images, method: str, layer: str, class_mask, opts: dict
+                       ) -> Attribution:
+    """:func:`_attribute`, through the noise tunnel when ``smooth_samples`` is set."""
+    if not opts["smooth_samples"]:
+        return _attribute(model, images, method, layer, class_mask, opts)
+    return smoothed(
+        lambda batch, mask, o: _attribute(model, batch, method, layer, mask, o),
+        _images(model, images), class_mask, opts, explains_classes=layer in OUTPUT_TARGETS,
+    )
 
 
 def _attribute(model, images, method: str, layer: str, class_mask, opts: dict) -> Attribution:
@@ -196,7 +210,7 @@ def _fused(model, images, method: str, layer: str, class_mask, opts: dict) -> At
     batch = _images(model, images)
     single = opts | {"scales": None}
     if len(batch) == 0:
-        return _attribute(model, batch, method, layer, class_mask, single)
+        return _smoothed_or_plain(model, batch, method, layer, class_mask, single)
     n, height, width = batch.shape[:3]
     reference = factors.index(1.0) if 1.0 in factors else 0
     order = [reference] + [k for k in range(len(factors)) if k != reference]
@@ -206,7 +220,8 @@ def _fused(model, images, method: str, layer: str, class_mask, opts: dict) -> At
         size = scaled_sides(factors[k], height, width)
         scaled = resize(batch, *size, antialias=True).astype(batch.dtype)
         report = None if progress is None else part_progress(progress, step, 1, len(order))
-        result = _attribute(model, scaled, method, layer, class_mask, single | {"progress": report})
+        result = _smoothed_or_plain(model, scaled, method, layer, class_mask,
+                                    single | {"progress": report})
         values = result.values if result.has_channels else result.values[..., None]
         values = resize(values, height, width, antialias=True)
         if not result.has_channels:

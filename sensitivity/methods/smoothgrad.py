@@ -1,4 +1,8 @@
-"""SmoothGrad (Smilkov et al. 2017): the gradient averaged over noisy copies of the image."""
+"""SmoothGrad (Smilkov et al. 2017): the gradient averaged over noisy copies of the image.
+
+The gradient's own, streaming form (the copies' gradients are summed as they come, never all
+held); any other method is smoothed the same way by the common ``smooth_samples`` option
+(:mod:`sensitivity.methods.noise_tunnel`)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import numpy as np
 
 from sensitivity.choices import SMOOTHGRAD_VARIANTS
 from sensitivity.methods.base import Job, Runner, choice, positive_int
+from sensitivity.methods.noise_tunnel import reduce_samples
 
 
 def run(job: Job) -> dict:
@@ -27,14 +32,7 @@ def run(job: Job) -> dict:
         return base + rng.normal(0.0, sigma, base.shape).astype(base.dtype)
 
     sums, squares = job.sampled_gradient_sums(samples, make_samples)
-    mean = sums / samples
-    if variant == "mean":
-        values = mean
-    elif variant == "squared":
-        values = squares / samples
-    else:
-        values = np.maximum(squares / samples - np.square(mean), 0.0)
-    return {"values": values}
+    return {"values": reduce_samples(sums, squares, samples, variant)}
 
 
 RUNNER = Runner(run)

@@ -1,0 +1,191 @@
+"""The sidebar's controls and the page's settings: from the link, through the widgets, back
+into the link. Streamlit and the settings registry only: drawn before TensorFlow is imported,
+so that on a cold start the browser lays them out while the server imports."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from sensitivity.choices import (
+    LAYER_REDUCTIONS,
+    METHODS,
+    OUTPUT_TARGETS,
+    localisation_note,
+    shown_options,
+)
+from sensitivity.settings import (
+    CHANNEL_REDUCTIONS,
+    COLOUR_SCALES,
+    COMPARE_MODES,
+    SIGNS,
+    SIZES,
+    VIEW_OPTIONS,
+    ViewSettings,
+    option_controls,
+    option_key,
+    settings_from_query,
+    view_fields,
+)
+
+
+def init_state() -> None:
+    """Once per session: widget values from the query string (the shareable link).
+
+    On every later run, values are restored from a copy kept outside the widgets: Streamlit
+    forgets the value of a widget that one run did not draw (the class mask while an inner
+    layer is chosen, say).
+    """
+    if st.session_state.get("_initialised"):
+        for key, value in st.session_state["_values"].items():
+            if key not in st.session_state:
+                st.session_state[key] = value
+        return
+    settings, problems = settings_from_query(st.query_params.to_dict())
+    values = {}
+    for name in view_fields():
+        value = getattr(settings, name)
+        if name == "classes":  # the model loads here only for a link that names classes
+            value = [_class_names()[i] for i in value if i < len(_class_names())] if value else []
+        elif name == "compare_items":
+            value = list(value)
+        elif name == "channel":
+            value = -1 if value is None else value
+        values[f"w_{name}"] = value
+    values.update({option_key(name): settings.option(name) for name in shown_options()})
+    st.session_state.update(values)
+    # Kept apart too: an upload during the first run (the uploader shows while the model
+    # loads) interrupts it before the widgets are drawn, and Streamlit then drops their values.
+    st.session_state["_values"] = dict(values)
+    st.session_state["_link_problems"] = problems
+    st.session_state["_initialised"] = True
+
+
+def normalise_state(layers: list[tuple[str, str]]) -> None:
+    """Keep the controls' values consistent with each other and the model: a layer the model
+    lacks falls back to logits, the channel stays within the layer's, the compared items
+    within the compare mode's choices. Called before any widget of a run is drawn."""
+    s = st.session_state
+    if s["w_layer"] not in layer_choices(layers):
+        s["w_layer"] = "logits"
+    if s["w_layer"] not in OUTPUT_TARGETS:
+        s["w_channel"] = min(s["w_channel"], last_channel(layers, s["w_layer"]))
+    choices = compare_choices(layers).get(s["w_compare"])
+    if choices is not None:
+        s["w_compare_items"] = [v for v in s["w_compare_items"] if v in choices]
+
+
+def last_channel(layers: list[tuple[str, str]], layer: str) -> int:
+    """The last channel index of an inner layer (0 when its channel count is unknown)."""
+    channels = dict(layers).get(layer, "?").split("x")[-1]
+    return int(channels) - 1 if channels.isdigit() else 0
+
+
+def layer_choices(layers: list[tuple[str, str]]) -> list[str]:
+    """The output targets, then every inner layer, as the layer control offers them."""
+    return list(OUTPUT_TARGETS) + [n for n, _ in layers if n not in OUTPUT_TARGETS]
+
+
+def _class_names() -> tuple[str, ...]:
+    """The model's class names, from its card (imports TensorFlow and loads the model)."""
+    from ui.compute import class_names
+
+    return class_names()
+
+
+def compare_choices(layers: list[tuple[str, str]]) -> dict[str, list[str]]:
+    return {"layers": layer_choices(layers), "classes": list(_class_names()),
+            "methods": list(METHODS)}
+
+
+def current_settings() -> ViewSettings:
+    s = st.session_state
+    keys = [f"w_{name}" for name in view_fields()] + [option_key(n) for n in shown_options()]
+    s["_values"] = {key: s[key] for key in keys}
+    values = {name: s[f"w_{name}"] for name in view_fields()}
+    values["classes"] = tuple(sorted(_class_names().index(c) for c in values["classes"]))
+    values["compare_items"] = tuple(values["compare_items"])
+    values["channel"] = None if values["channel"] < 0 else int(values["channel"])
+    options = {name: s[option_key(name)] for name in shown_options()}
+    return ViewSettings(**values, options=options)
+
+
+def sidebar(place) -> tuple:
+    """The controls that do not depend on the model, in the sidebar's ``place``; returns the
+    two slots that :func:`layer_controls` and :func:`compare_controls` fill once the model is
+    loaded."""
+    with place.container():
+        st.header("What to differentiate")
+        st.selectbox("Method", list(METHODS), key="w_method",
+                     help="How the attribution is computed; see the README for each method.")
+        method = st.session_state["w_method"]
+        note = localisation_note(method)
+        st.caption(METHODS[method].description + (f"; {note}" if note else ""))
+        if method == "guided_backprop":
+            st.warning("Guided backpropagation fails the model-randomisation sanity check "
+                       "(Adebayo et al. 2018): its maps barely change when the weights are "
+                       "randomised. Shown for comparison only.")
+        for control in option_controls(method):  # declared in sensitivity.choices.METHODS
+            getattr(st, control.widget)(control.label, key=control.key, help=control.help,
+                                        **control.arguments)
+
+        layer_slot = st.container()
+        st.radio("Sign", SIGNS, key="w_sign", horizontal=True,
+                 help="abs |g|, positive max(g,0), negative max(-g,0), signed g.")
+        st.radio("Colour channels", CHANNEL_REDUCTIONS, key="w_reduce_channels",
+                 horizontal=True, help="How R, G and B become one value per pixel.")
+        st.select_slider("Analysis size", SIZES, key="w_size",
+                          help="32 is the network's native size; it is fully convolutional, "
+                               "so larger inputs show finer maps.")
+
+        st.header("How to show it")
+        k, opacity = VIEW_OPTIONS["k"], VIEW_OPTIONS["opacity"]
+        st.slider("Top-k pixels", k.minimum, k.maximum, key="w_k")
+        st.slider("Overlay opacity", opacity.minimum, opacity.maximum, step=opacity.step,
+                  key="w_opacity")
+        st.selectbox("Colour scale", COLOUR_SCALES, key="w_colour_scale",
+                     help="viridis and cividis stay readable with colour blindness; signed "
+                          "maps use a blue-white-red scale centred at zero.")
+        st.checkbox("Shared colour scale across panels", key="w_shared_scale")
+        st.checkbox("Draw the discovered objects' boxes", key="w_boxes",
+                    help="Boxes around the objects of the class mask (else of the probable "
+                         "classes) in your whole photo, found by sensitivity.find_objects "
+                         "whatever the method above (the photo's caption names its method); "
+                         "the maps show the parts inside the square the network sees.")
+        st.checkbox("Faithfulness panel", key="w_faithfulness",
+                    help="Deletion and insertion curves, and predicting again without the "
+                         "top-k pixels.")
+
+        st.header("Compare")
+        st.selectbox("Side by side", COMPARE_MODES, key="w_compare")
+        compare_slot = st.container()
+    return layer_slot, compare_slot
+
+
+def layer_controls(slot, layers: list[tuple[str, str]]) -> None:
+    """The layer and what depends on it (reduction and channel, or the class mask), in the
+    sidebar's ``slot``: drawn once the model's layers are known."""
+    shapes = dict(layers)
+    with slot:
+        st.selectbox("Layer", layer_choices(layers), key="w_layer",
+                     format_func=lambda n: f"{n}  ({shapes[n]})" if n in shapes else n,
+                     help="The output (logits by default) or any inner layer, by name.")
+        if st.session_state["w_layer"] not in OUTPUT_TARGETS:
+            st.selectbox("Layer reduction", LAYER_REDUCTIONS, key="w_layer_reduction",
+                         help="How the layer's output becomes one number: 'sum' as in the "
+                              "original experiment, 'mean', or 'l2'.")
+            st.number_input("Channel (-1: all)", -1,
+                            last_channel(layers, st.session_state["w_layer"]), key="w_channel")
+        else:
+            st.multiselect("Class mask", _class_names(), key="w_classes",
+                           placeholder="the predicted class",
+                           help="Only these classes count: the score is the sum of their "
+                                "outputs. Empty: each image's predicted class.")
+
+
+def compare_controls(slot, layers: list[tuple[str, str]]) -> None:
+    """What the chosen comparison compares, in the sidebar's ``slot``."""
+    mode = st.session_state["w_compare"]
+    choices = compare_choices(layers)
+    if mode in choices:
+        slot.multiselect(f"{mode.capitalize()} to compare", choices[mode],
+                         key="w_compare_items", max_selections=6)
