@@ -38,7 +38,8 @@ def _single_input(node, layer, what: str):
 
 def cam_head(model) -> tuple[str, np.ndarray]:
     """``(feature layer name, dense kernel (C, K) float64)`` of a model ending in a 4-D feature
-    map -> ``GlobalAveragePooling2D`` (channels last) -> ``Dense`` with a linear activation.
+    map -> ``GlobalAveragePooling2D`` (channels last) -> ``Dense`` with a linear activation
+    (or a softmax or sigmoid one: the maps are then those of the logits before it).
 
     The shipped WRN ends ``final_relu -> pool -> logits``, so CAM reads ``final_relu``. Raises
     ValueError (suggesting Grad-CAM) for any other head.
@@ -47,10 +48,12 @@ def cam_head(model) -> tuple[str, np.ndarray]:
     if not outputs or len(outputs) != 1:
         raise ValueError(f"CAM needs a functional or sequential model with one output{_CAM_HINT}")
     dense, node = _producer(outputs[0], "output")
-    linear = getattr(dense, "activation", None) is keras.activations.linear
+    linear = getattr(dense, "activation", None) in (
+        keras.activations.linear, keras.activations.softmax, keras.activations.sigmoid)
     if not isinstance(dense, keras.layers.Dense) or not linear:
         raise ValueError(
-            f"CAM needs the output to come from a Dense layer without activation, got "
+            f"CAM needs the output to come from a Dense layer without activation (or with a "
+            f"softmax or sigmoid), got "
             f"{type(dense).__name__} {dense.name!r}{_CAM_HINT}"
         )
     pool, node = _producer(_single_input(node, dense, "dense layer"), "dense layer's input")

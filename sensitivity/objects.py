@@ -86,9 +86,11 @@ def _to_image(box: Box, scale_y: float, scale_x: float, height: int, width: int)
 
 def class_evidence(model, image: np.ndarray) -> np.ndarray:
     """``(K,)`` float64: how sure the model is that each class is somewhere in ``image``
-    ``(H, W, 3)`` (0..255): for a CAM head the largest per-position probability (see the
-    module docstring), else the image's probabilities
+    ``(H, W, 3)`` (0..255): for a CAM head the largest per-position probability (softmax, or
+    sigmoid for a sigmoid head; see the module docstring), else the image's probabilities
     (:func:`sensitivity.inference.predict`)."""
+    from scipy.special import expit
+
     from sensitivity import gradients as engine
     from sensitivity.inference import predict, softmax
     from sensitivity.localising_methods import cam_head
@@ -100,7 +102,10 @@ def class_evidence(model, image: np.ndarray) -> np.ndarray:
     features, logits = engine.feature_forward(model, layer, image[None].astype(np.float32))
     dense = np.einsum("nhwk,kc->nhwc", features.astype(np.float64), kernel)[0]
     bias = logits[0] - dense.mean(axis=(0, 1))  # the head's mean is the logit less the bias
-    return softmax(dense + bias).reshape(-1, kernel.shape[1]).max(axis=0)
+    per_position = dense + bias
+    if engine.head_of(model) == "sigmoid":  # one independent probability per class
+        return expit(per_position).reshape(-1, kernel.shape[1]).max(axis=0)
+    return softmax(per_position).reshape(-1, kernel.shape[1]).max(axis=0)
 
 
 def candidate_classes(evidence: np.ndarray, count: int, min_probability: float) -> list[int]:

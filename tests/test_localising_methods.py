@@ -110,18 +110,30 @@ def test_cam_equals_gradcam_before_relu_times_positions(images):
     _close(gradcam * (12 * 10), np.maximum(cam, 0.0))
 
 
-@pytest.mark.parametrize("head", ["flatten", "softmax", "max_pool"])
+@pytest.mark.parametrize("head", ["flatten", "max_pool"])
 def test_cam_without_a_pooled_dense_head_suggests_gradcam(images, head):
     inputs = keras.Input((12, 10, 3))
     h = keras.layers.Conv2D(C, 3, padding="same")(inputs)
     if head == "flatten":
         out = keras.layers.Dense(K)(keras.layers.Flatten()(h))
-    elif head == "softmax":
-        out = keras.layers.Dense(K, activation="softmax")(keras.layers.GlobalAveragePooling2D()(h))
     else:
         out = keras.layers.Dense(K)(keras.layers.GlobalMaxPooling2D()(h))
     with pytest.raises(ValueError, match="gradcam"):
         saliency(keras.Model(inputs, out), images, method="cam")
+
+
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+def test_cam_of_a_softmax_or_sigmoid_head_is_that_of_its_logits(images, activation):
+    inputs = keras.Input((12, 10, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(C, 3, padding="same",
+                                                                       name="features")(inputs))
+    dense = keras.layers.Dense(K, activation=activation)
+    linear = keras.layers.Dense(K)
+    model = keras.Model(inputs, dense(pooled))
+    plain = keras.Model(inputs, linear(pooled))  # the same features, a linear copy of the head
+    linear.set_weights(dense.get_weights())
+    _close(_signed(model, images, method="cam", class_mask=2),
+           _signed(plain, images, method="cam", class_mask=2))
 
 
 def test_cam_explains_logits_only(images):
