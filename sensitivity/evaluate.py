@@ -19,6 +19,9 @@ def accuracy_report(model, images: np.ndarray, labels: np.ndarray) -> dict:
     """Top-1 accuracy, per-class accuracy (by the class names of the model's card) and the
     confusion matrix (a list) of ``(N, H, W, 3)`` images with ``(N,)`` int labels."""
     names = model_card(model).class_names
+    if len(labels) and int(np.max(labels)) >= len(names):
+        raise ValueError(f"the images are labelled up to class {int(np.max(labels))} but the "
+                         f"model's card names {len(names)} classes")
     predicted = logits(model, images).argmax(axis=1)
     matrix = confusion_matrix(labels, predicted, len(names))
     per_class = np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)

@@ -7,6 +7,7 @@ import sensitivity  # noqa: F401  (sets the TensorFlow environment before TF is 
 # isort: split
 import keras
 import numpy as np
+import pytest
 
 from sensitivity.cards import ModelCard, attach_card
 from sensitivity.evaluate import accuracy_report, confusion_matrix, format_report
@@ -52,6 +53,10 @@ def test_accuracy_report_by_hand():
     model = _model_predicting_the_grey_level_over_ten()
     default = accuracy_report(model, images, LABELS)  # no card: "class 0".. "class 9"
     assert list(default["per_class"]) == [f"class {i}" for i in range(10)]
+    other = _model_predicting_the_grey_level_over_ten()
+    attach_card(other, ModelCard(("a", "b"), native_size=4))
+    with pytest.raises(ValueError, match="labelled up to class 3 but the model's card names 2"):
+        accuracy_report(other, images, LABELS)
     attach_card(model, ModelCard(CLASS_NAMES, native_size=4))
     report = accuracy_report(model, images, LABELS)
     assert report["n"] == 10
