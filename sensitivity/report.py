@@ -89,6 +89,18 @@ def out_of_distribution_note(score: float, threshold: float) -> str:
             "like the training images)")
 
 
+def randomisation_note(method: str, correlation: float, threshold: float) -> str:
+    """What the randomised-weights comparison shows: the Spearman rank ``correlation`` (-1..1)
+    of ``method``'s maps by the trained model and by the model with its top layers
+    re-initialised, judged against ``threshold``
+    (:data:`sensitivity.metrics.RANDOMIZATION_THRESHOLD`)."""
+    verdict_text = ("the map depends on what the model learned" if correlation < threshold else
+                    "the map barely depends on what the model learned: it may show the image "
+                    "more than the model")
+    return (f"Rank correlation of the {method} maps, trained vs. top half of the layers "
+            f"randomised (Adebayo et al. 2018): {correlation:.2f}; {verdict_text}.")
+
+
 def completeness_note(score: float, baseline_score: float, total: float) -> str:
     """How well Integrated Gradients' attributions add up: f(x) - f(baseline) vs their sum.
 

@@ -30,7 +30,7 @@ from sensitivity.choices import SIGNS as _ENGINE_SIGNS
 SIGNS = tuple(_ENGINE_SIGNS)
 CHANNEL_REDUCTIONS = tuple(c for c in _ENGINE_CHANNEL_REDUCTIONS if c != "none")  # one map
 COLOUR_SCALES = ("viridis", "cividis", "greys")
-COMPARE_MODES = ("none", "layers", "classes", "methods", "images")
+COMPARE_MODES = ("none", "layers", "classes", "methods", "images", "randomised")
 SIZES = (32, 64, 96, 128, 160, 224)
 
 VIEW_OPTIONS: dict[str, Option] = {

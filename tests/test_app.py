@@ -748,3 +748,26 @@ def test_compare_side_by_side_and_the_display_controls(dog_app, drawn_masks, dra
     assert not at.exception
     assert_shows(heat_values(at), library(layer="group2_block1", channel=5))
     assert not np.allclose(heat_values(at), every)
+
+
+def test_compare_with_randomised_weights_shows_both_maps_and_their_correlation(dog_app,
+                                                                              default_model):
+    """The trained model's map beside the map of the model with its top layers randomised
+    (the trained model's class), each equal to the library's, and their rank correlation."""
+    import sensitivity
+    from sensitivity.metrics import randomised_copy, spearman
+
+    at = dog_app
+    widget(at, "selectbox", "Method").set_value("gradient").run()
+    widget(at, "selectbox", "Side by side").set_value("randomised").run()
+    assert not at.exception and not at.error
+    x = sensitivity.preprocess(sensitivity.load_image(PHOTOS_DIR / "dog.jpg"), 32)
+    cls = int(sensitivity.predict(default_model, x[None])[0].argmax())
+    expected = [sensitivity.saliency(m, x, method="gradient", class_mask=cls)[0]
+                for m in (default_model, randomised_copy(default_model))]
+    shown = charts(at)
+    for title, want in zip(("trained weights", "top layers randomised"), expected, strict=True):
+        np.testing.assert_allclose(array(shown[title]["data"][0]["z"]), want, rtol=1e-4,
+                                   atol=1e-5 * float(np.abs(want).max()))
+    note = next(c.value for c in at.caption if c.value.startswith("Rank correlation"))
+    assert f"{spearman(*expected):.2f};" in note

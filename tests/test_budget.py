@@ -204,15 +204,15 @@ def heavy_page(monkeypatch, limit: str | None, **query) -> AppTest:
 @pytest.fixture()
 def attributions(monkeypatch) -> list[str]:
     """The methods the page asks the library for, in order."""
-    saliency = importlib.import_module("sensitivity.saliency")  # the package's saliency() hides it
+    page = importlib.import_module("ui.compute")  # where the page calls the library
     asked: list[str] = []
-    original = saliency.attribute
+    original = page.attribute
 
     def recording(model, x, *, method, **options):
         asked.append(method)
         return original(model, x, method=method, **options)
 
-    monkeypatch.setattr(saliency, "attribute", recording)
+    monkeypatch.setattr(page, "attribute", recording)
     return asked
 
 
@@ -249,12 +249,12 @@ def test_side_by_side_panels_count_towards_the_budget(monkeypatch, attributions)
 
 
 def test_a_heavy_run_shows_its_estimate_first(monkeypatch):
-    saliency = importlib.import_module("sensitivity.saliency")
+    page = importlib.import_module("ui.compute")  # where the page calls the library
 
     def refuse(*_args, **_kwargs):
         raise ValueError("not computed in this test")
 
-    monkeypatch.setattr(saliency, "attribute", refuse)
+    monkeypatch.setattr(page, "attribute", refuse)
     at = heavy_page(monkeypatch, None, method="integrated_gradients", steps="256", size="224")
     # 2 + 256 + 127 forward and 256 backward: 897 forward-pass equivalents at 224 x 224
     assert any("about 897 forward passes (45 M forward-pass pixels)" in i.value

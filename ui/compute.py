@@ -97,21 +97,30 @@ def novelty(x: np.ndarray, path: str) -> Assessment | None:
 
 @st.cache_data(max_entries=512, ttl=3600, show_spinner=False)
 def explain(x: np.ndarray, method: str, layer: str, classes: tuple[int, ...],
-            options: tuple) -> Attribution:
-    """Attribution of one network input; keyed on everything that changes the gradient.
+            options: tuple, weights: str = "trained") -> Attribution:
+    """Attribution of one network input by the model with ``weights`` "trained" or
+    "randomised" (:func:`randomised_model`); keyed on everything that changes the gradient.
 
     A slow method draws its progress bar here, inside the cached function: Streamlit records
     the bar's messages and replays them on a cache hit (a bar made outside, updated inside,
     cannot be replayed and stopped the page on every cache hit of a slow method)."""
     bar = st.progress(0.0, text=f"Computing {method}...") if METHODS[method].slow else None
     try:
-        return attribute(get_model(), x, method=method, layer=layer,
+        model = get_model() if weights == "trained" else randomised_model(str(model_path()))
+        return attribute(model, x, method=method, layer=layer,
                          class_mask=list(classes) if classes else None,
                          progress=(lambda f: bar.progress(min(1.0, f))) if bar else None,
                          **dict(options))
     finally:
         if bar is not None:
             bar.empty()
+
+
+@st.cache_resource(show_spinner="Randomising the model's top layers...")
+def randomised_model(path: str):
+    """The model at ``path`` with the top half of its layers re-initialised in cascade
+    (:func:`sensitivity.metrics.randomised_copy`, seed 0), made once per server."""
+    return metrics.randomised_copy(load_traced_model(path))
 
 
 @st.cache_data(max_entries=256, ttl=3600, show_spinner="Finding objects...")
@@ -141,16 +150,19 @@ def samples(source: str) -> list[gallery.Sample]:
 
 
 def compute_map(x: np.ndarray, settings: ViewSettings, *, method: str | None = None,
-                layer: str | None = None, classes: tuple[int, ...] | None = None) -> np.ndarray:
+                layer: str | None = None, classes: tuple[int, ...] | None = None,
+                weights: str = "trained") -> np.ndarray:
     """The (H, W) map of one input; the gradient is cached, sign and channels are display."""
-    result = compute_attribution(x, settings, method=method, layer=layer, classes=classes)
+    result = compute_attribution(x, settings, method=method, layer=layer, classes=classes,
+                                 weights=weights)
     return to_map(result, settings.sign, settings.reduce_channels)[0]
 
 
 def compute_attribution(x: np.ndarray, settings: ViewSettings, *, method: str | None = None,
-                        layer: str | None = None,
-                        classes: tuple[int, ...] | None = None) -> Attribution:
-    """The attribution of one input under the settings (cached), with a progress bar if slow."""
+                        layer: str | None = None, classes: tuple[int, ...] | None = None,
+                        weights: str = "trained") -> Attribution:
+    """The attribution of one input under the settings (cached), with a progress bar if slow;
+    by the model with ``weights`` "trained" or "randomised"."""
     method = method or settings.method
     layer = layer or settings.layer
     classes = settings.classes if classes is None else classes
@@ -158,7 +170,7 @@ def compute_attribution(x: np.ndarray, settings: ViewSettings, *, method: str | 
         classes = ()
     options = tuple(sorted(method_options(dataclasses.replace(settings, layer=layer),
                                           method).items()))
-    return explain(x, method, layer, classes, options)
+    return explain(x, method, layer, classes, options, weights)
 
 
 ESTIMATE_SHOWN_ABOVE_S = 1.0
@@ -168,9 +180,11 @@ ESTIMATE_SHOWN_ABOVE_S = 1.0
 def request_work(settings: ViewSettings, images: int) -> list[Work]:
     """The work of the maps a run computes: the chosen method's on each of ``images`` images,
     then each side-by-side panel of the first image (layers, classes or methods; images
-    reuse the maps), counted even when cached."""
+    reuse the maps; the randomised model's one more map), counted even when cached."""
     size = settings.size
     works = [estimate_work(settings.method, method_options(settings), size, size, images)]
+    if settings.compare == "randomised":
+        works.append(estimate_work(settings.method, method_options(settings), size, size))
     items = settings.compare_items if settings.compare in ("layers", "classes", "methods") else ()
     for item in items:
         method = item if settings.compare == "methods" else settings.method

@@ -15,6 +15,7 @@ from sensitivity.choices import METHODS, OUTPUT_TARGETS
 from sensitivity.discovery import Box, boxes_to_map
 from sensitivity.images import center_square_box
 from sensitivity.labels import CLASS_NAMES
+from sensitivity.metrics import RANDOMIZATION_THRESHOLD, spearman
 from sensitivity.model_io import model_path
 from sensitivity.objects import DEFAULT_RULE, FoundObject
 from sensitivity.ood import Assessment
@@ -24,6 +25,7 @@ from sensitivity.report import (
     out_of_distribution_note,
     out_of_distribution_notice,
     probability_bars_html,
+    randomisation_note,
     verdict,
 )
 from sensitivity.saliency import to_map
@@ -194,9 +196,31 @@ def show_faithfulness(name: str, x: np.ndarray, saliency_map: np.ndarray,
                        "blurred image's values.")
 
 
+def show_randomised(name: str, x: np.ndarray, probabilities: np.ndarray,
+                    settings: ViewSettings) -> None:
+    """The first image's map by the trained model beside the map by the model with its top
+    layers randomised (the class the trained model explains), with their rank correlation."""
+    classes = settings.classes or (target_class(probabilities, settings),)
+    maps = [compute_map(x, settings, classes=classes, weights=w)
+            for w in ("trained", "randomised")]
+    signed = settings.sign == "signed"
+    zrange = figures.colour_range(maps, signed) if settings.shared_scale else None
+    columns = st.columns(2)
+    for i, (title, saliency_map) in enumerate(zip(("trained weights", "top layers randomised"),
+                                                  maps, strict=True)):
+        columns[i].plotly_chart(
+            figures.saliency_heatmap(saliency_map, signed=signed, zrange=zrange, title=title,
+                                     colour_scale=settings.colour_scale, size_px=300),
+            width="stretch", key=f"rnd-{i}-{name}")
+    st.caption(randomisation_note(settings.method, spearman(*maps), RANDOMIZATION_THRESHOLD))
+
+
 def show_comparison(inputs: list[tuple[str, np.ndarray, np.ndarray]],
                     settings: ViewSettings) -> None:
     mode = settings.compare
+    if mode == "randomised":
+        show_randomised(*inputs[0], settings)
+        return
     if mode == "images":
         panels = [(name, compute_map(x, settings)) for name, x, _ in inputs]
     else:
