@@ -3,7 +3,7 @@
 A model file's card (``NAME.json``, :mod:`sensitivity.model_io`) names the classes
 (``classes``), the side of the images it was trained on (``input_size``, pixels), the range of
 the pixel values it takes (``input_range``: always ``[0, 255]``, any normalisation is inside the
-model) and optionally its head (``head``, :data:`sensitivity.gradients.HEADS`), besides its data,
+model) and optionally its head (``head``, :data:`HEADS`), besides its data,
 accuracy and sha256. :func:`sensitivity.model_io.load_model` reads it into a :class:`ModelCard`
 and attaches that to the model it loads; :func:`model_card` is what the library asks. A model
 built in memory has a default card: ``"class 0"``, ``"class 1"``, ... for its outputs, the side
@@ -31,7 +31,7 @@ class ModelCard:
     native_size: int
     """Side of the images the model was trained on, pixels."""
     head: str = "logits"
-    """What the last layer outputs (:data:`sensitivity.gradients.HEADS`)."""
+    """What the last layer outputs (:data:`HEADS`)."""
     name: str = ""
     data: str = ""
     """Where its training images came from (free text)."""
@@ -50,13 +50,15 @@ class ModelCard:
         return self.head == "sigmoid"
 
 
+HEADS = ("logits", "softmax", "sigmoid")
+"""What a model's last layer outputs: logits, or the softmax or sigmoid of its logits."""
+
+
 def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
     """A :class:`ModelCard` from a card's JSON; ``ValueError`` naming ``model_file`` when a field
     is missing or wrong. With the loaded ``model``, also checked against it (as many classes as
     outputs, the input size of a model with a fixed input; the head, filled in from its graph
-    when the card does not say)."""
-    from sensitivity import gradients as engine
-
+    when the card does not say). Reading a card alone never imports TensorFlow."""
     where = f"model card of {model_file}"
     classes = raw.get("classes")
     if (not isinstance(classes, list) or not classes
@@ -72,10 +74,11 @@ def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
         raise ValueError(f"{where}: 'input_range' must be [0, 255] (pixel values; any "
                          f"normalisation belongs inside the model), got {value_range!r}")
     head = raw.get("head")
-    if head is not None and head not in engine.HEADS:
-        raise ValueError(f"{where}: 'head' must be one of {', '.join(engine.HEADS)}, got "
-                         f"{head!r}")
+    if head is not None and head not in HEADS:
+        raise ValueError(f"{where}: 'head' must be one of {', '.join(HEADS)}, got {head!r}")
     if model is not None:
+        from sensitivity import gradients as engine
+
         outputs = engine.weight_size(model, engine.Target("logits"))
         if outputs != len(classes):
             raise ValueError(f"{where}: it names {len(classes)} classes but the model has "

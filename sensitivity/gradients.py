@@ -47,9 +47,6 @@ BATCH_PIXEL_BUDGET = 64 * 64 * 64
 
 _L2_FLOOR = 1e-12  # keeps the gradient of sqrt finite at an all-zero activation
 
-HEADS = ("logits", "softmax", "sigmoid")
-"""What a model's last layer outputs: logits, or the softmax or sigmoid of its logits."""
-
 
 @dataclass(frozen=True)
 class Target:
@@ -211,7 +208,8 @@ class PreActivation(keras.layers.Layer):
 
 
 def _logits(output) -> tuple[object, str]:
-    """The logits behind a graph's ``output`` and the head's kind (:data:`HEADS`)."""
+    """The logits behind a graph's ``output`` and the head's kind
+    (:data:`sensitivity.cards.HEADS`)."""
     history = getattr(output, "_keras_history", None)
     kind = "logits" if history is None else _head_kind(history.operation)
     if kind == "logits":
@@ -260,9 +258,9 @@ def _expansion(model, guided: bool = False) -> tuple[list, object, dict[str, obj
 
 
 def head_of(model) -> str:
-    """What the model's last layer outputs (:data:`HEADS`): ``"softmax"`` or ``"sigmoid"`` when
-    it ends in that activation (the engine's logits are then the values before it), else
-    ``"logits"``."""
+    """What the model's last layer outputs (:data:`sensitivity.cards.HEADS`): ``"softmax"`` or
+    ``"sigmoid"`` when it ends in that activation (the engine's logits are then the values
+    before it), else ``"logits"``."""
     _expansion(model)
     return _entry(model).head
 

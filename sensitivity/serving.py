@@ -14,11 +14,16 @@ import importlib.abc
 import os
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
+MODELS_HELD = 3
+"""Most models a server keeps loaded at once; loading another drops the least recently used
+(about 30 MB each for the shipped WRNs, with their compiled functions)."""
+
 _lock = threading.Lock()
-_models: dict[str, object] = {}
+_models: OrderedDict[str, object] = OrderedDict()
 _first_analysis = threading.Event()
 _exiting = threading.Event()
 _later_warm_ups: list[threading.Thread] = []
@@ -132,6 +137,7 @@ def _finish_warm_ups() -> None:
 def ready_model(path: str | os.PathLike | None = None):
     """The model at ``path`` (default: :func:`sensitivity.model_io.model_path`), loaded and
     warmed once per process; concurrent callers wait for the first load instead of repeating it.
+    At most :data:`MODELS_HELD` models are kept: loading another drops the least recently used.
 
     Raises :class:`sensitivity.ModelError` when the file is missing, altered or unreadable.
     """
@@ -150,6 +156,9 @@ def ready_model(path: str | os.PathLike | None = None):
                                      name="sensitivity-warm-up", daemon=True)
             _later_warm_ups.append(later)
             later.start()
+            while len(_models) > MODELS_HELD:
+                _models.popitem(last=False)
+        _models.move_to_end(key)
         return _models[key]
 
 

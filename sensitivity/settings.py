@@ -12,6 +12,7 @@ options, :func:`method_options` what the page passes to the method.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -30,7 +31,7 @@ from sensitivity.choices import SIGNS as _ENGINE_SIGNS
 SIGNS = tuple(_ENGINE_SIGNS)
 CHANNEL_REDUCTIONS = tuple(c for c in _ENGINE_CHANNEL_REDUCTIONS if c != "none")  # one map
 COLOUR_SCALES = ("viridis", "cividis", "greys")
-COMPARE_MODES = ("none", "layers", "classes", "methods", "images", "randomised")
+COMPARE_MODES = ("none", "layers", "classes", "methods", "models", "images", "randomised")
 SIZES = (32, 64, 96, 128, 160, 224)
 
 VIEW_OPTIONS: dict[str, Option] = {
@@ -60,6 +61,7 @@ class ViewSettings:
     """Everything that decides what the page computes and shows."""
 
     # What is differentiated (changing these recomputes the map).
+    model: str = ""  # a model's name (its file stem); empty: the operator's default model
     method: str = DEFAULT_METHOD
     layer: str = VIEW_OPTIONS["layer"].default
     layer_reduction: str = VIEW_OPTIONS["layer_reduction"].default
@@ -119,7 +121,12 @@ def view_fields() -> tuple[str, ...]:
 
 
 def _read_special(name: str, text: str):
-    """The settings that are not plain options: the method, classes and compared items."""
+    """The settings that are not plain options: the model, the method, classes and compared
+    items. A model name is only checked for its form here; the page checks that it exists."""
+    if name == "model":
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}", text):
+            raise ValueError("expected a model's name (letters, digits, '_', '.', '-')")
+        return text
     if name == "method":
         if text not in METHODS:
             raise ValueError(f"expected one of {', '.join(METHODS)}")

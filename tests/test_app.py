@@ -358,7 +358,7 @@ def test_no_user_string_reaches_unsafe_html():
     assert not [p.name for p in sources if "unsafe_allow_html" in p.read_text()]
     calls = [line.strip() for p in sources for line in p.read_text().splitlines()
              if ".html(" in line]
-    assert calls == ["st.html(probability_bars_html(probabilities, class_names()))"]
+    assert calls == ["st.html(probability_bars_html(probabilities, names))"]
 
 
 def test_boxes_faithfulness_and_predict_again_panels(dog_app):
@@ -771,3 +771,73 @@ def test_compare_with_randomised_weights_shows_both_maps_and_their_correlation(d
                                    atol=1e-5 * float(np.abs(want).max()))
     note = next(c.value for c in at.caption if c.value.startswith("Rank correlation"))
     assert f"{spearman(*expected):.2f};" in note
+
+
+# --- Several models -------------------------------------------------------------------------
+
+
+def test_the_model_picker_explains_the_picked_model(dog_app, drawn_masks):
+    """Both shipped models are offered; picking the WRN-16-2 shows its probabilities and its
+    map (as the library computes them with that model) and puts it in the link."""
+    import sensitivity
+    from sensitivity.model_io import MODELS_DIR
+
+    at = dog_app
+    picker = widget(at, "selectbox", "Model")
+    assert list(picker.options) == ["wrn-16-3", "wrn-16-2"]
+    picker.set_value("wrn-16-2").run()
+    assert not at.exception and not at.error
+    other = sensitivity.load_model(MODELS_DIR / "wrn-16-2.keras")
+    x = sensitivity.preprocess(sensitivity.load_image(PHOTOS_DIR / "dog.jpg"), 32)
+    expected = sensitivity.saliency(other, x, method=DEFAULT_METHOD)[0]
+    np.testing.assert_allclose(heat_values(at), expected, rtol=1e-4,
+                               atol=1e-5 * float(np.abs(expected).max()))
+    rows = probability_bars_rows([h.proto.body for h in at.get("html")][0])
+    probabilities = sensitivity.predict(other, x[None])[0]
+    assert rows[0]["class"] == CLASS_NAMES[int(probabilities.argmax())]
+    assert at.query_params["model"] in ("wrn-16-2", ["wrn-16-2"])
+
+
+def test_compare_models_shows_each_models_prediction_and_map(dog_app):
+    import sensitivity
+    from sensitivity.model_io import MODELS_DIR
+
+    at = dog_app
+    widget(at, "selectbox", "Method").set_value("gradient").run()
+    widget(at, "selectbox", "Side by side").set_value("models").run()
+    widget(at, "multiselect", "Models to compare").set_value(["wrn-16-3", "wrn-16-2"]).run()
+    assert not at.exception and not at.error
+    x = sensitivity.preprocess(sensitivity.load_image(PHOTOS_DIR / "dog.jpg"), 32)
+    shown = charts(at)
+    for name in ("wrn-16-3", "wrn-16-2"):
+        model = sensitivity.load_model(MODELS_DIR / f"{name}.keras")
+        probabilities = sensitivity.predict(model, x[None])[0]
+        top = int(probabilities.argmax())
+        title = f"{name}: {CLASS_NAMES[top]} {100 * probabilities[top]:.1f}%"
+        expected = sensitivity.saliency(model, x, method="gradient", class_mask=top)[0]
+        np.testing.assert_allclose(array(shown[title]["data"][0]["z"]), expected, rtol=1e-4,
+                                   atol=1e-5 * float(np.abs(expected).max()))
+    assert len(at.get("html")) == 3  # the image's table and one per compared model
+
+
+def test_a_model_without_a_card_is_not_offered_and_the_others_work(tmp_path, monkeypatch):
+    import shutil
+
+    from sensitivity.model_io import MODELS_DIR
+
+    for suffix in (".keras", ".json", ".ood.npz"):
+        shutil.copy(MODELS_DIR / f"wrn-16-2{suffix}", tmp_path / f"wrn-16-2{suffix}")
+    shutil.copy(MODELS_DIR / "wrn-16-2.keras", tmp_path / "orphan.keras")  # no card
+    monkeypatch.setenv("SENSITIVITY_MODELS_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["model"] = "orphan"
+    at.run()
+    assert not at.exception
+    assert list(widget(at, "selectbox", "Model").options) == ["wrn-16-3", "wrn-16-2"]
+    assert any(c.value.startswith("Not offered: orphan:") and "orphan" in c.value
+               for c in at.caption)
+    assert any("model='orphan'" in w.value and "no such model" in w.value for w in at.warning)
+    widget(at, "selectbox", "Model").set_value("wrn-16-2").run()
+    at.file_uploader[0].upload("dog.jpg", (PHOTOS_DIR / "dog.jpg").read_bytes(), "image/jpeg")
+    at.run()
+    assert not at.exception and not at.error and "sensitivity" in charts(at)

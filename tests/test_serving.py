@@ -214,3 +214,24 @@ def test_the_import_skip_applies_to_one_thread_only():
     finally:
         sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, serving._SkipInThread)]
         sys.modules.pop(name, None)
+
+
+def test_the_server_holds_at_most_models_held_dropping_the_least_recently_used(monkeypatch):
+    from collections import OrderedDict
+
+    from sensitivity import model_io, serving
+
+    loaded: list[str] = []
+    monkeypatch.setattr(model_io, "load_model", lambda key: loaded.append(key) or object())
+    monkeypatch.setattr(serving, "warm_up", lambda model: None)
+    monkeypatch.setattr(serving, "warm_up_later", lambda *args: None)
+    monkeypatch.setattr(serving, "_models", OrderedDict())
+    paths = [f"/models/{name}.keras" for name in "abcd"]
+    assert serving.MODELS_HELD == 3
+    for path in paths:
+        serving.ready_model(path)
+    assert list(serving._models) == paths[1:]
+    serving.ready_model(paths[1])  # held: used again, not loaded again
+    serving.ready_model(paths[0])  # loaded again; the least recently used (c) goes
+    assert list(serving._models) == [paths[3], paths[1], paths[0]]
+    assert loaded == [*paths, paths[0]]

@@ -16,12 +16,12 @@ from sensitivity import gallery, metrics
 from sensitivity.budget import Work, check_budget, estimate_work, max_work
 from sensitivity.cards import model_card
 from sensitivity.choices import METHODS, OUTPUT_TARGETS
-from sensitivity.model_io import model_path
 from sensitivity.objects import FoundObject, find_objects
 from sensitivity.ood import Assessment, assess
 from sensitivity.saliency import Attribution, attribute, layer_names, to_map
-from sensitivity.serving import ready_model
+from sensitivity.serving import MODELS_HELD, ready_model
 from sensitivity.settings import ViewSettings, method_options
+from ui.controls import chosen_model_path
 
 
 def keep_keras_state() -> None:
@@ -38,30 +38,31 @@ def keep_keras_state() -> None:
         script_runner._clean_problem_modules = lambda: None
 
 
-@st.cache_resource(show_spinner="Loading the model...")
+@st.cache_resource(show_spinner="Loading the model...", max_entries=MODELS_HELD)
 def load_traced_model(path: str):
     """The model at ``path``, loaded once per server and warmed (traced) before any user's call:
-    ``python -m sensitivity serve`` has it loading while the server starts."""
+    ``python -m sensitivity serve`` has the operator's model loading while the server starts.
+    At most :data:`~sensitivity.serving.MODELS_HELD` are held."""
     return ready_model(path)
 
 
-def get_model():
-    """The operator's model (``$SENSITIVITY_MODEL_PATH``) or the committed default."""
-    return load_traced_model(str(model_path()))
+def get_model(path: str | None = None):
+    """The model at ``path``, by default the one picked in the sidebar."""
+    return load_traced_model(path or chosen_model_path())
 
 
-def class_names() -> tuple[str, ...]:
-    """The class names of the operator's model, from its card (loads the model)."""
-    return model_card(get_model()).class_names
+def class_names(path: str | None = None) -> tuple[str, ...]:
+    """The class names of a model (default: the picked one), from its card (loads it)."""
+    return model_card(get_model(path)).class_names
 
 
 def model_layers() -> list[tuple[str, str]]:
-    """(name, shape text) of every layer of the operator's model a person can differentiate
+    """(name, shape text) of every layer of the picked model a person can differentiate
     (raises ModelError when the model cannot load)."""
-    return layers_of(str(model_path()))
+    return layers_of(chosen_model_path())
 
 
-@st.cache_resource
+@st.cache_resource(max_entries=4 * MODELS_HELD)
 def layers_of(path: str) -> list[tuple[str, str]]:
     from sensitivity.gradients import layer_shape
 
@@ -81,11 +82,23 @@ def decode(data: bytes) -> np.ndarray:
     return sensitivity.load_image(data)
 
 
+def network_view(image: np.ndarray, size: int, path: str | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(network input (size, size, 3) float32, probabilities (K,)) of an image by a model
+    (default: the picked one)."""
+    return _network_view(image, size, path or chosen_model_path())
+
+
 @st.cache_data(max_entries=256, ttl=3600, show_spinner=False)
-def network_view(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(network input (size, size, 3) float32, probabilities (10,)) of an image."""
+def prediction(x: np.ndarray, path: str) -> np.ndarray:
+    """``(K,)`` probabilities of a network input by the model at ``path``."""
+    return sensitivity.predict(get_model(path), x)[0]
+
+
+@st.cache_data(max_entries=256, ttl=3600, show_spinner=False)
+def _network_view(image: np.ndarray, size: int, path: str) -> tuple[np.ndarray, np.ndarray]:
     x = sensitivity.preprocess(image, size)
-    return x, sensitivity.predict(get_model(), x)[0]
+    return x, prediction(x, path)
 
 
 @st.cache_data(max_entries=256, ttl=3600, show_spinner=False)
@@ -97,16 +110,16 @@ def novelty(x: np.ndarray, path: str) -> Assessment | None:
 
 @st.cache_data(max_entries=512, ttl=3600, show_spinner=False)
 def explain(x: np.ndarray, method: str, layer: str, classes: tuple[int, ...],
-            options: tuple, weights: str = "trained") -> Attribution:
-    """Attribution of one network input by the model with ``weights`` "trained" or
-    "randomised" (:func:`randomised_model`); keyed on everything that changes the gradient.
+            options: tuple, weights: str, path: str) -> Attribution:
+    """Attribution of one network input by the model at ``path`` with ``weights`` "trained"
+    or "randomised" (:func:`randomised_model`); keyed on everything that changes the gradient.
 
     A slow method draws its progress bar here, inside the cached function: Streamlit records
     the bar's messages and replays them on a cache hit (a bar made outside, updated inside,
     cannot be replayed and stopped the page on every cache hit of a slow method)."""
     bar = st.progress(0.0, text=f"Computing {method}...") if METHODS[method].slow else None
     try:
-        model = get_model() if weights == "trained" else randomised_model(str(model_path()))
+        model = get_model(path) if weights == "trained" else randomised_model(path)
         return attribute(model, x, method=method, layer=layer,
                          class_mask=list(classes) if classes else None,
                          progress=(lambda f: bar.progress(min(1.0, f))) if bar else None,
@@ -116,7 +129,8 @@ def explain(x: np.ndarray, method: str, layer: str, classes: tuple[int, ...],
             bar.empty()
 
 
-@st.cache_resource(show_spinner="Randomising the model's top layers...")
+@st.cache_resource(show_spinner="Randomising the model's top layers...",
+                   max_entries=MODELS_HELD)
 def randomised_model(path: str):
     """The model at ``path`` with the top half of its layers re-initialised in cascade
     (:func:`sensitivity.metrics.randomised_copy`, seed 0), made once per server."""
@@ -124,24 +138,35 @@ def randomised_model(path: str):
 
 
 @st.cache_data(max_entries=256, ttl=3600, show_spinner="Finding objects...")
-def objects_in(_image: np.ndarray, digest: str, classes: tuple[int, ...]) -> list[FoundObject]:
-    """:func:`sensitivity.find_objects` on a photo (keyed on its ``digest``) for the class mask
-    (empty: the probable classes)."""
-    return find_objects(get_model(), _image, classes=list(classes) if classes else None)
+def objects_in(_image: np.ndarray, digest: str, classes: tuple[int, ...],
+               path: str) -> list[FoundObject]:
+    """:func:`sensitivity.find_objects` on a photo (keyed on its ``digest``) by the model at
+    ``path`` for the class mask (empty: the probable classes)."""
+    return find_objects(get_model(path), _image, classes=list(classes) if classes else None)
+
+
+def faithfulness(x: np.ndarray, saliency_map: np.ndarray, class_index: int) -> list:
+    """Deletion and insertion curves of one map by the picked model (blurred-image fill)."""
+    return _faithfulness(x, saliency_map, class_index, chosen_model_path())
 
 
 @st.cache_data(max_entries=128, ttl=3600, show_spinner="Measuring faithfulness...")
-def faithfulness(x: np.ndarray, saliency_map: np.ndarray, class_index: int) -> list:
-    """Deletion and insertion curves of one map (blurred-image fill)."""
-    model = get_model()
+def _faithfulness(x: np.ndarray, saliency_map: np.ndarray, class_index: int, path: str) -> list:
+    model = get_model(path)
     return [metrics.deletion_curve(model, x, saliency_map, class_index),
             metrics.insertion_curve(model, x, saliency_map, class_index)]
 
 
-@st.cache_data(max_entries=128, ttl=3600, show_spinner="Predicting again...")
 def counterfactual(x: np.ndarray, saliency_map: np.ndarray, class_index: int, k: int,
                    mode: str) -> metrics.Counterfactual:
-    return metrics.counterfactual(get_model(), x, saliency_map, class_index, k, mode=mode)
+    """The picked model's probability after removing or keeping only the top-k pixels."""
+    return _counterfactual(x, saliency_map, class_index, k, mode, chosen_model_path())
+
+
+@st.cache_data(max_entries=128, ttl=3600, show_spinner="Predicting again...")
+def _counterfactual(x: np.ndarray, saliency_map: np.ndarray, class_index: int, k: int,
+                    mode: str, path: str) -> metrics.Counterfactual:
+    return metrics.counterfactual(get_model(path), x, saliency_map, class_index, k, mode=mode)
 
 
 @st.cache_data(max_entries=16, show_spinner="Reading the sample images...")
@@ -151,18 +176,19 @@ def samples(source: str) -> list[gallery.Sample]:
 
 def compute_map(x: np.ndarray, settings: ViewSettings, *, method: str | None = None,
                 layer: str | None = None, classes: tuple[int, ...] | None = None,
-                weights: str = "trained") -> np.ndarray:
+                weights: str = "trained", path: str | None = None) -> np.ndarray:
     """The (H, W) map of one input; the gradient is cached, sign and channels are display."""
     result = compute_attribution(x, settings, method=method, layer=layer, classes=classes,
-                                 weights=weights)
+                                 weights=weights, path=path)
     return to_map(result, settings.sign, settings.reduce_channels)[0]
 
 
 def compute_attribution(x: np.ndarray, settings: ViewSettings, *, method: str | None = None,
                         layer: str | None = None, classes: tuple[int, ...] | None = None,
-                        weights: str = "trained") -> Attribution:
+                        weights: str = "trained", path: str | None = None) -> Attribution:
     """The attribution of one input under the settings (cached), with a progress bar if slow;
-    by the model with ``weights`` "trained" or "randomised"."""
+    by the model at ``path`` (default: the picked one) with ``weights`` "trained" or
+    "randomised"."""
     method = method or settings.method
     layer = layer or settings.layer
     classes = settings.classes if classes is None else classes
@@ -170,7 +196,7 @@ def compute_attribution(x: np.ndarray, settings: ViewSettings, *, method: str | 
         classes = ()
     options = tuple(sorted(method_options(dataclasses.replace(settings, layer=layer),
                                           method).items()))
-    return explain(x, method, layer, classes, options, weights)
+    return explain(x, method, layer, classes, options, weights, path or chosen_model_path())
 
 
 ESTIMATE_SHOWN_ABOVE_S = 1.0
@@ -185,7 +211,8 @@ def request_work(settings: ViewSettings, images: int) -> list[Work]:
     works = [estimate_work(settings.method, method_options(settings), size, size, images)]
     if settings.compare == "randomised":
         works.append(estimate_work(settings.method, method_options(settings), size, size))
-    items = settings.compare_items if settings.compare in ("layers", "classes", "methods") else ()
+    items = settings.compare_items if settings.compare in ("layers", "classes", "methods",
+                                                           "models") else ()
     for item in items:
         method = item if settings.compare == "methods" else settings.method
         layer = item if settings.compare == "layers" else settings.layer
@@ -217,4 +244,4 @@ def photo_objects(image: np.ndarray, settings: ViewSettings) -> list[FoundObject
     probable classes (cached)."""
     classes = settings.classes if settings.layer in OUTPUT_TARGETS else ()
     digest = f"{image.shape}-{image.dtype}-{hashlib.sha1(image.tobytes()).hexdigest()}"
-    return objects_in(image, digest, classes)
+    return objects_in(image, digest, classes, chosen_model_path())

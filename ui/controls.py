@@ -4,6 +4,8 @@ so that on a cold start the browser lays them out while the server imports."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from sensitivity.choices import (
@@ -13,6 +15,8 @@ from sensitivity.choices import (
     localisation_note,
     shown_options,
 )
+from sensitivity.model_io import list_models, model_path, models_dir
+from sensitivity.serving import MODELS_HELD
 from sensitivity.settings import (
     CHANNEL_REDUCTIONS,
     COLOUR_SCALES,
@@ -26,6 +30,31 @@ from sensitivity.settings import (
     settings_from_query,
     view_fields,
 )
+
+
+def model_files() -> tuple[dict[str, str], dict[str, str]]:
+    """(name -> path of every model on offer, name -> why a file is not offered): the
+    operator's model (``$SENSITIVITY_MODEL_PATH``, else the shipped default) first, then every
+    ``.keras`` file with a readable card in ``$SENSITIVITY_MODELS_DIR`` (else ``models/``).
+    Reads the cards only (cached for 30 s); a model's file is checked when it loads."""
+    return _model_files(str(models_dir()), str(model_path()))
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _model_files(folder: str, default: str) -> tuple[dict[str, str], dict[str, str]]:
+    offered, refused = {Path(default).stem: default}, {}
+    for entry in list_models(folder):
+        if entry.problem:
+            refused[entry.name] = entry.problem
+        else:
+            offered.setdefault(entry.name, str(entry.path))
+    return offered, refused
+
+
+def chosen_model_path() -> str:
+    """The file of the model picked in the sidebar (the operator's model until one is)."""
+    offered, _ = model_files()
+    return offered.get(st.session_state.get("w_model") or "", str(model_path()))
 
 
 def init_state() -> None:
@@ -44,7 +73,14 @@ def init_state() -> None:
     values = {}
     for name in view_fields():
         value = getattr(settings, name)
-        if name == "classes":  # the model loads here only for a link that names classes
+        if name == "model":  # first: the class names below are the chosen model's
+            if value and value not in model_files()[0]:
+                problems.append(f"ignored model={value[:40]!r} from the link: no such model "
+                                "on this server")
+                value = ""
+            value = value or model_path().stem
+            st.session_state["w_model"] = value
+        elif name == "classes":  # the model loads here only for a link that names classes
             value = [_class_names()[i] for i in value if i < len(_class_names())] if value else []
         elif name == "compare_items":
             value = list(value)
@@ -65,6 +101,8 @@ def normalise_state(layers: list[tuple[str, str]]) -> None:
     lacks falls back to logits, the channel stays within the layer's, the compared items
     within the compare mode's choices. Called before any widget of a run is drawn."""
     s = st.session_state
+    if s["w_model"] not in model_files()[0]:
+        s["w_model"] = model_path().stem
     if s["w_layer"] not in layer_choices(layers):
         s["w_layer"] = "logits"
     if s["w_layer"] not in OUTPUT_TARGETS:
@@ -94,7 +132,7 @@ def _class_names() -> tuple[str, ...]:
 
 def compare_choices(layers: list[tuple[str, str]]) -> dict[str, list[str]]:
     return {"layers": layer_choices(layers), "classes": list(_class_names()),
-            "methods": list(METHODS)}
+            "methods": list(METHODS), "models": list(model_files()[0])}
 
 
 def current_settings() -> ViewSettings:
@@ -104,6 +142,7 @@ def current_settings() -> ViewSettings:
     values = {name: s[f"w_{name}"] for name in view_fields()}
     values["classes"] = tuple(sorted(_class_names().index(c) for c in values["classes"]))
     values["compare_items"] = tuple(values["compare_items"])
+    values["model"] = "" if values["model"] == model_path().stem else values["model"]
     values["channel"] = None if values["channel"] < 0 else int(values["channel"])
     options = {name: s[option_key(name)] for name in shown_options()}
     return ViewSettings(**values, options=options)
@@ -115,6 +154,13 @@ def sidebar(place) -> tuple:
     loaded."""
     with place.container():
         st.header("What to differentiate")
+        offered, refused = model_files()
+        st.selectbox("Model", list(offered), key="w_model",
+                     help=f"The classifier to explain. The server keeps at most {MODELS_HELD} "
+                          "models loaded: another loads (and is checked against its card) when "
+                          "picked, in a few seconds.")
+        for name, problem in refused.items():
+            st.caption(f"Not offered: {name}: {problem}")
         st.selectbox("Method", list(METHODS), key="w_method",
                      help="How the attribution is computed; see the README for each method.")
         method = st.session_state["w_method"]

@@ -16,7 +16,6 @@ from sensitivity.discovery import Box, boxes_to_map
 from sensitivity.images import center_square_box
 from sensitivity.labels import CLASS_NAMES
 from sensitivity.metrics import RANDOMIZATION_THRESHOLD, spearman
-from sensitivity.model_io import model_path
 from sensitivity.objects import DEFAULT_RULE, FoundObject
 from sensitivity.ood import Assessment
 from sensitivity.postprocess import strongest_pixels
@@ -40,8 +39,10 @@ from ui.compute import (
     network_view,
     novelty,
     photo_objects,
+    prediction,
     samples,
 )
+from ui.controls import chosen_model_path, model_files
 
 
 def collect_images(uploads: list) -> list[tuple[str, np.ndarray | bytes]]:
@@ -102,7 +103,13 @@ def show_prediction(probabilities: np.ndarray, assessment: Assessment | None) ->
     # All ten classes, sorted, with their bars and percentages, in one plain HTML table built
     # only from the probabilities and the class names. A Plotly bar chart plus a separate table
     # cost the browser about half a second per upload (benchmarks/README.md).
-    st.html(probability_bars_html(probabilities, class_names()))
+    probability_table(probabilities, class_names())
+
+
+def probability_table(probabilities: np.ndarray, names: tuple[str, ...]) -> None:
+    """The classes' probabilities, sorted, with bars: one plain HTML table built only from
+    the numbers and the model's class names."""
+    st.html(probability_bars_html(probabilities, names))
 
 
 def objects_caption(found: list[FoundObject]) -> str:
@@ -236,6 +243,8 @@ def show_comparison(inputs: list[tuple[str, np.ndarray, np.ndarray]],
                                          OUTPUT_TARGETS else settings.layer,
                                          classes=(class_names().index(item),)))
                       for item in items]
+        elif mode == "models":
+            panels, tables = model_panels(x, items, settings)
         else:
             panels = [(item, compute_map(x, settings, method=item)) for item in items]
     signed = settings.sign == "signed"
@@ -246,6 +255,31 @@ def show_comparison(inputs: list[tuple[str, np.ndarray, np.ndarray]],
             figures.saliency_heatmap(saliency_map, signed=signed, zrange=zrange, title=title,
                                      colour_scale=settings.colour_scale, size_px=300),
             width="stretch", key=f"cmp-{i}")
+        if mode == "models":
+            with columns[i % len(columns)]:
+                probability_table(*tables[i])
+
+
+def model_panels(x: np.ndarray, names: list[str], settings: ViewSettings
+                 ) -> tuple[list[tuple[str, np.ndarray]], list[tuple[np.ndarray, tuple]]]:
+    """For each model of ``names``: (title with its top class, its map of ``x``) and (its
+    probabilities, its class names). The map explains the class mask when the model has the
+    picked model's classes, else its own predicted class; an inner layer gives way to the
+    logits."""
+    offered = model_files()[0]
+    layer = settings.layer if settings.layer in OUTPUT_TARGETS else "logits"
+    panels, tables = [], []
+    for name in names:
+        path = offered[name]
+        labels = class_names(path)
+        probabilities = prediction(x, path)
+        top = int(np.argmax(probabilities))
+        same = settings.classes and labels == class_names()
+        classes = settings.classes if same else (top,)
+        saliency_map = compute_map(x, settings, layer=layer, classes=classes, path=path)
+        panels.append((f"{name}: {labels[top]} {100 * probabilities[top]:.1f}%", saliency_map))
+        tables.append((probabilities, labels))
+    return panels, tables
 
 
 def show_image(index: int, name: str, image: np.ndarray, settings: ViewSettings,
@@ -255,7 +289,7 @@ def show_image(index: int, name: str, image: np.ndarray, settings: ViewSettings,
     unless the request was ``refused``, its maps and faithfulness panel. Returns (key,
     network input, probabilities) for the side-by-side comparison."""
     x, probabilities = network_view(image, settings.size)
-    assessment = novelty(x, str(model_path()))
+    assessment = novelty(x, chosen_model_path())
     key = f"{index}-{hashlib.sha1(x.tobytes()).hexdigest()[:8]}"
     st.subheader(name, divider="gray")
     if assessment is not None and assessment.flagged:
