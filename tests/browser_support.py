@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,9 +66,11 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 120.0) ->
 
 
 @contextlib.contextmanager
-def streamlit_server(log_name: str, launcher: str = "serve") -> Iterator[Server]:
+def streamlit_server(log_name: str, launcher: str = "serve",
+                     environ: Mapping[str, str] | None = None) -> Iterator[Server]:
     """The dashboard on a free local port, stopped on exit; its output is kept in
-    ``test-artifacts/<log_name>.log``.
+    ``test-artifacts/<log_name>.log``; ``environ``: variables set for the server besides this
+    process's.
 
     ``launcher`` "serve": ``python -m sensitivity serve`` (the README's command, which loads the
     model while the server starts); "streamlit": plain ``streamlit run app.py``.
@@ -83,7 +85,7 @@ def streamlit_server(log_name: str, launcher: str = "serve") -> Iterator[Server]
     process = subprocess.Popen(
         [*start[launcher], "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ),
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ) | dict(environ or {}),
     )
     try:
         wait_healthy(url, process)

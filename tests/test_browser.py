@@ -7,7 +7,8 @@ of plain text (the out-of-distribution notice), and keeps screenshots and the ti
 ``benchmarks/cold_start.py`` (median of repeats).
 
 Then the benchmark scripts that need a running dashboard, ``warm_upload`` and ``load_test``, run
-tiny on the same (by then warm) server, to see them reach their reports.
+tiny on the same (by then warm) server, to see them reach their reports; ``heavy_and_light``
+starts a server of its own, with a budget (``SENSITIVITY_MAX_WORK``).
 """
 
 from __future__ import annotations
@@ -172,3 +173,30 @@ def test_load_test_script_runs_to_the_end(server, default_model, cifar_dir, tmp_
     assert report["seconds_after_warm_up"] >= 0
     assert report["resident_mb_after_warm_up"] > 100 and report["resident_mb_at_end"] > 100
     assert json.dumps(report, indent=2) in capsys.readouterr().out
+
+
+def test_heavy_and_light_script_runs_to_the_end(tmp_path, capsys):
+    """On a server of its own with a tiny budget (4 M forward-pass pixels: a heavy run of a few
+    seconds), the over-budget link is refused with its estimate, and a light upload is timed
+    alone and during the heaviest allowed run."""
+    module = benchmark_script("heavy_and_light")
+    out = tmp_path / "heavy-and-light.json"
+    assert module.main(["--max-work", "4e6", "--repeats", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    # Integrated gradients (adaptive sampling) per image: 2 + s + (s // 2 - 1) forward passes
+    # and s backward passes (2 forward passes each). At 96 px, s = 123 costs 431 passes of
+    # 9216 pixels = 3.97 M; s = 124 costs 435 (4.01 M). Every other size's best is lower:
+    # 128 px s = 69 (242 x 16384 = 3.96 M), 160 px s = 44 (155 x 25600 = 3.968 M).
+    assert report["heavy_request"] == {"method": "integrated_gradients", "size": "96",
+                                       "steps": "123"}
+    assert report["heavy_forward_pixels"] == 431 * 96 * 96
+    assert report["refused_request"] == {"method": "integrated_gradients", "size": "96",
+                                         "steps": "124"}
+    assert "needs 4.01 M forward-pass pixels" in report["refusal"]
+    assert "the server allows 4 M per request" in report["refusal"]
+    assert len(report["alone_s"]) == len(report["during_heavy_s"]) == 1
+    assert report["heavy_runs_started"] >= 1 and report["refusal_s"] > 0
+    assert report["median_during_heavy_s"] == report["during_heavy_s"][0] > 0
+    printed = capsys.readouterr().out
+    assert "| during the heaviest allowed run | 1 |" in printed
+    assert json.dumps(report, indent=2) in printed
