@@ -11,10 +11,16 @@ PREDICTED_BAR = "#0072B2"  # blue of the Okabe-Ito palette, readable with colour
 OTHER_BAR = "#9DB4C8"
 
 
+TABLE_ROWS = 10
+"""Most classes the probability table lists by name (then one row for all the others)."""
+
+
 def probability_bars_html(probabilities: np.ndarray, class_names: Sequence[str]) -> str:
     """The class probabilities (``(K,)``, 0..1) as a bar chart in a small HTML table: class
     (``class_names``, one per probability), a bar as long as the probability, the probability
-    in percent; most probable first, its row in bold and its bar darker.
+    in percent; most probable first, its row in bold and its bar darker. With more than
+    :data:`TABLE_ROWS` classes, the most probable ones and a last row "all N others" with the
+    rest's total.
 
     Plain HTML with inline styles, built from the probabilities and the escaped class names of
     the model's card (nothing a visitor typed or uploaded), so a page can draw it as it is: a
@@ -22,15 +28,20 @@ def probability_bars_html(probabilities: np.ndarray, class_names: Sequence[str])
     """
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
     _check_names(probabilities, class_names)
+    order = np.argsort(-probabilities, kind="stable")
+    shown = [(class_names[i], float(probabilities[i])) for i in order[:TABLE_ROWS]]
+    if len(order) > TABLE_ROWS:
+        rest = len(order) - TABLE_ROWS
+        shown.append((f"all {rest} others", float(probabilities[order[TABLE_ROWS:]].sum())))
     rows = []
-    for rank, index in enumerate(np.argsort(-probabilities, kind="stable")):
-        percent = 100 * float(probabilities[index])
+    for rank, (name, probability) in enumerate(shown):
+        percent = 100 * probability
         weight = "font-weight:600;" if rank == 0 else ""
         colour = PREDICTED_BAR if rank == 0 else OTHER_BAR
         rows.append(
             f'<tr style="{weight}">'
             f'<td style="padding:1px 8px 1px 0;white-space:nowrap;border:none">'
-            f"{escape(class_names[index])}</td>"
+            f"{escape(name)}</td>"
             '<td style="width:100%;padding:1px 0;border:none">'
             f'<div style="width:{min(max(percent, 0.0), 100.0):.2f}%;min-width:1px;height:14px;'
             f'background:{colour};border-radius:2px"></div></td>'

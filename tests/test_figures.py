@@ -116,6 +116,19 @@ def test_probability_bars_are_a_sorted_table_of_all_ten_classes():
     assert "<script" not in html and "javascript:" not in html
 
 
+def test_many_classes_show_the_top_ten_and_one_row_for_all_others():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(1000))
+    names = [f"c{i}" for i in range(1000)]
+    rows = probability_bars_rows(probability_bars_html(p, names))
+    top = np.argsort(-p)[:10]
+    assert [r["class"] for r in rows] == [names[i] for i in top] + ["all 990 others"]
+    assert rows[-1]["percent"] == round(100 * (1 - p[top].sum()), 1)
+    assert sum(r["percent"] for r in rows) == pytest.approx(100, abs=0.6)
+    ten = probability_bars_rows(probability_bars_html(p[:10] / p[:10].sum(), names[:10]))
+    assert len(ten) == 10 and not any("others" in r["class"] for r in ten)
+
+
 def test_probability_bars_keep_tiny_and_certain_probabilities_in_range():
     p = np.zeros(10)
     p[9] = 1.0
