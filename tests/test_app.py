@@ -841,3 +841,42 @@ def test_a_model_without_a_card_is_not_offered_and_the_others_work(tmp_path, mon
     at.file_uploader[0].upload("dog.jpg", (PHOTOS_DIR / "dog.jpg").read_bytes(), "image/jpeg")
     at.run()
     assert not at.exception and not at.error and "sensitivity" in charts(at)
+
+
+def test_an_operators_three_class_sigmoid_model_on_the_page(tmp_path, monkeypatch):
+    """An operator's own model (3 classes, a sigmoid multi-label head, native size 48, its
+    card written by the card command's function) picked on the page: its class names in the
+    table and the class mask, its probabilities and its map as the library computes them."""
+    import keras
+
+    import sensitivity
+    from sensitivity.model_io import write_operator_card
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="features")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="sigmoid", name="labels")(x))
+    model.set_weights([w * 3 for w in model.get_weights()])
+    model.save(tmp_path / "tags.keras")
+    write_operator_card(tmp_path / "tags.keras", ["sky", "grass", "road"], 48)
+    monkeypatch.setenv("SENSITIVITY_MODELS_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["model"] = "tags"
+    at.query_params["method"] = "gradient"
+    at.run()
+    at.file_uploader[0].upload("dog.jpg", (PHOTOS_DIR / "dog.jpg").read_bytes(), "image/jpeg")
+    at.run()
+    assert not at.exception and not at.error
+    assert list(widget(at, "multiselect", "Class mask").options) == ["sky", "grass", "road"]
+    loaded = sensitivity.load_model(tmp_path / "tags.keras")
+    image = sensitivity.preprocess(sensitivity.load_image(PHOTOS_DIR / "dog.jpg"), 32)
+    probabilities = sensitivity.predict(loaded, image[None])[0]
+    # A sigmoid head: the model's own outputs, per class (no softmax over them).
+    np.testing.assert_allclose(probabilities, np.asarray(model(image[None]))[0], rtol=1e-5)
+    rows = predictions(at)[0]
+    assert [r["class"] for r in rows] == [["sky", "grass", "road"][i]
+                                          for i in np.argsort(-probabilities, kind="stable")]
+    expected = sensitivity.saliency(loaded, image, method="gradient")[0]
+    np.testing.assert_allclose(heat_values(at), expected, rtol=1e-4,
+                               atol=1e-5 * float(np.abs(expected).max()))
