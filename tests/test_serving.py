@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 
 import pytest
 
@@ -39,7 +40,7 @@ def test_concurrent_callers_share_one_load(monkeypatch, tmp_path):
     monkeypatch.setattr("sensitivity.model_io.load_model", slow_load)
     monkeypatch.setattr(serving, "warm_up", lambda model: None)
     monkeypatch.setattr(serving, "warm_up_later", lambda model, wait_s=0.0: None)
-    monkeypatch.setattr(serving, "_models", {})
+    monkeypatch.setattr(serving, "_models", OrderedDict())
     path = str(tmp_path / "model.keras")
     results = []
     threads = [threading.Thread(target=lambda: results.append(serving.ready_model(path)))
