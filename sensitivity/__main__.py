@@ -120,6 +120,9 @@ def _add_evaluate_parser(commands) -> None:
     )
     evaluate.add_argument("--photos-dir", default=str(confidence.SHARED_PHOTOS),
                           help="the shared photographs (person crops among the outliers)")
+    evaluate.add_argument("--outliers", type=positive_int,
+                          default=confidence.OUTLIERS_PER_KIND["test"],
+                          help="test outliers of each kind for the out-of-distribution figures")
     evaluate.add_argument("--reliability", metavar="PNG",
                           help="write the reliability diagram (raw and calibrated) to this file")
 
@@ -225,7 +228,8 @@ def _evaluate(args) -> int:
     model = load_model(args.model)
     print(format_report(accuracy_report(model, images, labels)))
     report = confidence.measure_confidence(
-        model, images, labels, args.photos_dir, temperature_of(model), detector_of(model)
+        model, images, labels, args.photos_dir, temperature_of(model), detector_of(model),
+        args.outliers,
     )
     print("\n" + confidence.format_confidence(report))
     if args.reliability:

@@ -57,9 +57,12 @@ def test_missing_command_and_resume_without_checkpoint(tmp_path, capsys):
 
 def test_evaluate_prints_accuracy_and_confusion_matrix(cifar_dir, capsys, default_model_shared):
     # In this process (its TensorFlow is loaded already); the test above runs the module itself.
-    assert main(["evaluate", "--data-dir", str(cifar_dir), "--limit", "200"]) == 0
+    assert main(["evaluate", "--data-dir", str(cifar_dir), "--limit", "200", "--outliers",
+                 "5"]) == 0
     printed = capsys.readouterr().out
     assert "top-1 accuracy" in printed and "confusion matrix" in printed
+    assert "calibration on 200 images" in printed and "  calibrated " in printed
+    assert "  text " in printed and "out of distribution: AUROC" in printed
     rows = [line for line in printed.splitlines() if line.startswith("airplane ")]
     assert len(rows) == 1 and sum(int(v) for v in rows[0].split()[1:]) == 20
 
