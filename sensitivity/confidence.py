@@ -237,6 +237,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="feature layers of the Mahalanobis candidates")
     parser.add_argument("--train-limit", type=positive_int, default=None,
                         help="fit the Gaussians on this many training images (default: all)")
+    parser.add_argument("--outliers", type=positive_int, default=None,
+                        help="outlier pictures of each kind (default: "
+                             f"{OUTLIERS_PER_KIND['validation']} for fitting, "
+                             f"{OUTLIERS_PER_KIND['test']} for the test figures)")
     parser.add_argument("--report-test", action="store_true",
                         help="after fitting, measure on the test split and test outliers and "
                              "record the figures in the card")
@@ -253,7 +257,8 @@ def run(args) -> int:
     recipe = read_model_card(path).get("recipe") or {}
     confidence = fit_confidence(model, args.data_dir, args.photos_dir,
                                 layers=tuple(args.layers), train_limit=args.train_limit,
-                                val_size=recipe.get("val_size"), seed=recipe.get("seed"))
+                                val_size=recipe.get("val_size"), seed=recipe.get("seed"),
+                                outliers_per_kind=args.outliers or OUTLIERS_PER_KIND["validation"])
     v = confidence.validation
     print(f"temperature {confidence.temperature:.4f}: validation ECE "
           f"{100 * v['raw']['ece']:.2f}% -> {100 * v['calibrated']['ece']:.2f}%")
@@ -267,7 +272,7 @@ def run(args) -> int:
 
         images, labels = load_split(args.data_dir, "test")
         test = measure_confidence(model, images, labels, args.photos_dir, confidence.temperature,
-                           confidence.detector)
+                                  confidence.detector, args.outliers or OUTLIERS_PER_KIND["test"])
         print(format_confidence(test))
     write_confidence(path, confidence, test)
     print(f"written: {path.with_suffix('.json')} and {statistics_path(path)}")

@@ -96,7 +96,8 @@ def test_the_calibrate_command_holds_out_the_part_the_card_names(tmp_path, monke
     write_model_card(path, {"name": "net", "recipe": {"val_size": 60, "seed": 0},
                             **CIFAR_CARD})
     code = main(["calibrate", "--data-dir", str(root), "--model", str(path), "--layers", "pool",
-                 "block", "--photos-dir", str(tmp_path / "none"), "--report-test"])
+                 "block", "--photos-dir", str(tmp_path / "none"), "--outliers", "4",
+                 "--report-test"])
     assert code == 0
     out = capsys.readouterr().out
     assert "chosen:" in out and "AUROC" in out
