@@ -464,17 +464,16 @@ def _pool(split: str, data_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
     from sensitivity import data
     from sensitivity.train import TrainConfig
 
-    if split == "test":
-        paths, labels = data.list_images(data.split_dir(data_dir, "test"))
-        indices = np.arange(len(paths))
+    if split == "test":  # the whole split: load_split's decoded copy (cached on disk)
+        images, labels = data.load_split(data_dir, "test")
+        pool = (images, labels, np.arange(len(labels)))
     else:
         paths, labels = data.list_images(data.split_dir(data_dir, "train"))
         # The trainer's own call, on positions instead of pixels: the same held-out rows.
         _, (indices, _) = data.train_val_split(
             np.arange(len(paths)), labels, TrainConfig.val_size, TrainConfig.seed
         )
-    images = data.read_images([paths[i] for i in indices])
-    pool = (images, labels[indices], indices)
+        pool = (data.read_images([paths[i] for i in indices]), labels[indices], indices)
     for array in pool:
         array.flags.writeable = False
     return pool
