@@ -203,32 +203,23 @@ def show_faithfulness(name: str, x: np.ndarray, saliency_map: np.ndarray,
                        "blurred image's values.")
 
 
-def show_randomised(name: str, x: np.ndarray, probabilities: np.ndarray,
-                    settings: ViewSettings) -> None:
-    """The first image's map by the trained model beside the map by the model with its top
-    layers randomised (the class the trained model explains), with their rank correlation."""
+def randomised_panels(x: np.ndarray, probabilities: np.ndarray, settings: ViewSettings
+                      ) -> list[tuple[str, np.ndarray]]:
+    """The first image's map by the trained model and by the model with its top layers
+    randomised, both for the class the trained model explains."""
     classes = settings.classes or (target_class(probabilities, settings),)
-    maps = [compute_map(x, settings, classes=classes, weights=w)
-            for w in ("trained", "randomised")]
-    signed = settings.sign == "signed"
-    zrange = figures.colour_range(maps, signed) if settings.shared_scale else None
-    columns = st.columns(2)
-    for i, (title, saliency_map) in enumerate(zip(("trained weights", "top layers randomised"),
-                                                  maps, strict=True)):
-        columns[i].plotly_chart(
-            figures.saliency_heatmap(saliency_map, signed=signed, zrange=zrange, title=title,
-                                     colour_scale=settings.colour_scale, size_px=300),
-            width="stretch", key=f"rnd-{i}-{name}")
-    st.caption(randomisation_note(settings.method, spearman(*maps), RANDOMIZATION_THRESHOLD))
+    return [(title, compute_map(x, settings, classes=classes, weights=weights))
+            for title, weights in (("trained weights", "trained"),
+                                   ("top layers randomised", "randomised"))]
 
 
 def show_comparison(inputs: list[tuple[str, np.ndarray, np.ndarray]],
                     settings: ViewSettings) -> None:
     mode = settings.compare
     if mode == "randomised":
-        show_randomised(*inputs[0], settings)
-        return
-    if mode == "images":
+        _, x, probabilities = inputs[0]
+        panels = randomised_panels(x, probabilities, settings)
+    elif mode == "images":
         panels = [(name, compute_map(x, settings)) for name, x, _ in inputs]
     else:
         name, x, _ = inputs[0]
@@ -258,6 +249,9 @@ def show_comparison(inputs: list[tuple[str, np.ndarray, np.ndarray]],
         if mode == "models":
             with columns[i % len(columns)]:
                 probability_table(*tables[i])
+    if mode == "randomised":
+        st.caption(randomisation_note(settings.method, spearman(*(m for _, m in panels)),
+                                      RANDOMIZATION_THRESHOLD))
 
 
 def model_panels(x: np.ndarray, names: list[str], settings: ViewSettings
