@@ -222,14 +222,17 @@ def _evaluate(args) -> int:
     from sensitivity.data import load_split
     from sensitivity.evaluate import accuracy_report, format_report
     from sensitivity.model_io import load_model
-    from sensitivity.ood import detector_of
+    from sensitivity.ood import detector_of, model_features
 
     images, labels = load_split(args.data_dir, args.split, limit=args.limit)
     model = load_model(args.model)
-    print(format_report(accuracy_report(model, images, labels)))
+    detector = detector_of(model)
+    # One forward pass gives the logits and the detector's features for every figure.
+    computed = model_features(model, detector.layers if detector else (), images)
+    print(format_report(accuracy_report(model, images, labels, computed[0])))
     report = confidence.measure_confidence(
-        model, images, labels, args.photos_dir, temperature_of(model), detector_of(model),
-        args.outliers,
+        model, images, labels, args.photos_dir, temperature_of(model), detector,
+        args.outliers, computed,
     )
     print("\n" + confidence.format_confidence(report))
     if args.reliability:

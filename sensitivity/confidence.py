@@ -187,14 +187,16 @@ def confidence_report(
 
 def measure_confidence(model, images: np.ndarray, labels: np.ndarray, photos_dir,
                        temperature: float, detector: Detector | None,
-                       per_kind: int = OUTLIERS_PER_KIND["test"]) -> dict:
+                       per_kind: int = OUTLIERS_PER_KIND["test"],
+                       computed: tuple[np.ndarray, dict] | None = None) -> dict:
     """:func:`confidence_report` of ``model`` on labelled test ``images`` (uint8 or float,
     0..255) and, with a detector, on ``per_kind`` test outliers of each kind (scrambled ones
-    from ``images``)."""
+    from ``images``). ``computed``: the images' :func:`model_features` for the detector's
+    layers, when the caller has them already."""
     from sensitivity.outliers import outlier_set
 
     layers = detector.layers if detector is not None else ()
-    logits, features = model_features(model, layers, images.astype(np.float32))
+    logits, features = computed or model_features(model, layers, images.astype(np.float32))
     outliers = None
     if detector is not None:
         pictures, kinds = outlier_set("test", per_kind, pool=images, photos_dir=photos_dir)

@@ -15,14 +15,16 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
     return matrix
 
 
-def accuracy_report(model, images: np.ndarray, labels: np.ndarray) -> dict:
+def accuracy_report(model, images: np.ndarray, labels: np.ndarray,
+                    values: np.ndarray | None = None) -> dict:
     """Top-1 accuracy, per-class accuracy (by the class names of the model's card) and the
-    confusion matrix (a list) of ``(N, H, W, 3)`` images with ``(N,)`` int labels."""
+    confusion matrix (a list) of ``(N, H, W, 3)`` images with ``(N,)`` int labels; ``values``:
+    their ``(N, K)`` logits when already computed."""
     names = model_card(model).class_names
     if len(labels) and int(np.max(labels)) >= len(names):
         raise ValueError(f"the images are labelled up to class {int(np.max(labels))} but the "
                          f"model's card names {len(names)} classes")
-    predicted = logits(model, images).argmax(axis=1)
+    predicted = (logits(model, images) if values is None else values).argmax(axis=1)
     matrix = confusion_matrix(labels, predicted, len(names))
     per_class = np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
     return {
