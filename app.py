@@ -101,7 +101,7 @@ def main() -> None:
     controls.normalise_state(layers)
     controls.layer_controls(LAYER_SLOT, layers)
     controls.compare_controls(COMPARE_SLOT, layers)
-    st.query_params.from_dict(controls.current_settings().to_query())
+    st.query_params.from_dict(controls.link_query())
 
 
 main()

@@ -1,7 +1,8 @@
 """What the library knows of a model: its class names, native input size and output head.
 
 A model file's card (``NAME.json``, :mod:`sensitivity.model_io`) names the classes
-(``classes``), the side of the images it was trained on (``input_size``, pixels), the range of
+(``classes``), the side of the images it was trained on (``input_size``, pixels), whether it
+takes images of that side only (``input_fixed``, default false: fully convolutional), the range of
 the pixel values it takes (``input_range``: always ``[0, 255]``, any normalisation is inside the
 model) and optionally its head (``head``, :data:`HEADS`), besides its data,
 accuracy and sha256. :func:`sensitivity.model_io.load_model` reads it into a :class:`ModelCard`
@@ -38,6 +39,8 @@ class ModelCard:
     accuracy: float | None = None
     """Its test accuracy (0..1), when the card gives it."""
     sha256: str | None = None
+    fixed_size: bool = False
+    """Whether the model takes only ``native_size`` x ``native_size`` images."""
 
     @property
     def num_classes(self) -> int:
@@ -69,6 +72,9 @@ def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
     size = raw.get("input_size")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"{where}: 'input_size' must be the native side in pixels, got {size!r}")
+    fixed = raw.get("input_fixed", False)
+    if not isinstance(fixed, bool):
+        raise ValueError(f"{where}: 'input_fixed' must be true or false, got {fixed!r}")
     value_range = raw.get("input_range", list(INPUT_RANGE))
     if not isinstance(value_range, list) or [float(v) for v in value_range] != list(INPUT_RANGE):
         raise ValueError(f"{where}: 'input_range' must be [0, 255] (pixel values; any "
@@ -83,8 +89,8 @@ def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
         if outputs != len(classes):
             raise ValueError(f"{where}: it names {len(classes)} classes but the model has "
                              f"{outputs} outputs")
-        fixed = {int(side) for side in engine.input_signature(model).shape[1:3] if side}
-        if fixed and fixed != {size}:
+        sides = {int(side) for side in engine.input_signature(model).shape[1:3] if side}
+        if sides and sides != {size}:
             raise ValueError(f"{where}: 'input_size' is {size} but the model takes only "
                              f"{'x'.join(map(str, engine.input_signature(model).shape[1:3]))} "
                              "images")
@@ -92,11 +98,13 @@ def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
             raise ValueError(f"{where}: it says the head is {head!r} but the model's last layer "
                              f"outputs {engine.head_of(model)!r}")
         head = engine.head_of(model)
+        fixed = bool(sides)
     data = raw.get("data", "")
     accuracy = raw.get("test_accuracy", raw.get("accuracy"))
     return ModelCard(
         class_names=tuple(classes),
         native_size=size,
+        fixed_size=fixed,
         head=head or "logits",
         name=str(raw.get("name") or Path(model_file).stem),
         data=str(data.get("source", "") if isinstance(data, dict) else data),
@@ -132,6 +140,7 @@ def default_card(model) -> ModelCard:
     return ModelCard(
         class_names=tuple(f"class {i}" for i in range(outputs)),
         native_size=int(height) if fixed else NATIVE_SIZE,
+        fixed_size=fixed,
         head=engine.head_of(model),
         name=getattr(model, "name", ""),
     )

@@ -241,14 +241,15 @@ class MethodInfo:
     caveat: str = ""
     """A known failure, told beside the map (empty: none)."""
     caveat_above_native: bool = False
-    """Whether :attr:`caveat` applies only to analyses larger than :data:`NATIVE_SIZE`."""
+    """Whether :attr:`caveat` applies only to analyses larger than the model's native size."""
     cost: Cost | None = None
     """Its cost formula (see :data:`Cost`; ``sensitivity.budget.estimate_work`` sums it over
     images and scales)."""
 
-    def caveat_at(self, size: int) -> str:
-        """The caveat that applies to a map of a ``size`` x ``size`` analysis ("" if none)."""
-        if self.caveat_above_native and size <= NATIVE_SIZE:
+    def caveat_at(self, size: int, native_size: int = NATIVE_SIZE) -> str:
+        """The caveat that applies to a map of a ``size`` x ``size`` analysis of a model of
+        ``native_size`` ("" if none)."""
+        if self.caveat_above_native and size <= native_size:
             return ""
         return self.caveat
 
@@ -479,13 +480,6 @@ DEFAULT_METHOD = "gradcam"
 ``benchmarks/tune-localisation.md``): Grad-CAM tied the best pointing (0.79-0.80 at sides 96 to
 128) and had the best mass in the box, class discrimination and CorLoc, at the cost of a
 fraction of one gradient."""
-
-DEFAULT_SIZE = NATIVE_SIZE
-"""The page's analysis size (side of the network's input, pixels). The native size: the
-page's probabilities are computed on this input, and the model, trained on 32x32 images,
-is far less sure of a photo's class at 64 or 96 px (eagle.jpg: bird 0.76 at 32, 0.29 at 96).
-The boxes come from :func:`sensitivity.objects.find_objects` on the whole photo at its own
-validated size instead."""
 
 _UNMEASURED = (math.nan, math.nan)
 

@@ -160,7 +160,8 @@ def write_operator_card(model_path: str | os.PathLike, classes: Sequence[str], i
                         *, name: str | None = None, data: str = "",
                         accuracy: float | None = None) -> dict:
     """Write the card of an operator's own model: its ``classes`` (one per output, in output
-    order), native ``input_size`` (pixels), pixel range 0..255, the head read from its graph,
+    order), native ``input_size`` (pixels), whether its input side is fixed (read from its
+    graph), pixel range 0..255, the head read from its graph,
     ``name`` (default: the file's stem), ``data``, ``accuracy`` and the file's sha256. Fields
     of a card already there are kept when its sha256 is the file's. Loads the model in safe
     mode to check it; :class:`ModelError` naming the file when the card would be wrong."""
@@ -183,10 +184,14 @@ def write_operator_card(model_path: str | os.PathLike, classes: Sequence[str], i
     if accuracy is not None:
         card["test_accuracy"] = accuracy
     card.pop("head", None)
+    card.pop("input_fixed", None)
     try:
-        card["head"] = card_from_json(card, path, model).head
+        checked = card_from_json(card, path, model)
     except ValueError as exc:
         raise ModelError(str(exc)) from None
+    card["head"] = checked.head
+    if checked.fixed_size:
+        card["input_fixed"] = True
     return write_model_card(path, card)
 
 

@@ -20,7 +20,6 @@ from sensitivity.choices import CHANNEL_REDUCTIONS as _ENGINE_CHANNEL_REDUCTIONS
 from sensitivity.choices import (
     COMMON_OPTIONS,
     DEFAULT_METHOD,
-    DEFAULT_SIZE,
     METHODS,
     OUTPUT_TARGETS,
     Option,
@@ -33,6 +32,7 @@ CHANNEL_REDUCTIONS = tuple(c for c in _ENGINE_CHANNEL_REDUCTIONS if c != "none")
 COLOUR_SCALES = ("viridis", "cividis", "greys")
 COMPARE_MODES = ("none", "layers", "classes", "methods", "models", "images", "randomised")
 SIZES = (32, 64, 96, 128, 160, 224)
+"""The analysis sizes the page offers a fully convolutional model, besides its native size."""
 
 VIEW_OPTIONS: dict[str, Option] = {
     "layer": Option("logits", "the output or an inner layer, by name", kind="layer"),
@@ -41,7 +41,8 @@ VIEW_OPTIONS: dict[str, Option] = {
     "sign": Option("abs", "sign mode", kind="choice", choices=SIGNS),
     "reduce_channels": Option("max", "how RGB becomes one value", kind="choice",
                               choices=CHANNEL_REDUCTIONS),
-    "size": Option(DEFAULT_SIZE, "side of the network's input", kind="choice", choices=SIZES),
+    "size": Option(None, "side of the network's input (none: the model's native size)",
+                   kind="int", minimum=8, maximum=1024, optional=True),
     "k": Option(100, "pixels in the top-k mask", kind="int", minimum=1, maximum=1024),
     "opacity": Option(0.5, "overlay opacity", kind="float", minimum=0.0, maximum=1.0,
                       step=0.05),
@@ -69,7 +70,12 @@ class ViewSettings:
     classes: tuple[int, ...] = ()  # empty: the predicted class
     sign: str = VIEW_OPTIONS["sign"].default
     reduce_channels: str = VIEW_OPTIONS["reduce_channels"].default
-    size: int = VIEW_OPTIONS["size"].default
+    size: int | None = VIEW_OPTIONS["size"].default
+    """Side of the network's input, pixels; None: the model's native size (its card's), the
+    page's default, since a classifier is far less sure of a photo's class away from it (the
+    CIFAR-10 WRN on eagle.jpg: bird 0.76 at 32 px, 0.29 at 96). The page offers
+    :func:`page_sizes`; the boxes come from :func:`sensitivity.objects.find_objects` on the
+    whole photo at its own validated size instead."""
     options: dict[str, object] = field(default_factory=dict)
     """Values of the methods' shown options (:func:`sensitivity.choices.shown_options`) that
     differ from their page defaults, by name; see :meth:`option`."""
@@ -96,9 +102,10 @@ class ViewSettings:
         """The value of the shown method option ``name`` (its page default unless set)."""
         return self.options.get(name, shown_options()[name].initial)
 
-    def to_query(self) -> dict[str, str]:
-        """Settings that differ from the defaults, as query-string values."""
-        defaults = ViewSettings()
+    def to_query(self, native_size: int | None = None) -> dict[str, str]:
+        """Settings that differ from the defaults, as query-string values; the size is left
+        out when it is the model's ``native_size``."""
+        defaults = ViewSettings(size=native_size)
         query = {}
         for name in view_fields():
             value = getattr(self, name)
@@ -113,6 +120,20 @@ class ViewSettings:
         shown = shown_options()
         query.update({name: shown[name].format(value) for name, value in self.options.items()})
         return query
+
+
+def page_sizes(native_size: int, fixed: bool = False) -> tuple[int, ...]:
+    """The analysis sizes the page offers a model of ``native_size``: that side alone for a
+    model that takes no other (``fixed``), else :data:`SIZES` and the native size, ascending."""
+    return (native_size,) if fixed else tuple(sorted({*SIZES, native_size}))
+
+
+def offered_size(size: int | None, sizes: tuple[int, ...], native_size: int) -> int:
+    """The offered size the page uses for ``size`` (None: ``native_size``): the nearest of
+    ``sizes``, the smaller on a tie."""
+    if size is None:
+        return native_size
+    return min(sizes, key=lambda offered: (abs(offered - size), offered))
 
 
 def view_fields() -> tuple[str, ...]:

@@ -518,6 +518,19 @@ def test_the_reported_link_opens_with_its_value_clamped():
     assert at.query_params["steps"] in ("256", ["256"])
 
 
+def test_a_linked_size_the_model_is_not_offered_opens_at_the_nearest():
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["size"] = "50"
+    at.run()
+    assert not at.exception
+    assert widget(at, "select_slider", "Analysis size").value == 64
+    assert any(w.value.startswith("size=50 from the link is not offered for this model (32, "
+                                  "64, 96, 128, 160, 224): using 64") for w in at.warning)
+    assert at.query_params["size"] in ("64", ["64"])
+    widget(at, "select_slider", "Analysis size").set_value(32).run()  # the native size
+    assert "size" not in at.query_params
+
+
 def test_a_new_method_option_gets_its_control_and_its_link(monkeypatch):
     """Adding a method option is one declaration in the registry: the page draws it."""
     from sensitivity import choices
@@ -869,8 +882,10 @@ def test_an_operators_three_class_sigmoid_model_on_the_page(tmp_path, monkeypatc
     at.run()
     assert not at.exception and not at.error
     assert list(widget(at, "multiselect", "Class mask").options) == ["sky", "grass", "road"]
+    assert widget(at, "select_slider", "Analysis size").value == 48  # its card's native size
+    assert "after processing (48x48)" in captions(at)
     loaded = sensitivity.load_model(tmp_path / "tags.keras")
-    image = sensitivity.preprocess(sensitivity.load_image(PHOTOS_DIR / "dog.jpg"), 32)
+    image = sensitivity.preprocess(sensitivity.load_image(PHOTOS_DIR / "dog.jpg"), 48)
     probabilities = sensitivity.predict(loaded, image[None])[0]
     # A sigmoid head: the model's own outputs, per class (no softmax over them).
     np.testing.assert_allclose(probabilities, np.asarray(model(image[None]))[0], rtol=1e-5)

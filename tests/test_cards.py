@@ -81,10 +81,11 @@ def test_the_card_command_writes_a_card_that_load_model_attaches(tmp_path, capsy
     card = read_model_card(path)
     assert card["classes"] == ["tabby", "tiger", "lynx"] and card["input_size"] == 48
     assert card["input_range"] == [0, 255] and card["head"] == "logits"
+    assert card["input_fixed"] is True  # the model's input is 48x48 only
     assert card["sha256"] == __import__("hashlib").sha256(path.read_bytes()).hexdigest()
     loaded = load_model(path)
     assert model_card(loaded) == ModelCard(("tabby", "tiger", "lynx"), 48, "logits", "cats",
-                                           "", 0.75, card["sha256"])
+                                           "", 0.75, card["sha256"], fixed_size=True)
     images = _images(2, 48)
     probabilities = predict(loaded, images)
     z = np.asarray(model(images), np.float64)
@@ -112,6 +113,7 @@ def test_a_missing_or_wrong_card_is_refused_naming_the_file(tmp_path):
     assert "normalisation belongs inside the model" in refused(input_range=[0, 1])
     assert "says the head is 'softmax'" in refused(head="softmax")
     assert "repeats a name" in refused(classes=["a", "a", "c"])
+    assert "'input_fixed' must be true or false" in refused(input_fixed="yes")
     path.with_suffix(".json").unlink()
     missing = f"model card not found: {path.with_suffix('.json')}"
     with pytest.raises(ModelError, match=re.escape(missing)):
@@ -124,9 +126,10 @@ def test_a_missing_or_wrong_card_is_refused_naming_the_file(tmp_path):
 def test_a_model_without_a_card_gets_numbered_classes_and_its_input_side():
     fixed, _ = _head_model(None, classes=4, size=40)
     assert model_card(fixed) == ModelCard(tuple(f"class {i}" for i in range(4)), 40, "logits",
-                                          fixed.name)
+                                          fixed.name, fixed_size=True)
     free, _ = _head_model("softmax", classes=2)
     assert model_card(free).native_size == 32 and model_card(free).head == "softmax"
+    assert not model_card(free).fixed_size
     attach_card(free, ModelCard(("no", "yes"), 64))
     assert model_card(free).class_names == ("no", "yes")
 
@@ -134,6 +137,7 @@ def test_a_model_without_a_card_gets_numbered_classes_and_its_input_side():
 def test_card_from_json_reads_the_shipped_cards_fields():
     card = card_from_json(read_model_card(sensitivity.DEFAULT_MODEL_PATH), "wrn-16-3.keras")
     assert card.class_names[2] == "bird" and card.native_size == 32 and card.num_classes == 10
+    assert not card.fixed_size  # fully convolutional: any analysis size
     assert card.accuracy == pytest.approx(0.9166) and not card.multi_label
 
 

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from sensitivity import choices
 from sensitivity.choices import (
     DEFAULT_METHOD,
-    DEFAULT_SIZE,
     METHODS,
     MethodInfo,
     Option,
@@ -24,7 +23,9 @@ from sensitivity.settings import (
     VIEW_OPTIONS,
     ViewSettings,
     method_options,
+    offered_size,
     option_controls,
+    page_sizes,
     settings_from_query,
     view_fields,
 )
@@ -55,6 +56,25 @@ def test_options_at_their_page_default_are_not_kept_or_linked():
     assert view.option("samples") == 32 and view.option("steps") == 64
     with pytest.raises(ValueError, match="wobble"):
         ViewSettings(options={"wobble": 1})
+
+
+def test_the_size_follows_the_models_native_size_unless_the_link_sets_it():
+    assert settings_from_query({})[0].size is None  # the page uses the model's native size
+    assert settings_from_query({"size": "48"})[0].size == 48
+    assert settings_from_query({"size": "none"})[0].size is None
+    assert ViewSettings(size=224).to_query(native_size=224) == {}
+    assert ViewSettings(size=32).to_query(native_size=224) == {"size": "32"}
+    assert settings_from_query(ViewSettings(size=32).to_query(native_size=224))[0].size == 32
+    # A fully convolutional model: the page's sizes and its own; a fixed input: its own only.
+    assert page_sizes(48) == (32, 48, 64, 96, 128, 160, 224)
+    assert page_sizes(32) == SIZES
+    assert page_sizes(299) == (*SIZES, 299)
+    assert page_sizes(224, fixed=True) == (224,)
+    assert offered_size(None, page_sizes(48), 48) == 48
+    assert offered_size(50, page_sizes(48), 48) == 48
+    assert offered_size(80, SIZES, 32) == 64  # a tie: the smaller
+    assert offered_size(1000, SIZES, 32) == 224
+    assert offered_size(32, (224,), 224) == 224
 
 
 def test_class_indices_are_not_bounded_by_ten():
@@ -134,7 +154,7 @@ def test_every_declaration_is_consistent():
 def test_page_defaults_are_declared_once_in_the_registry():
     assert DEFAULT_METHOD in METHODS
     view = ViewSettings()
-    assert view.method == DEFAULT_METHOD and view.size == DEFAULT_SIZE == 32
+    assert view.method == DEFAULT_METHOD and view.size is None  # the model's native size
     assert settings_from_query({})[0] == view
     # Another method is linked; the default one never is.
     other = next(m for m in METHODS if m != DEFAULT_METHOD)
@@ -156,6 +176,7 @@ def test_caveats_above_the_native_size_and_slow_methods():
     for method in ("gradient", "gradient_x_input", "guided_backprop"):
         info = METHODS[method]
         assert info.caveat_at(32) == "" and "use gradcam or cam" in info.caveat_at(64)
+        assert info.caveat_at(64, native_size=64) == "" and info.caveat_at(96, native_size=64)
     assert all(METHODS[m].caveat_at(size) == "" for m in ("gradcam", "cam")
                for size in (32, 64, 224))
     assert MethodInfo("always", caveat="careful").caveat_at(32) == "careful"

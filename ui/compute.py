@@ -21,7 +21,7 @@ from sensitivity.ood import Assessment, assess
 from sensitivity.saliency import Attribution, attribute, layer_names, to_map
 from sensitivity.serving import MODELS_HELD, ready_model
 from sensitivity.settings import ViewSettings, method_options
-from ui.controls import chosen_model_path
+from ui.controls import chosen_model_path, size_choices
 
 
 def keep_keras_state() -> None:
@@ -228,7 +228,7 @@ def refusal(works: list[Work]) -> str | None:
         limit = max_work()
     except ValueError as exc:
         return f"The server's budget is misconfigured, so it computes no map: {exc}"
-    message = check_budget(works[0], limit)
+    message = check_budget(works[0], limit, size_choices()[0])
     if message is None and limit is not None:
         total = sum(w.forward_pixels for w in works)
         if total > limit:

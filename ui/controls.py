@@ -8,25 +8,28 @@ from pathlib import Path
 
 import streamlit as st
 
+from sensitivity.cards import card_from_json
 from sensitivity.choices import (
     LAYER_REDUCTIONS,
     METHODS,
+    NATIVE_SIZE,
     OUTPUT_TARGETS,
     localisation_note,
     shown_options,
 )
-from sensitivity.model_io import list_models, model_path, models_dir
+from sensitivity.model_io import ModelError, list_models, model_path, models_dir, read_model_card
 from sensitivity.serving import MODELS_HELD
 from sensitivity.settings import (
     CHANNEL_REDUCTIONS,
     COLOUR_SCALES,
     COMPARE_MODES,
     SIGNS,
-    SIZES,
     VIEW_OPTIONS,
     ViewSettings,
+    offered_size,
     option_controls,
     option_key,
+    page_sizes,
     settings_from_query,
     view_fields,
 )
@@ -55,6 +58,44 @@ def chosen_model_path() -> str:
     """The file of the model picked in the sidebar (the operator's model until one is)."""
     offered, _ = model_files()
     return offered.get(st.session_state.get("w_model") or "", str(model_path()))
+
+
+def size_choices(path: str | None = None) -> tuple[tuple[int, ...], int]:
+    """(the analysis sizes offered, the native size) of the model at ``path`` (default: the
+    picked one), from its card alone (TensorFlow-free; a card that cannot be read gives the
+    CIFAR-10 sizes, and the page says why when the model fails to load)."""
+    return _size_choices(path or chosen_model_path())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _size_choices(path: str) -> tuple[tuple[int, ...], int]:
+    try:
+        card = card_from_json(read_model_card(path), path)
+    except (ModelError, ValueError):
+        return page_sizes(NATIVE_SIZE), NATIVE_SIZE
+    return page_sizes(card.native_size, card.fixed_size), card.native_size
+
+
+def follow_the_model_size(problems: list[str] | None = None) -> None:
+    """Keep the size control on a size the picked model is offered: its native size when the
+    size was the previous model's native one (a new model starts at its own), else the nearest
+    offered (said in ``problems`` when given). Called before the size control is drawn."""
+    s = st.session_state
+    sizes, native = size_choices()
+    size, previous = s.get("w_size"), s.get("_native_size")
+    if size is None or (previous is not None and size == previous != native):
+        s["w_size"] = native
+    elif size not in sizes:
+        s["w_size"] = offered_size(size, sizes, native)
+        if problems is not None:
+            problems.append(f"size={size} from the link is not offered for this model "
+                            f"({', '.join(map(str, sizes))}): using {s['w_size']}")
+    s["_native_size"] = native
+
+
+def link_query() -> dict[str, str]:
+    """The link of the current settings (the size left out when it is the model's native)."""
+    return current_settings().to_query(native_size=size_choices()[1])
 
 
 def init_state() -> None:
@@ -89,6 +130,8 @@ def init_state() -> None:
         values[f"w_{name}"] = value
     values.update({option_key(name): settings.option(name) for name in shown_options()})
     st.session_state.update(values)
+    follow_the_model_size(problems)
+    values["w_size"] = st.session_state["w_size"]
     # Kept apart too: an upload during the first run (the uploader shows while the model
     # loads) interrupts it before the widgets are drawn, and Streamlit then drops their values.
     st.session_state["_values"] = dict(values)
@@ -179,9 +222,13 @@ def sidebar(place) -> tuple:
                  help="abs |g|, positive max(g,0), negative max(-g,0), signed g.")
         st.radio("Colour channels", CHANNEL_REDUCTIONS, key="w_reduce_channels",
                  horizontal=True, help="How R, G and B become one value per pixel.")
-        st.select_slider("Analysis size", SIZES, key="w_size",
-                          help="32 is the network's native size; it is fully convolutional, "
-                               "so larger inputs show finer maps.")
+        follow_the_model_size()
+        sizes, native = size_choices()
+        st.select_slider("Analysis size", sizes, key="w_size",
+                         help=f"{native} is this model's native size (its card's)"
+                              + (", the only one it takes." if len(sizes) == 1 else
+                                 "; a fully convolutional model takes larger inputs too, "
+                                 "which show finer maps."))
 
         st.header("How to show it")
         k, opacity = VIEW_OPTIONS["k"], VIEW_OPTIONS["opacity"]

@@ -42,7 +42,7 @@ from ui.compute import (
     prediction,
     samples,
 )
-from ui.controls import chosen_model_path, model_files
+from ui.controls import chosen_model_path, model_files, size_choices
 
 
 def collect_images(uploads: list) -> list[tuple[str, np.ndarray | bytes]]:
@@ -138,7 +138,7 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray, settings: Vie
     if settings.layer not in OUTPUT_TARGETS:
         target = f"{settings.layer_reduction} of {settings.layer}"
     st.caption(f"{settings.method} of {settings.layer} ({target}), sign {settings.sign}")
-    caveat = METHODS[settings.method].caveat_at(settings.size)
+    caveat = METHODS[settings.method].caveat_at(settings.size, size_choices()[1])
     if caveat:
         st.warning(f"{settings.method} at {settings.size} px: {caveat}")
     if result.baseline_scores is not None:
