@@ -98,7 +98,9 @@ def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
             raise ValueError(f"{where}: it says the head is {head!r} but the model's last layer "
                              f"outputs {engine.head_of(model)!r}")
         head = engine.head_of(model)
-        fixed = bool(sides)
+        if sides and not fixed:
+            raise ValueError(f"{where}: the model takes only {size}x{size} images, so the card "
+                             "must say 'input_fixed': true")
     data = raw.get("data", "")
     accuracy = raw.get("test_accuracy", raw.get("accuracy"))
     return ModelCard(

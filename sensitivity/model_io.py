@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sensitivity.cards import ModelCard, attach_card, card_from_json
+from sensitivity.cards import ModelCard, attach_card, card_from_json, default_card
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_PATH = MODELS_DIR / "wrn-16-3.keras"
@@ -185,13 +185,12 @@ def write_operator_card(model_path: str | os.PathLike, classes: Sequence[str], i
         card["test_accuracy"] = accuracy
     card.pop("head", None)
     card.pop("input_fixed", None)
+    if default_card(model).fixed_size:
+        card["input_fixed"] = True
     try:
-        checked = card_from_json(card, path, model)
+        card["head"] = card_from_json(card, path, model).head
     except ValueError as exc:
         raise ModelError(str(exc)) from None
-    card["head"] = checked.head
-    if checked.fixed_size:
-        card["input_fixed"] = True
     return write_model_card(path, card)
 
 

@@ -114,6 +114,7 @@ def test_a_missing_or_wrong_card_is_refused_naming_the_file(tmp_path):
     assert "says the head is 'softmax'" in refused(head="softmax")
     assert "repeats a name" in refused(classes=["a", "a", "c"])
     assert "'input_fixed' must be true or false" in refused(input_fixed="yes")
+    assert "must say 'input_fixed': true" in refused(input_fixed=False)
     path.with_suffix(".json").unlink()
     missing = f"model card not found: {path.with_suffix('.json')}"
     with pytest.raises(ModelError, match=re.escape(missing)):
