@@ -219,13 +219,16 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     from sensitivity.calibration import temperature_of
+    from sensitivity.cards import model_card
     from sensitivity.data import load_split
     from sensitivity.evaluate import accuracy_report, format_report
     from sensitivity.model_io import load_model
     from sensitivity.ood import detector_of, model_features
 
-    images, labels = load_split(args.data_dir, args.split, limit=args.limit)
     model = load_model(args.model)
+    card = model_card(model)  # its class folders, at its native size
+    images, labels = load_split(args.data_dir, args.split, limit=args.limit,
+                                class_names=card.class_names, size=card.native_size)
     detector = detector_of(model)
     # One forward pass gives the logits and the detector's features for every figure.
     computed = model_features(model, detector.layers if detector else (), images)

@@ -1,16 +1,20 @@
 """Labelled image data sets as NumPy arrays: CIFAR-10 class folders or ``keras.datasets``.
 
-A data folder holds one sub-folder per class, named as in :data:`CLASS_NAMES`, each with image
-files (the layout of ``keras.utils.image_dataset_from_directory``), either directly or under
-``train/`` and ``test/``. Images are returned as ``(N, 32, 32, 3)`` uint8 RGB arrays (other
-sizes are brought to 32x32 by :func:`sensitivity.preprocess`), labels as ``(N,)`` int64.
+A data folder holds one sub-folder per class, named as the model's classes (default
+:data:`CLASS_NAMES`, CIFAR-10's), each with image files (the layout of
+``keras.utils.image_dataset_from_directory``), either directly or under ``train/`` and
+``test/``. Images are returned as ``(N, S, S, 3)`` uint8 RGB arrays at the model's native side
+S (default 32; other sizes are brought to it by :func:`sensitivity.preprocess`), labels as
+``(N,)`` int64, the index of the class folder among the class names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +28,8 @@ class DataError(ValueError):
     """A data folder is missing or not laid out as class folders."""
 
 
-def split_dir(data_dir: str | os.PathLike, split: str) -> Path:
+def split_dir(data_dir: str | os.PathLike, split: str,
+              class_names: Sequence[str] = CLASS_NAMES) -> Path:
     """The folder holding the class folders of ``split`` ("train" or "test") in ``data_dir``.
 
     ``data_dir`` may be the parent of ``train/`` and ``test/`` or a class-folder root itself.
@@ -34,23 +39,28 @@ def split_dir(data_dir: str | os.PathLike, split: str) -> Path:
         raise DataError(f"data folder not found: {root}")
     if (root / split).is_dir():
         return root / split
-    if any((root / name).is_dir() for name in CLASS_NAMES):
+    if any((root / name).is_dir() for name in class_names):
         return root
+    shown = ", ".join(class_names[:10]) + (", ..." if len(class_names) > 10 else "")
     raise DataError(
         f"{root} has neither a '{split}/' folder nor class folders "
-        f"({', '.join(CLASS_NAMES)}); expected e.g. {root}/{split}/cat/0001.jpg"
+        f"({shown}); expected e.g. {root}/{split}/{class_names[0]}/0001.jpg"
     )
 
 
-def list_images(folder: str | os.PathLike) -> tuple[list[Path], np.ndarray]:
-    """Paths of all images in the class folders under ``folder`` and their ``(N,)`` labels."""
+def list_images(folder: str | os.PathLike,
+                class_names: Sequence[str] = CLASS_NAMES) -> tuple[list[Path], np.ndarray]:
+    """Paths of all images in the class folders under ``folder`` and their ``(N,)`` labels
+    (the index of each folder's name in ``class_names``)."""
     folder = Path(folder)
-    missing = [name for name in CLASS_NAMES if not (folder / name).is_dir()]
+    missing = [name for name in class_names if not (folder / name).is_dir()]
     if missing:
-        raise DataError(f"{folder} lacks the class folders: {', '.join(missing)}")
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more"
+                                           if len(missing) > 10 else "")
+        raise DataError(f"{folder} lacks the class folders: {shown}")
     paths: list[Path] = []
     labels: list[int] = []
-    for label, name in enumerate(CLASS_NAMES):
+    for label, name in enumerate(class_names):
         files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DataError(f"{folder / name} holds no images")
@@ -59,25 +69,27 @@ def list_images(folder: str | os.PathLike) -> tuple[list[Path], np.ndarray]:
     return paths, np.asarray(labels, dtype=np.int64)
 
 
-def _read_32(path: Path) -> np.ndarray:
+def _read(path: Path, size: int) -> np.ndarray:
     from sensitivity.images import load_image, preprocess
 
     image = load_image(path)
-    if image.shape[:2] == (32, 32):
+    if image.shape[:2] == (size, size):
         return image
-    return np.clip(np.rint(preprocess(image, 32)), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(preprocess(image, size)), 0, 255).astype(np.uint8)
 
 
-def read_images(paths: list[Path]) -> np.ndarray:
-    """Decode image files to ``(N, 32, 32, 3)`` uint8 (other sizes centre-cropped and resized)."""
+def read_images(paths: list[Path], size: int = 32) -> np.ndarray:
+    """Decode image files to ``(N, size, size, 3)`` uint8 (other sizes centre-cropped and
+    resized)."""
     if not paths:
-        return np.zeros((0, 32, 32, 3), np.uint8)
+        return np.zeros((0, size, size, 3), np.uint8)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return np.stack(list(pool.map(_read_32, paths)))
+        return np.stack(list(pool.map(partial(_read, size=size), paths)))
 
 
-def _cache_file(folder: Path, paths: list[Path]) -> Path:
-    digest = hashlib.sha256()
+def _cache_file(folder: Path, paths: list[Path], size: int) -> Path:
+    # The side enters the key when it is not CIFAR-10's 32 (so the 32-px caches stay valid).
+    digest = hashlib.sha256(f"{size}\n".encode() if size != 32 else b"")
     for p in paths:
         st = p.stat()
         digest.update(f"{p.relative_to(folder)}:{st.st_size}:{int(st.st_mtime)}\n".encode())
@@ -86,27 +98,29 @@ def _cache_file(folder: Path, paths: list[Path]) -> Path:
 
 
 def load_split(
-    data_dir: str | os.PathLike, split: str, limit: int | None = None, cache: bool = True
+    data_dir: str | os.PathLike, split: str, limit: int | None = None, cache: bool = True,
+    class_names: Sequence[str] = CLASS_NAMES, size: int = 32,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images ``(N, 32, 32, 3)`` uint8 and labels ``(N,)`` of ``split`` from class folders.
+    """Images ``(N, size, size, 3)`` uint8 and labels ``(N,)`` of ``split`` from the folders
+    of ``class_names`` (a model's card's; default CIFAR-10's).
 
     ``limit`` keeps an evenly spread, class-balanced subset of that many images (deterministic).
     Decoded full splits are cached as ``.npz`` under ``$SENSITIVITY_CACHE`` (default
-    ``~/.cache/sensitivity``), keyed by the files' names, sizes and times.
+    ``~/.cache/sensitivity``), keyed by the files' names, sizes and times and ``size``.
     """
-    folder = split_dir(data_dir, split)
-    paths, labels = list_images(folder)
+    folder = split_dir(data_dir, split, class_names)
+    paths, labels = list_images(folder, class_names)
     if limit is not None and limit < len(paths):
         order = np.argsort(_interleave(labels), kind="stable")
         keep = np.sort(order[:limit])
         paths = [paths[i] for i in keep]
         labels = labels[keep]
         cache = False
-    cache_path = _cache_file(folder, paths) if cache else None
+    cache_path = _cache_file(folder, paths, size) if cache else None
     if cache_path is not None and cache_path.exists():
         with np.load(cache_path) as stored:
             return stored["images"], stored["labels"]
-    images = read_images(paths)
+    images = read_images(paths, size)
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_path.with_suffix(".tmp.npz")

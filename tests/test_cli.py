@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from sensitivity.__main__ import main
@@ -65,6 +66,46 @@ def test_evaluate_prints_accuracy_and_confusion_matrix(cifar_dir, capsys, defaul
     assert "  text " in printed and "out of distribution: AUROC" in printed
     rows = [line for line in printed.splitlines() if line.startswith("airplane ")]
     assert len(rows) == 1 and sum(int(v) for v in rows[0].split()[1:]) == 20
+
+
+def test_evaluate_an_operators_model_on_its_own_class_folders(tmp_path, capsys):
+    """A 3-class model of native size 48: its class folders, its size, and the confusion
+    matrix of its own predictions (computed here with the model directly)."""
+    import keras
+    from PIL import Image
+
+    from sensitivity.model_io import write_operator_card
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+    model.set_weights([np.array([[4.0, -4, 0], [-4, 4, 0], [0, 0, 0]], np.float32),
+                       np.array([0, 0, 1], np.float32)])  # red -> 0, green -> 1, else 2
+    model.save(tmp_path / "tiny.keras")
+    names = ["reddish", "greenish", "other"]
+    write_operator_card(tmp_path / "tiny.keras", names, 48)
+    rng = np.random.default_rng(0)
+    images, labels = [], []
+    for label, name in enumerate(names):
+        (tmp_path / "data" / "test" / name).mkdir(parents=True)
+        for i in range(4):
+            colour = rng.integers(0, 256, 3)  # a random colour: predictions of every class
+            pixels = np.clip(colour + rng.integers(-20, 21, (48, 48, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / "test" / name / f"{i}.png")
+            images.append(pixels)
+            labels.append(label)
+    predicted = np.asarray(model(np.stack(images).astype(np.float32))).argmax(1)
+    assert len(set(predicted.tolist())) == 3
+    expected = np.zeros((3, 3), int)
+    np.add.at(expected, (labels, predicted), 1)
+    assert main(["evaluate", "--model", str(tmp_path / "tiny.keras"), "--data-dir",
+                 str(tmp_path / "data"), "--outliers", "1"]) == 0
+    printed = capsys.readouterr().out
+    accuracy = 100 * np.mean(predicted == np.asarray(labels))
+    assert f"top-1 accuracy: {accuracy:.2f}% on 12 images" in printed
+    for name, row in zip(names, expected, strict=True):
+        assert any(line.split() == [name, *map(str, row)] for line in printed.splitlines())
 
 
 def test_serve_refuses_to_start_on_an_altered_model(tmp_path, monkeypatch, capsys):

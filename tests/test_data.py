@@ -21,6 +21,29 @@ def test_load_split_reads_class_folders_in_label_order(tmp_path, monkeypatch):
     np.testing.assert_array_equal(again_labels, labels)
 
 
+def test_any_models_class_folders_at_its_native_size(tmp_path, monkeypatch):
+    """Folders named as a model's classes, in the card's order, read at its native side."""
+    from PIL import Image
+
+    monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
+    colours = {"sky": (40, 90, 230), "grass": (30, 200, 40), "road": (90, 90, 90)}
+    for index, (name, colour) in enumerate(colours.items()):
+        (tmp_path / "test" / name).mkdir(parents=True)
+        for i in range(index + 1):
+            Image.new("RGB", (60, 60), colour).save(tmp_path / "test" / name / f"{i}.png")
+    names = ["road", "sky", "grass"]  # the card's order, not the folders' alphabetical one
+    images, labels = load_split(tmp_path, "test", class_names=names, size=48)
+    assert images.shape == (6, 48, 48, 3)
+    np.testing.assert_array_equal(labels, [0, 0, 0, 1, 2, 2])
+    for image, label in zip(images, labels, strict=True):
+        np.testing.assert_array_equal(image[24, 24], colours[names[label]])
+    # The 48-px copy is cached apart from a 32-px read of the same files.
+    small, _ = load_split(tmp_path, "test", class_names=names)
+    assert small.shape == (6, 32, 32, 3) and len(list((tmp_path / "cache").iterdir())) == 2
+    with pytest.raises(DataError, match="lacks the class folders: cloud"):
+        load_split(tmp_path, "test", class_names=[*names, "cloud"])
+
+
 def test_limit_is_class_balanced(tmp_path):
     root = write_class_folders(tmp_path, per_class=4)
     _, labels = load_split(root, "test", limit=20, cache=False)
