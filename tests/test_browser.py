@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 import urllib.request
 
+import numpy as np
 import pytest
 
 import sensitivity
 from sensitivity.choices import DEFAULT_METHOD
 from sensitivity.labels import CLASS_NAMES
+from sensitivity.model_io import MODELS_DIR
 from sensitivity.report import out_of_distribution_notice
+from sensitivity.settings import ViewSettings
 from tests.browser_support import (
     ARTIFACTS,
     CHROMIUM,
@@ -32,7 +36,8 @@ from tests.browser_support import (
     upload_and_wait,
 )
 from tests.conftest import PHOTOS_DIR
-from tests.helpers import benchmark_script, text_picture
+from tests.helpers import benchmark_script, probability_bars_rows, text_picture
+from tests.test_app import array
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +131,67 @@ def test_upload_predict_heatmap_and_class_mask(server, page):
     page.get_by_role("heading", name="text.png").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "out-of-distribution.png"), full_page=True)
     assert errors.count() == 0
+
+
+# The section "Side by side" once the page has settled: each Plotly figure after its heading
+# (its title as drawn, and the heatmap's values: nested lists, or Plotly's typed-array spec as
+# sent) and each probability table's HTML.
+_SIDE_BY_SIDE = """() => {
+  const heading = [...document.querySelectorAll('h3')].find(
+    h => h.textContent.trim() === 'Side by side');
+  if (!heading || document.querySelector('[data-testid=stStatusWidgetRunningIcon]')) return null;
+  const after = node => heading.compareDocumentPosition(node) & Node.DOCUMENT_POSITION_FOLLOWING;
+  const maps = [...document.querySelectorAll('.js-plotly-plot')].filter(after).map(plot => {
+    const z = plot.data[0].z;
+    return {title: plot.querySelector('.gtitle')?.textContent ?? '',
+            z: Array.isArray(z) ? z.map(row => Array.from(row)) : z};
+  });
+  const tables = [...document.querySelectorAll('table[aria-label="class probabilities"]')]
+    .filter(after).map(table => table.outerHTML);
+  return {maps, tables};
+}"""
+
+
+def test_the_shipped_models_side_by_side(server, page, default_model, tmp_path):
+    """A link that compares the two shipped models, and a photo: two maps and two prediction
+    tables side by side, each model's, with the numbers the library computes with that model
+    on the same photo (the default method, for each model's own predicted class)."""
+    names = ("wrn-16-3", "wrn-16-2")
+    query = ViewSettings(size=32, compare="models", compare_items=names).to_query(native_size=32)
+    assert query == {"compare": "models", "compare_items": "wrn-16-3,wrn-16-2"}
+    page.goto(f"{server.url}/?{urllib.parse.urlencode(query)}")
+    page.get_by_text("Upload images").first.wait_for(timeout=120_000)
+    photo = PHOTOS_DIR / "dog.jpg"
+    upload_and_wait(page, photo.name, photo.read_bytes())
+    shown = page.wait_for_function(
+        f"(() => {{ const s = ({_SIDE_BY_SIDE})(); "
+        "return s && s.maps.length >= 2 && s.tables.length >= 2 ? s : null; })()",
+        polling=200, timeout=180_000).json_value()
+    page.get_by_role("heading", name="Side by side").evaluate(
+        "heading => heading.scrollIntoView({block: 'start'})")
+    page.screenshot(path=str(tmp_path / "compare-models.png"), full_page=True)
+    assert page.locator("[data-testid=stException]").count() == 0
+    assert len(shown["maps"]) == 2 and len(shown["tables"]) == 2
+
+    x = sensitivity.preprocess(sensitivity.load_image(photo), 32)
+    for name, panel, table in zip(names, shown["maps"], shown["tables"], strict=True):
+        model = default_model if name == "wrn-16-3" else sensitivity.load_model(
+            MODELS_DIR / f"{name}.keras")
+        probabilities = sensitivity.predict(model, x[None])[0]
+        order = np.argsort(-probabilities, kind="stable")
+        top = int(order[0])
+        assert panel["title"] == f"{name}: {CLASS_NAMES[top]} {100 * probabilities[top]:.1f}%"
+        rows = probability_bars_rows(table)
+        assert [r["class"] for r in rows] == [CLASS_NAMES[i] for i in order]
+        np.testing.assert_allclose([r["percent"] for r in rows], 100 * probabilities[order],
+                                   atol=0.051)
+        np.testing.assert_allclose([r["bar"] for r in rows], 100 * probabilities[order],
+                                   atol=0.0051)
+        expected = sensitivity.saliency(model, x, method=DEFAULT_METHOD, class_mask=top)[0]
+        np.testing.assert_allclose(array(panel["z"]).astype(float), expected, rtol=1e-4,
+                                   atol=1e-5 * float(np.abs(expected).max()))
+    # Each model's own numbers: the two tables differ.
+    assert shown["tables"][0] != shown["tables"][1]
 
 
 def test_serve_writes_every_thread_stack_on_request_and_goes_on(server):
