@@ -31,12 +31,14 @@ class Server:
     started: float  # time.monotonic() when the process was started
     process: subprocess.Popen
 
-    def resident_mb(self) -> float:
-        """The server process's resident memory (VmRSS), in MiB."""
+    def resident_mb(self, peak: bool = False) -> float:
+        """The server process's resident memory (VmRSS), or with ``peak`` the most it has held
+        so far (VmHWM), in MiB."""
+        field = "VmHWM:" if peak else "VmRSS:"
         for line in open(f"/proc/{self.process.pid}/status"):  # noqa: SIM115
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS line")
+        raise RuntimeError(f"no {field} line")
 
     def dump_stacks(self) -> None:
         """Ask a ``serve`` server to write every thread's stack to its log (SIGUSR1)."""

@@ -119,11 +119,44 @@ def test_cold_start_runs_to_the_end(capsys):
 def test_load_test_names_each_check_that_fails():
     module = benchmark_script("load_test")
     passed = {"page_errors": [], "analyses_after_warm_up": 5, "resident_mb_after_warm_up": 100.0,
-              "resident_mb_at_end": 109.0}
+              "resident_mb_at_end": 109.0, "peak_resident_mb": 1536.0}
     assert module.failures(passed, 5) == []
+    assert module.MAX_MEMORY_MB == 1536 and module.failures(passed, 5, 1536) == []
     failed = passed | {"page_errors": ["TypeError: x is undefined"], "resident_mb_at_end": 110.0}
-    assert module.failures(failed, 6) == [
+    assert module.failures(failed, 6, max_memory_mb=1000) == [
         "page error: TypeError: x is undefined",
         "5 analyses after the warm-up, fewer than 6",
         "resident memory grew 10.0% over the run",
+        "peak resident memory 1536.0 MB, above 1000 MB",
     ]
+    assert module.failures(passed | {"peak_resident_mb": 1536.1}, 5) == [
+        "peak resident memory 1536.1 MB, above 1536 MB"]
+
+
+def test_load_test_models_folder_holds_the_shipped_models_and_an_untrained_densenet(tmp_path):
+    """``--extra-model densenet-121``'s folder: the shipped models (each file linked, so each
+    loads checked against its card) and DenseNet121 with random weights and a card the loader
+    accepts: CIFAR-10's class names, 32 px, its fixed input and softmax head read from it."""
+    import sensitivity
+    from sensitivity.labels import CLASS_NAMES
+    from sensitivity.model_io import MODELS_DIR, list_models, verify_model_file
+
+    module = benchmark_script("load_test")
+    folder = module.models_folder(tmp_path, ["densenet-121"])
+    entries = list_models(folder)
+    assert [(e.name, e.problem) for e in entries] == [
+        ("densenet-121", ""), ("wrn-16-2", ""), ("wrn-16-3", "")]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [p.name for p in MODELS_DIR.iterdir()] + ["densenet-121.json", "densenet-121.keras"])
+    for name in ("wrn-16-2", "wrn-16-3"):
+        assert verify_model_file(folder / f"{name}.keras") == verify_model_file(
+            MODELS_DIR / f"{name}.keras")
+    card = entries[0].card
+    assert card.class_names == tuple(CLASS_NAMES) and card.native_size == 32
+    assert card.fixed_size and card.head == "softmax"
+    model = sensitivity.load_model(folder / "densenet-121.keras")  # checksum and card checked
+    assert model.name == "densenet121" and model.count_params() > 7_000_000
+    assert model.output_shape == (None, 10) and model.input_shape == (None, 32, 32, 3)
+    assert module.model_files(folder) == {"densenet-121": folder / "densenet-121.keras",
+                                          "wrn-16-2": folder / "wrn-16-2.keras",
+                                          "wrn-16-3": MODELS_DIR / "wrn-16-3.keras"}

@@ -225,21 +225,28 @@ def test_warm_upload_script_runs_to_the_end(server, tmp_path, capsys):
 
 
 def test_load_test_script_runs_to_the_end(server, default_model, cifar_dir, tmp_path, capsys):
-    """One user on the warm server, until one analysis: its steps are each upload and each sign
-    flip, all checked on the page, and the report holds their figures."""
+    """One user on the server, through the two shipped models in turn, a round on each to
+    warm up, then until two analyses: its steps are each upload and each sign flip, all
+    checked on the page (the round's model picked, the prediction the library makes with it),
+    and the report holds their figures, the server's peak memory among them."""
     module = benchmark_script("load_test")
     out = tmp_path / "load-test.json"
-    assert module.main(["--users", "1", "--seconds", "0", "--analyses", "1", "--warm-up-rounds",
-                        "0", "--data-dir", str(cifar_dir), "--out", str(out)],
-                       server=server, model=default_model) == 0
+    assert module.main(["--users", "1", "--seconds", "0", "--analyses", "2", "--warm-up-rounds",
+                        "1", "--models", "wrn-16-3,wrn-16-2", "--data-dir", str(cifar_dir),
+                        "--out", str(out)], server=server, model=default_model) == 0
     report = json.loads(out.read_text())
     assert report["contexts"] == 1 and report["page_errors"] == []
-    # Whole rounds of an upload and a sign flip, no warm-up: a round per analysis.
-    assert report["analyses_after_warm_up"] >= 1
-    assert report["steps"] == 2 * report["analyses_after_warm_up"]
+    # Whole rounds of an upload and a sign flip: a round per analysis, the models in turn (the
+    # user may start one more round before it is told to stop); the warm-up's are not counted.
+    assert report["models"] == ["wrn-16-3", "wrn-16-2"]
+    by_model = report["analyses_after_warm_up_by_model"]
+    assert sum(by_model.values()) == report["analyses_after_warm_up"] >= 2
+    assert by_model["wrn-16-3"] - 1 <= by_model["wrn-16-2"] <= by_model["wrn-16-3"]
+    assert report["steps"] == 2 * (report["analyses_after_warm_up"] + 2)
     assert 0 < report["latency_p50_s"] <= report["latency_p95_s"]
     assert report["seconds_after_warm_up"] >= 0
     assert report["resident_mb_after_warm_up"] > 100 and report["resident_mb_at_end"] > 100
+    assert report["resident_mb_at_end"] <= report["peak_resident_mb"] <= module.MAX_MEMORY_MB
     assert json.dumps(report, indent=2) in capsys.readouterr().out
 
 
