@@ -54,7 +54,6 @@ _SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``benchmark-maps`` subcommand and its arguments on ``subparsers``."""
     from sensitivity.metrics import FILLS
-    from sensitivity.objects import DEFAULT_RULE
 
     parser = subparsers.add_parser(
         "benchmark-maps",
@@ -74,8 +73,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--limit", action="append", type=_limit, default=None,
                         help="METHOD=N: measure METHOD on the first N scenes of each set only "
                         f"(default {' '.join(DEFAULT_LIMITS)})")
-    parser.add_argument("--side", type=positive_int, default=DEFAULT_RULE.side,
-                        help="analysis size: the scene's longer side after resizing")
+    parser.add_argument("--side", type=positive_int, default=None,
+                        help="analysis size: the scene's longer side after resizing (default: "
+                        "the side of the model's find_objects rule)")
     parser.add_argument("--faithfulness-n", type=int, default=100,
                         help="native test images for deletion and insertion (0: skip)")
     parser.add_argument("--steps", type=positive_int, default=16, help="deletion/insertion steps")
@@ -133,7 +133,7 @@ def find_objects_rows(model, scenes) -> list[dict]:
     object's class, CorLoc (IoU >= 0.5) and the share of IoU levels 0.3, 0.5, 0.7 met."""
     from sensitivity.discovery import iou
     from sensitivity.metrics import IOU_THRESHOLDS
-    from sensitivity.objects import DEFAULT_RULE, find_objects
+    from sensitivity.objects import find_objects, rule_for
 
     rows = []
     for i, scene in enumerate(scenes):
@@ -143,7 +143,7 @@ def find_objects_rows(model, scenes) -> list[dict]:
             rows.append({"scene": i, "object": k, "label": label, "iou": overlap,
                          "corloc": float(overlap >= 0.5),
                          "boxacc": float(np.mean([overlap >= t for t in IOU_THRESHOLDS])),
-                         "rule": repr(DEFAULT_RULE)})
+                         "rule": repr(rule_for(model))})
     return rows
 
 
@@ -322,11 +322,14 @@ def run(args) -> int:
     """Run the benchmark for parsed ``args`` (see :func:`add_parser`); returns 0."""
     from sensitivity.localisation_benchmark import SIZE_BINS, format_summary, summarise
     from sensitivity.model_io import load_model
+    from sensitivity.objects import rule_for
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
     model = load_model(args.model)
+    if args.side is None:
+        args.side = rule_for(model).side
     specs = list({s.label: s for s in args.methods if s.name not in CONTROLS}.values())
     rows = localisation(model, specs, args, progress=lambda text: print(text, flush=True))
     summary = summarise(rows["test"], rows["validation"])
