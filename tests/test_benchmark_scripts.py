@@ -144,8 +144,10 @@ def test_load_test_models_folder_holds_the_shipped_models_and_an_untrained_dense
     module = benchmark_script("load_test")
     folder = module.models_folder(tmp_path, ["densenet-121"])
     entries = list_models(folder)
+    shipped = [p.stem for p in sorted(MODELS_DIR.glob("*.keras"))]  # list_models order
+    assert {"wrn-16-2", "wrn-16-3"} <= set(shipped)
     assert [(e.name, e.problem) for e in entries] == [
-        ("densenet-121", ""), ("wrn-16-2", ""), ("wrn-16-3", "")]
+        (name, "") for name in ["densenet-121", *shipped]]
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [p.name for p in MODELS_DIR.iterdir()] + ["densenet-121.json", "densenet-121.keras"])
     for name in ("wrn-16-2", "wrn-16-3"):
@@ -157,6 +159,7 @@ def test_load_test_models_folder_holds_the_shipped_models_and_an_untrained_dense
     model = sensitivity.load_model(folder / "densenet-121.keras")  # checksum and card checked
     assert model.name == "densenet121" and model.count_params() > 7_000_000
     assert model.output_shape == (None, 10) and model.input_shape == (None, 32, 32, 3)
-    assert module.model_files(folder) == {"densenet-121": folder / "densenet-121.keras",
-                                          "wrn-16-2": folder / "wrn-16-2.keras",
-                                          "wrn-16-3": MODELS_DIR / "wrn-16-3.keras"}
+    assert module.model_files(folder) == {
+        "densenet-121": folder / "densenet-121.keras",
+        **{name: folder / f"{name}.keras" for name in shipped},
+        "wrn-16-3": MODELS_DIR / "wrn-16-3.keras"}
