@@ -8,9 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from sensitivity import confidence, explain, maps_benchmark
-from sensitivity.cli_args import positive_int
-from sensitivity.model_io import DEFAULT_MODEL_PATH
+from sensitivity.cli import explain
+from sensitivity.cli.args import positive_int
+from sensitivity.metrics import maps_benchmark
+from sensitivity.model.io import DEFAULT_MODEL_PATH
+from sensitivity.trust import confidence
 
 
 def _non_negative_float(text: str) -> float:
@@ -147,7 +149,7 @@ def _add_card_parser(commands) -> None:
 
 
 def _card(args) -> int:
-    from sensitivity.model_io import card_path, write_operator_card
+    from sensitivity.model.io import card_path, write_operator_card
 
     try:
         lines = Path(args.classes).read_text().splitlines()
@@ -162,9 +164,9 @@ def _card(args) -> int:
 
 
 def _train(args) -> int:
-    from sensitivity.data import split_dir
-    from sensitivity.train import TrainConfig, train
-    from sensitivity.wrn import blocks_per_group
+    from sensitivity.model.data import split_dir
+    from sensitivity.model.train import TrainConfig, train
+    from sensitivity.model.wrn import blocks_per_group
 
     blocks_per_group(args.depth)  # fail early with a message
     if args.data_dir:
@@ -218,12 +220,12 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from sensitivity.calibration import temperature_of
-    from sensitivity.cards import model_card
-    from sensitivity.data import load_split
-    from sensitivity.evaluate import accuracy_report, format_report
-    from sensitivity.model_io import load_model
-    from sensitivity.ood import detector_of, model_features
+    from sensitivity.model.cards import model_card
+    from sensitivity.model.data import load_split
+    from sensitivity.model.evaluate import accuracy_report, format_report
+    from sensitivity.model.io import load_model
+    from sensitivity.trust.calibration import temperature_of
+    from sensitivity.trust.ood import detector_of, model_features
 
     model = load_model(args.model)
     card = model_card(model)  # its class folders, at its native size
@@ -241,7 +243,7 @@ def _evaluate(args) -> int:
     if args.reliability:
         from PIL import Image
 
-        from sensitivity.pictures import reliability_diagram
+        from sensitivity.render.pictures import reliability_diagram
 
         panels = [
             (f"raw: ECE {100 * report['raw']['ece']:.1f}%", report["reliability_raw"]),
@@ -275,9 +277,9 @@ def _serve(args) -> int:
     import faulthandler
     import signal
 
-    from sensitivity.budget import max_work
-    from sensitivity.model_io import model_path, verify_model_file
-    from sensitivity.serving import preload
+    from sensitivity.engine.budget import max_work
+    from sensitivity.model.io import model_path, verify_model_file
+    from sensitivity.web.serving import preload
 
     if not APP.is_file():
         raise FileNotFoundError(f"the dashboard {APP} is missing (run from a project checkout)")
@@ -299,9 +301,9 @@ def main(argv: list[str] | None = None) -> int:
         args.streamlit_args = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from sensitivity.data import DataError
-    from sensitivity.images import ImageError
-    from sensitivity.model_io import ModelError
+    from sensitivity.imaging.images import ImageError
+    from sensitivity.model.data import DataError
+    from sensitivity.model.io import ModelError
 
     commands = {
         "serve": _serve,

@@ -14,10 +14,10 @@ from hypothesis import strategies
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from sensitivity.choices import DEFAULT_METHOD, METHODS, shown_options
-from sensitivity.labels import CLASS_NAMES
-from sensitivity.report import out_of_distribution_note, out_of_distribution_notice
-from sensitivity.settings import option_controls
+from sensitivity.engine.choices import DEFAULT_METHOD, METHODS, shown_options
+from sensitivity.model.labels import CLASS_NAMES
+from sensitivity.render.report import out_of_distribution_note, out_of_distribution_notice
+from sensitivity.web.settings import option_controls
 from tests.conftest import PHOTOS_DIR, ROOT
 from tests.helpers import png_bytes, probability_bars_rows, text_picture, typical_cifar_image
 from tests.test_settings import KEYS as LINK_KEYS
@@ -66,7 +66,7 @@ def captions(at: AppTest) -> list[str]:
 def drawn_masks(monkeypatch) -> list[np.ndarray]:
     """The top-k masks the page turns into pictures, in order (the script runs in this process,
     and a picture's pixels are not reachable through AppTest)."""
-    from sensitivity import pictures
+    from sensitivity.render import pictures
 
     drawn: list[np.ndarray] = []
     original = pictures.mask
@@ -213,7 +213,7 @@ def sections(at: AppTest) -> dict[str, list]:
 
 def test_a_picture_of_text_gets_the_notice_above_its_maps_and_a_cifar_image_does_not(
         app, default_model, cifar_dir):
-    from sensitivity.ood import detector_of
+    from sensitivity.trust.ood import detector_of
 
     text, text_score = text_picture(default_model)
     photo, photo_score = typical_cifar_image(default_model, cifar_dir)
@@ -241,7 +241,7 @@ def test_a_model_without_a_detector_shows_no_notice_and_no_score(tmp_path, monke
                                                                  default_model):
     import shutil
 
-    from sensitivity.model_io import model_path, read_model_card
+    from sensitivity.model.io import model_path, read_model_card
 
     text, _ = text_picture(default_model)  # flagged by the committed model's detector
     model = tmp_path / "model.keras"
@@ -277,7 +277,7 @@ def test_a_damaged_model_file_stops_the_page_with_its_name_and_checksum(damage, 
                                                                          monkeypatch):
     import shutil
 
-    from sensitivity.model_io import DEFAULT_MODEL_PATH, read_model_card
+    from sensitivity.model.io import DEFAULT_MODEL_PATH, read_model_card
 
     model = tmp_path / "model.keras"
     shutil.copy(DEFAULT_MODEL_PATH, model)
@@ -390,7 +390,7 @@ def test_boxes_faithfulness_and_predict_again_panels(dog_app):
 @pytest.fixture()
 def drawn_photos(monkeypatch) -> list[tuple[np.ndarray, list]]:
     """(image, boxes) of each photo the page turns into a picture, in order."""
-    from sensitivity import pictures
+    from sensitivity.render import pictures
 
     drawn: list[tuple[np.ndarray, list]] = []
     original = pictures.photo
@@ -409,7 +409,7 @@ def test_a_fresh_page_starts_at_the_default_method(app):
 
 
 def test_the_method_caption_quotes_its_measured_localisation(monkeypatch):
-    from sensitivity import choices
+    from sensitivity.engine import choices
 
     monkeypatch.setitem(choices.LOCALISATION, "cam", (0.8412, 0.3))
     monkeypatch.setitem(choices.LOCALISATION, "gradient", (math.nan, math.nan))
@@ -445,8 +445,8 @@ def test_the_gradient_caveat_shows_above_the_native_size_only(dog_app):
 def test_boxes_are_find_objects_on_the_photo_and_their_parts_in_the_square(dog_app,
                                                                             drawn_photos):
     from sensitivity import load_image
-    from sensitivity.objects import DEFAULT_RULE, find_objects
-    from sensitivity.serving import ready_model
+    from sensitivity.imaging.objects import DEFAULT_RULE, find_objects
+    from sensitivity.web.serving import ready_model
 
     at = dog_app
     widget(at, "multiselect", "Class mask").set_value(["dog", "truck"])
@@ -533,8 +533,8 @@ def test_a_linked_size_the_model_is_not_offered_opens_at_the_nearest():
 
 def test_a_new_method_option_gets_its_control_and_its_link(monkeypatch):
     """Adding a method option is one declaration in the registry: the page draws it."""
-    from sensitivity import choices
-    from sensitivity.choices import MethodInfo, Option
+    from sensitivity.engine import choices
+    from sensitivity.engine.choices import MethodInfo, Option
 
     wobble = Option(3, "how much to wobble", kind="int", minimum=1, maximum=9, shown=True,
                     label="Wobble", page_default=5)
@@ -668,7 +668,7 @@ def test_the_gallery_offers_the_samples_dir_under_its_labels(tmp_path, monkeypat
 @pytest.fixture()
 def drawn_overlays(monkeypatch) -> list[np.ndarray]:
     """The overlay pictures the page draws, in order."""
-    from sensitivity import pictures
+    from sensitivity.render import pictures
 
     drawn: list[np.ndarray] = []
     original = pictures.overlay
@@ -687,7 +687,7 @@ def test_compare_side_by_side_and_the_display_controls(dog_app, drawn_masks, dra
     an inner layer's channel, each changing what it says (against the library's maps of the
     same photo) and nothing else."""
     import sensitivity
-    from sensitivity import pictures
+    from sensitivity.render import pictures
 
     at = dog_app
     x = sensitivity.preprocess(sensitivity.load_image(PHOTOS_DIR / "dog.jpg"), 32)
@@ -768,7 +768,7 @@ def test_compare_with_randomised_weights_shows_both_maps_and_their_correlation(d
     """The trained model's map beside the map of the model with its top layers randomised
     (the trained model's class), each equal to the library's, and their rank correlation."""
     import sensitivity
-    from sensitivity.metrics import randomised_copy, spearman
+    from sensitivity.metrics.perturbation import randomised_copy, spearman
 
     at = dog_app
     widget(at, "selectbox", "Method").set_value("gradient").run()
@@ -793,7 +793,7 @@ def test_the_model_picker_explains_the_picked_model(dog_app, drawn_masks):
     """Both shipped models are offered; picking the WRN-16-2 shows its probabilities and its
     map (as the library computes them with that model) and puts it in the link."""
     import sensitivity
-    from sensitivity.model_io import MODELS_DIR
+    from sensitivity.model.io import MODELS_DIR
 
     at = dog_app
     picker = widget(at, "selectbox", "Model")
@@ -813,7 +813,7 @@ def test_the_model_picker_explains_the_picked_model(dog_app, drawn_masks):
 
 def test_compare_models_shows_each_models_prediction_and_map(dog_app):
     import sensitivity
-    from sensitivity.model_io import MODELS_DIR
+    from sensitivity.model.io import MODELS_DIR
 
     at = dog_app
     widget(at, "selectbox", "Method").set_value("gradient").run()
@@ -836,7 +836,7 @@ def test_compare_models_shows_each_models_prediction_and_map(dog_app):
 def test_a_model_without_a_card_is_not_offered_and_the_others_work(tmp_path, monkeypatch):
     import shutil
 
-    from sensitivity.model_io import MODELS_DIR
+    from sensitivity.model.io import MODELS_DIR
 
     for suffix in (".keras", ".json", ".ood.npz"):
         shutil.copy(MODELS_DIR / f"wrn-16-2{suffix}", tmp_path / f"wrn-16-2{suffix}")
@@ -863,7 +863,7 @@ def test_an_operators_three_class_sigmoid_model_on_the_page(tmp_path, monkeypatc
     import keras
 
     import sensitivity
-    from sensitivity.model_io import write_operator_card
+    from sensitivity.model.io import write_operator_card
 
     inputs = keras.Input((None, None, 3))
     x = keras.layers.Rescaling(1 / 255)(inputs)

@@ -14,9 +14,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import sensitivity
-from sensitivity.choices import METHODS
-from sensitivity.model_io import write_operator_card
-from sensitivity.serving import ready_model
+from sensitivity.engine.choices import METHODS
+from sensitivity.model.io import write_operator_card
+from sensitivity.web.serving import ready_model
 from tests.conftest import PHOTOS_DIR
 from tests.test_app import APP, SMALL_OPTIONS, array, charts, heat_values, predictions, widget
 

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 
 import sensitivity
-from sensitivity.choices import DEFAULT_METHOD
-from sensitivity.labels import CLASS_NAMES
-from sensitivity.model_io import MODELS_DIR
-from sensitivity.report import out_of_distribution_notice
-from sensitivity.settings import ViewSettings
+from sensitivity.engine.choices import DEFAULT_METHOD
+from sensitivity.model.io import MODELS_DIR
+from sensitivity.model.labels import CLASS_NAMES
+from sensitivity.render.report import out_of_distribution_notice
+from sensitivity.web.settings import ViewSettings
 from tests.browser_support import (
     ARTIFACTS,
     CHROMIUM,

@@ -1,5 +1,6 @@
-"""The cost model (sensitivity.budget, formulas in sensitivity.choices.METHODS) and the
-operator's budget on the page, counted by hand and against the passes the methods really run."""
+"""The cost model (sensitivity.engine.budget, formulas in sensitivity.engine.choices.METHODS)
+and the operator's budget on the page, counted by hand and against the passes the methods
+really run."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from sensitivity import gradients as engine
-from sensitivity.budget import (
+from sensitivity.engine import gradients as engine
+from sensitivity.engine.budget import (
     MAX_WORK_VARIABLE,
     SCORECAM_CHANNELS,
     check_budget,
@@ -19,7 +20,7 @@ from sensitivity.budget import (
     max_work,
     target_channels,
 )
-from sensitivity.choices import METHODS
+from sensitivity.engine.choices import METHODS
 from sensitivity.methods import attribute
 from tests.test_app import APP, charts, png_bytes, predictions
 

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 import sensitivity
-from sensitivity import calibration
-from sensitivity.gradients import gradients, make_target
+from sensitivity.engine.gradients import gradients, make_target
+from sensitivity.trust import calibration
 
 
 def _softmax(z):

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sensitivity import gradients as engine
 from sensitivity.__main__ import main
-from sensitivity.cards import ModelCard, attach_card, card_from_json, model_card
-from sensitivity.inference import logits as model_logits
-from sensitivity.inference import predict
-from sensitivity.model_io import ModelError, load_model, read_model_card
-from sensitivity.saliency import saliency
+from sensitivity.engine import gradients as engine
+from sensitivity.engine.inference import logits as model_logits
+from sensitivity.engine.inference import predict
+from sensitivity.engine.saliency import saliency
+from sensitivity.model.cards import ModelCard, attach_card, card_from_json, model_card
+from sensitivity.model.io import ModelError, load_model, read_model_card
 
 METHODS_TRIED = ("gradient", "gradcam", "integrated_gradients", "occlusion")
 SMALL = {"integrated_gradients": {"steps": 4}}

@@ -74,7 +74,7 @@ def test_evaluate_an_operators_model_on_its_own_class_folders(tmp_path, capsys):
     import keras
     from PIL import Image
 
-    from sensitivity.model_io import write_operator_card
+    from sensitivity.model.io import write_operator_card
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((None, None, 3))
@@ -111,7 +111,7 @@ def test_evaluate_an_operators_model_on_its_own_class_folders(tmp_path, capsys):
 def test_serve_refuses_to_start_on_an_altered_model(tmp_path, monkeypatch, capsys):
     import shutil
 
-    from sensitivity.model_io import DEFAULT_MODEL_PATH, read_model_card
+    from sensitivity.model.io import DEFAULT_MODEL_PATH, read_model_card
 
     model = tmp_path / "model.keras"
     shutil.copy(DEFAULT_MODEL_PATH.with_suffix(".json"), model.with_suffix(".json"))
@@ -125,7 +125,7 @@ def test_serve_refuses_to_start_on_an_altered_model(tmp_path, monkeypatch, capsy
 def test_upload_limit_of_the_page_and_of_the_decoder_agree():
     import tomllib
 
-    from sensitivity.images import MAX_BYTES
+    from sensitivity.imaging.images import MAX_BYTES
 
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] * 2**20 == MAX_BYTES

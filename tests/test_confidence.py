@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 import sensitivity
-from sensitivity import calibration, confidence, ood
-from sensitivity.model_io import ModelError, write_model_card
+from sensitivity.model.io import ModelError, write_model_card
+from sensitivity.trust import calibration, confidence, ood
 from tests.helpers import CIFAR_CARD, write_class_folders
 
 

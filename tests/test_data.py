@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sensitivity.data import DataError, load_split, split_dir, train_val_split
+from sensitivity.model.data import DataError, load_split, split_dir, train_val_split
 from tests.helpers import class_pattern, write_class_folders
 
 

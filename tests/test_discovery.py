@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensitivity.discovery import (
+from sensitivity.imaging.discovery import (
     Box,
     boxes_to_image,
     boxes_to_map,

@@ -9,9 +9,9 @@ import keras
 import numpy as np
 import pytest
 
-from sensitivity.cards import ModelCard, attach_card
-from sensitivity.evaluate import accuracy_report, confusion_matrix, format_report
-from sensitivity.labels import CLASS_NAMES
+from sensitivity.model.cards import ModelCard, attach_card
+from sensitivity.model.evaluate import accuracy_report, confusion_matrix, format_report
+from sensitivity.model.labels import CLASS_NAMES
 
 LABELS = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])
 PREDICTED = np.array([0, 0, 1, 1, 2, 2, 3, 3, 3, 0])

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from sensitivity.__main__ import build_parser, main
-from sensitivity.choices import METHODS, method_option_specs
-from sensitivity.explain import method_option_values, output_stems, parse_classes
-from sensitivity.labels import CLASS_NAMES
+from sensitivity.cli.explain import method_option_values, output_stems, parse_classes
+from sensitivity.engine.choices import METHODS, method_option_specs
+from sensitivity.model.labels import CLASS_NAMES
 from tests.helpers import CIFAR_CARD
 
 SIZE = 16
@@ -28,8 +28,8 @@ def model_file(tmp_path_factory):
     """A tiny random WRN-10-1 saved with its card; returns the path."""
     import keras
 
-    from sensitivity.model_io import write_model_card
-    from sensitivity.wrn import build_wrn
+    from sensitivity.model.io import write_model_card
+    from sensitivity.model.wrn import build_wrn
 
     keras.utils.set_random_seed(0)
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
@@ -41,7 +41,7 @@ def model_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_model(model_file):
     """``model_file`` loaded, once for the module."""
-    from sensitivity.model_io import load_model
+    from sensitivity.model.io import load_model
 
     return load_model(model_file)
 
@@ -53,7 +53,7 @@ def model_file_loaded_once(model_file, tiny_model, monkeypatch):
     a second a test); any other path loads as usual."""
     from pathlib import Path
 
-    from sensitivity import model_io
+    from sensitivity.model import io as model_io
 
     original = model_io.load_model
 
@@ -165,7 +165,7 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path, model_file, capsys, flag,
 
 def test_class_by_name_or_index(tmp_path, model_file, tiny_model, capsys):
     from sensitivity import load_image, preprocess
-    from sensitivity.saliency import saliency
+    from sensitivity.engine.saliency import saliency
 
     image = _image(tmp_path / "a.png")
     by_name, by_index = tmp_path / "by_name", tmp_path / "by_index"
@@ -331,8 +331,8 @@ def test_the_record_carries_the_out_of_distribution_score_flag_and_threshold(tmp
     from scipy.special import logsumexp
 
     from sensitivity import load_image, preprocess
-    from sensitivity.model_io import read_model_card, sha256_of, write_model_card
-    from sensitivity.ood import Detector, detector_card, save_statistics
+    from sensitivity.model.io import read_model_card, sha256_of, write_model_card
+    from sensitivity.trust.ood import Detector, detector_card, save_statistics
 
     images = [_image(tmp_path / f"{name}.png", seed=seed) for name, seed in (("a", 3), ("b", 4))]
     assert _explain(model_file, tmp_path / "plain", *map(str, images)) == 0

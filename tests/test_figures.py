@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sensitivity import figures
-from sensitivity.colormaps import apply_colormap, plotly_scale, scale_for_display
-from sensitivity.export import heatmap_png, map_npy, mask_png, probabilities_csv
-from sensitivity.labels import CLASS_NAMES
-from sensitivity.report import (
+from sensitivity.model.labels import CLASS_NAMES
+from sensitivity.render import figures
+from sensitivity.render.colormaps import apply_colormap, plotly_scale, scale_for_display
+from sensitivity.render.export import heatmap_png, map_npy, mask_png, probabilities_csv
+from sensitivity.render.report import (
     OTHER_BAR,
     PREDICTED_BAR,
     completeness_note,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from sensitivity.filters import gaussian_smooth, sobel_magnitude
+from sensitivity.imaging.filters import gaussian_smooth, sobel_magnitude
 
 
 def _kernel(sigma: float, radius: int) -> np.ndarray:

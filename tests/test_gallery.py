@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from sensitivity import gallery
-from sensitivity.labels import CLASS_NAMES
+from sensitivity.imaging import gallery
+from sensitivity.model.labels import CLASS_NAMES
 from tests.helpers import write_class_folders
 
 

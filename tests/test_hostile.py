@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensitivity.images import ImageError, load_image
+from sensitivity.imaging.images import ImageError, load_image
 from tests.hostile import corpus
 
 CASES = corpus()
@@ -23,7 +23,7 @@ MB; the bomb's pixels would take 400 MB as grey and 1.2 GB more as RGB."""
 _READ_UNDER_LIMIT = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
-from sensitivity.images import ImageError, load_image
+from sensitivity.imaging.images import ImageError, load_image
 try:
     load_image(open(sys.argv[1], "rb").read())
 except ImageError as exc:

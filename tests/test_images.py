@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from sensitivity import ImageError, load_image, preprocess
-from sensitivity.images import center_square
+from sensitivity.imaging.images import center_square
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -131,7 +131,7 @@ def test_preprocess_rejects_bad_arrays():
 
 
 def test_analysis_shape_keeps_the_aspect():
-    from sensitivity.images import analysis_shape
+    from sensitivity.imaging.images import analysis_shape
 
     assert analysis_shape(120, 200, 100) == (60, 100)
     assert analysis_shape(200, 120, 100) == (100, 60)

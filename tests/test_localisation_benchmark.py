@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from sensitivity.discovery import Box
-from sensitivity.localisation_benchmark import (
+from sensitivity.imaging.discovery import Box
+from sensitivity.metrics.localisation_benchmark import (
     FRACTIONS,
     MEASURES,
     MethodSpec,
@@ -22,7 +22,7 @@ from sensitivity.localisation_benchmark import (
     resize_maps,
     summarise,
 )
-from sensitivity.scenes import Scene
+from sensitivity.metrics.scenes import Scene
 from tests.helpers import colour_model, two_squares
 
 T = len(FRACTIONS)

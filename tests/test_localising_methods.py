@@ -13,7 +13,7 @@ import pytest
 import scipy.ndimage
 import tensorflow as tf
 
-from sensitivity.saliency import attribute, rise_masks, saliency, tracing_count
+from sensitivity.engine.saliency import attribute, rise_masks, saliency, tracing_count
 
 C, K = 4, 10  # feature channels, classes
 
@@ -88,7 +88,7 @@ def test_cam_is_the_dense_weights_applied_to_the_feature_map(images, stride):
 
 
 def test_cam_of_the_predicted_class_needs_one_pass(images, monkeypatch):
-    from sensitivity import gradients as engine
+    from sensitivity.engine import gradients as engine
 
     model, kernel, _ = _head_model()
     calls = []

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from sensitivity.localisation_benchmark import CONTROLS, parse_spec
-from sensitivity.maps_benchmark import (
+from sensitivity.metrics.localisation_benchmark import CONTROLS, parse_spec
+from sensitivity.metrics.maps_benchmark import (
     DEFAULT_METHODS,
     add_parser,
     format_faithfulness,
@@ -30,7 +30,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_arguments_and_defaults():
-    from sensitivity.objects import DEFAULT_RULE
+    from sensitivity.imaging.objects import DEFAULT_RULE
 
     args = _parse(["--data-dir", "d", "--methods", "gradcam", "cam:scales=0.75/1/1.5",
                    "--limit", "rise=5", "--limit", " cam = 3"])

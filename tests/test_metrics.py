@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 import sensitivity
-from sensitivity import metrics
-from sensitivity.data import load_split
-from sensitivity.discovery import Box
-from sensitivity.metrics import (
+from sensitivity.imaging.discovery import Box
+from sensitivity.metrics import perturbation as metrics
+from sensitivity.metrics.perturbation import (
     area_under_curve,
     box_accuracy,
     center_box,
@@ -43,6 +42,7 @@ from sensitivity.metrics import (
     step_counts,
     threshold_box,
 )
+from sensitivity.model.data import load_split
 from tests.helpers import PythonProcess, class_pattern
 
 R = [(1, 2), (3, 0)]  # (row, column) of the two pixels the stub looks at
@@ -432,7 +432,7 @@ def test_spearman_by_hand():
 def tiny_wrn():
     import keras
 
-    from sensitivity.wrn import build_wrn
+    from sensitivity.model.wrn import build_wrn
 
     keras.utils.set_random_seed(0)
     return build_wrn(10, 1)
@@ -477,8 +477,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from sensitivity.distributed import default_strategy, distributed_predict
-from sensitivity.metrics import perturbation_curves
+from sensitivity.model.distributed import default_strategy, distributed_predict
+from sensitivity.metrics.perturbation import perturbation_curves
 model = keras.saving.load_model(sys.argv[1], compile=False)
 data = np.load(sys.argv[2])
 strategy = default_strategy()
@@ -510,7 +510,7 @@ def two_devices(tiny_wrn, tmp_path_factory):
 
 
 def test_distributed_batch_path_gives_the_same_numbers_on_two_devices(tiny_wrn, two_devices):
-    from sensitivity.distributed import default_strategy, distributed_predict
+    from sensitivity.model.distributed import default_strategy, distributed_predict
 
     inputs, run, out = two_devices
     images, maps, classes = inputs["images"], inputs["maps"], inputs["classes"]
@@ -555,7 +555,7 @@ def test_randomised_copy_reinitialises_the_top_layers_only_and_leaves_the_model(
 
 def test_randomised_default_model_separates_the_gradient_from_guided_backprop(
         default_model, cifar_dir):
-    from sensitivity.saliency import saliency
+    from sensitivity.engine.saliency import saliency
 
     x, _ = load_split(cifar_dir, "test", limit=20)
     x = x[:4].astype(np.float32)

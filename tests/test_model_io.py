@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import sensitivity
-from sensitivity.data import load_split
-from sensitivity.model_io import DEFAULT_MODEL_PATH, ModelError, card_path, sha256_of
-from sensitivity.wrn import build_wrn
+from sensitivity.model.data import load_split
+from sensitivity.model.io import DEFAULT_MODEL_PATH, ModelError, card_path, sha256_of
+from sensitivity.model.wrn import build_wrn
 from tests.helpers import CIFAR_CARD
 
 
@@ -43,7 +43,7 @@ def test_committed_model_accuracy_on_1000_test_images(default_model, cifar_dir):
 
 
 def _tiny_model_file(tmp_path):
-    from sensitivity.model_io import write_model_card
+    from sensitivity.model.io import write_model_card
 
     path = tmp_path / "tiny.keras"
     build_wrn(10, 1).save(path)
@@ -71,7 +71,7 @@ def test_load_model_missing_file_or_card(tmp_path):
 
 
 def test_load_model_unreadable_file_with_matching_card(tmp_path):
-    from sensitivity.model_io import write_model_card
+    from sensitivity.model.io import write_model_card
 
     path = tmp_path / "junk.keras"
     path.write_bytes(b"this is not a keras archive")
@@ -94,7 +94,7 @@ def _small_model_file(folder, name: str, classes: int = 3):
     """A one-layer classifier of ``classes`` outputs saved as ``folder/name.keras`` with a card."""
     import keras
 
-    from sensitivity.model_io import write_model_card
+    from sensitivity.model.io import write_model_card
 
     inputs = keras.Input((None, None, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)
@@ -106,7 +106,7 @@ def _small_model_file(folder, name: str, classes: int = 3):
 
 
 def test_list_models_reads_every_card_and_names_the_files_it_cannot(tmp_path, monkeypatch):
-    from sensitivity.model_io import list_models
+    from sensitivity.model.io import list_models
 
     for name in ("b", "a"):
         _small_model_file(tmp_path, name)
@@ -129,8 +129,8 @@ def test_list_models_reads_every_card_and_names_the_files_it_cannot(tmp_path, mo
 
 
 def test_the_model_cache_holds_at_most_capacity_models_least_recently_used_dropped(tmp_path):
-    from sensitivity.cards import model_card
-    from sensitivity.model_io import ModelCache
+    from sensitivity.model.cards import model_card
+    from sensitivity.model.io import ModelCache
 
     for name, classes in (("a", 2), ("b", 3), ("c", 4)):
         _small_model_file(tmp_path, name, classes)
@@ -160,10 +160,10 @@ def test_the_model_cache_holds_at_most_capacity_models_least_recently_used_dropp
 
 
 def test_the_restored_wrn_16_2_loads_with_its_card_calibration_and_detector():
-    from sensitivity.calibration import temperature_of
-    from sensitivity.cards import model_card
-    from sensitivity.model_io import MODELS_DIR
-    from sensitivity.ood import detector_of
+    from sensitivity.model.cards import model_card
+    from sensitivity.model.io import MODELS_DIR
+    from sensitivity.trust.calibration import temperature_of
+    from sensitivity.trust.ood import detector_of
 
     model = sensitivity.load_model(MODELS_DIR / "wrn-16-2.keras")
     card = model_card(model)

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from sensitivity.budget import estimate_work
+from sensitivity.engine.budget import estimate_work
 from sensitivity.methods import attribute
 from tests.helpers import colour_model
 

@@ -7,8 +7,14 @@ import importlib
 import numpy as np
 import pytest
 
-from sensitivity.discovery import iou
-from sensitivity.objects import FoundObject, ObjectRule, class_evidence, find_objects, map_boxes
+from sensitivity.imaging.discovery import iou
+from sensitivity.imaging.objects import (
+    FoundObject,
+    ObjectRule,
+    class_evidence,
+    find_objects,
+    map_boxes,
+)
 from tests.helpers import colour_model, two_squares
 
 # Red logit 3 on the full-size image: 40x40 red pixels of 120x200, each giving scale * 255.
@@ -120,7 +126,7 @@ def test_found_box_is_scaled_outwards_onto_the_image(model, monkeypatch):
     # 100 / 27 (rows) and 150 / 40 = 3.75 (columns). A map whose only component is analysis
     # rows 10-12, columns 5-8 (box x 5..9, y 10..13) gives the image box
     # (floor(5 * 3.75), floor(10 * 100 / 27), ceil(9 * 3.75), ceil(13 * 100 / 27)).
-    saliency_module = importlib.import_module("sensitivity.saliency")
+    saliency_module = importlib.import_module("sensitivity.engine.saliency")
     seen = []
 
     def fake_saliency(model, images, **kwargs):

@@ -11,7 +11,7 @@ import pytest
 from scipy.special import logsumexp
 
 import sensitivity
-from sensitivity import ood
+from sensitivity.trust import ood
 
 
 def _clusters(rng, n, centres, spread=1.0):

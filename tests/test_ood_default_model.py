@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import sensitivity
-from sensitivity.calibration import calibration_report, temperature_of
-from sensitivity.data import load_split
-from sensitivity.images import load_image, preprocess
-from sensitivity.inference import logits
-from sensitivity.outliers import outlier_set
+from sensitivity.engine.inference import logits
+from sensitivity.imaging.images import load_image, preprocess
+from sensitivity.model.data import load_split
+from sensitivity.trust.calibration import calibration_report, temperature_of
+from sensitivity.trust.outliers import outlier_set
 
 # Objects of the shared photographs framed by a square of the box's longer side, centred on
 # the box (boxes from the photographs' README); None: the whole photograph.

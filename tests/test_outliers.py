@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sensitivity import outliers
+from sensitivity.trust import outliers
 
 
 def test_each_kind_is_drawn_from_its_seed_at_the_asked_size(photos_dir):

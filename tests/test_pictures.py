@@ -4,8 +4,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from sensitivity import pictures
-from sensitivity.colormaps import apply_colormap
+from sensitivity.render import pictures
+from sensitivity.render.colormaps import apply_colormap
 
 ORANGE = list(pictures.BOX_COLOUR)
 
@@ -92,8 +92,8 @@ def test_data_url_decodes_back_to_the_picture():
 
 
 def test_reliability_diagram_draws_each_bins_accuracy_as_a_bar():
-    from sensitivity.calibration import reliability
-    from sensitivity.pictures import reliability_diagram
+    from sensitivity.render.pictures import reliability_diagram
+    from sensitivity.trust.calibration import reliability
 
     # Two bins used: (0.5, 0.6] with accuracy 0 and (0.9, 1.0] with accuracy 1.
     p = np.array([[0.55, 0.45], [0.55, 0.45], [0.95, 0.05]])

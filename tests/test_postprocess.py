@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sensitivity.postprocess import normalize_map, percentile_mask, top_k_mask
+from sensitivity.imaging.postprocess import normalize_map, percentile_mask, top_k_mask
 
 small_maps = arrays(
     np.float64,
@@ -78,7 +78,7 @@ def test_masks_need_a_two_dimensional_map():
 
 
 def test_strongest_pixels_take_magnitudes_of_signed_maps_only():
-    from sensitivity.postprocess import strongest_pixels
+    from sensitivity.imaging.postprocess import strongest_pixels
 
     values = np.array([[5.0, -9.0], [1.0, 0.0]])
     # Signed: -9 is the strongest evidence (against the class), then 5.

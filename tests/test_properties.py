@@ -11,9 +11,9 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from sensitivity import ImageError, load_image, preprocess
-from sensitivity.discovery import discover_objects
-from sensitivity.postprocess import normalize_map, top_k_mask
-from sensitivity.saliency import CHANNEL_REDUCTIONS, SIGNS, to_map
+from sensitivity.engine.saliency import CHANNEL_REDUCTIONS, SIGNS, to_map
+from sensitivity.imaging.discovery import discover_objects
+from sensitivity.imaging.postprocess import normalize_map, top_k_mask
 
 MODES = ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "I", "I;16", "F"]
 FORMATS = ["PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF"]

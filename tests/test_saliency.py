@@ -13,10 +13,8 @@ import pytest
 import tensorflow as tf
 from scipy import ndimage
 
-from sensitivity import gradients as engine
-from sensitivity.methods import path_sampling
-from sensitivity.methods.path_sampling import allocate_points, segment_points
-from sensitivity.saliency import (
+from sensitivity.engine import gradients as engine
+from sensitivity.engine.saliency import (
     CHANNEL_REDUCTIONS,
     METHODS,
     SIGNS,
@@ -28,7 +26,9 @@ from sensitivity.saliency import (
     to_map,
     tracing_count,
 )
-from sensitivity.wrn import build_wrn
+from sensitivity.methods import path_sampling
+from sensitivity.methods.path_sampling import allocate_points, segment_points
+from sensitivity.model.wrn import build_wrn
 
 # --------------------------------------------------------------------------------------------
 # Models.

@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 
 import sensitivity
-from sensitivity.data import load_split
+from sensitivity.engine.saliency import saliency
 from sensitivity.methods import attribute
-from sensitivity.model_io import DEFAULT_MODEL_PATH
-from sensitivity.saliency import saliency
+from sensitivity.model.data import load_split
+from sensitivity.model.io import DEFAULT_MODEL_PATH
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from sensitivity.data import list_images, load_split, train_val_split
-from sensitivity.discovery import Box
-from sensitivity.scenes import (
+from sensitivity.imaging.discovery import Box
+from sensitivity.metrics.scenes import (
     BACKGROUNDS,
     GAP,
     PHOTO_GAP,
@@ -29,6 +28,7 @@ from sensitivity.scenes import (
     scene_pool,
     scene_set,
 )
+from sensitivity.model.data import list_images, load_split, train_val_split
 from tests.conftest import ROOT
 from tests.helpers import class_pattern, write_class_folders
 

@@ -8,7 +8,7 @@ from collections import OrderedDict
 
 import pytest
 
-from sensitivity import serving
+from sensitivity.web import serving
 from tests.helpers import PythonProcess
 
 
@@ -37,7 +37,7 @@ def test_concurrent_callers_share_one_load(monkeypatch, tmp_path):
         time.sleep(0.3)
         return object()
 
-    monkeypatch.setattr("sensitivity.model_io.load_model", slow_load)
+    monkeypatch.setattr("sensitivity.model.io.load_model", slow_load)
     monkeypatch.setattr(serving, "warm_up", lambda model: None)
     monkeypatch.setattr(serving, "warm_up_later", lambda model, wait_s=0.0: None)
     monkeypatch.setattr(serving, "_models", OrderedDict())
@@ -55,12 +55,12 @@ def test_concurrent_callers_share_one_load(monkeypatch, tmp_path):
 def test_warm_up_traces_everything_a_page_calls():
     import numpy as np
 
-    from sensitivity.choices import DEFAULT_METHOD
-    from sensitivity.gradients import layer_shape, tracing_count
-    from sensitivity.inference import predict
+    from sensitivity.engine.choices import DEFAULT_METHOD
+    from sensitivity.engine.gradients import layer_shape, tracing_count
+    from sensitivity.engine.inference import predict
     from sensitivity.methods import attribute
-    from sensitivity.ood import Detector, assess, attach_detector, fit_gaussians
-    from sensitivity.wrn import build_wrn
+    from sensitivity.model.wrn import build_wrn
+    from sensitivity.trust.ood import Detector, assess, attach_detector, fit_gaussians
 
     model = build_wrn(10, 1)
     rng = np.random.default_rng(0)
@@ -86,7 +86,7 @@ def test_warm_up_traces_everything_a_page_calls():
 EXITS_DURING_THE_WARM_UP = """
 import threading, time
 import sensitivity.methods as methods
-from sensitivity.serving import analysis_shown, ready_model
+from sensitivity.web.serving import analysis_shown, ready_model
 
 started, original = threading.Event(), methods.attribute
 def attribute(*args, **kwargs):  # tells when the later warm-up's trace begins
@@ -103,7 +103,7 @@ time.sleep(0.1)  # the interpreter exits with the trace under way
 
 KERAS_IMPORT_SKIPS = """
 import sys
-from sensitivity.serving import import_keras
+from sensitivity.web.serving import import_keras
 import_keras()
 import keras
 from keras.src.trainers.data_adapters import array_slicing
@@ -152,9 +152,9 @@ def test_sessions_calling_a_fresh_model_at_once_share_its_traces():
     import keras
     import numpy as np
 
-    from sensitivity.gradients import tracing_count
-    from sensitivity.saliency import saliency
-    from sensitivity.wrn import build_wrn
+    from sensitivity.engine.gradients import tracing_count
+    from sensitivity.engine.saliency import saliency
+    from sensitivity.model.wrn import build_wrn
 
     def fresh():
         keras.utils.set_random_seed(5)
@@ -220,7 +220,8 @@ def test_the_import_skip_applies_to_one_thread_only():
 def test_the_server_holds_at_most_models_held_dropping_the_least_recently_used(monkeypatch):
     from collections import OrderedDict
 
-    from sensitivity import model_io, serving
+    from sensitivity.model import io as model_io
+    from sensitivity.web import serving
 
     loaded: list[str] = []
     monkeypatch.setattr(model_io, "load_model", lambda key: loaded.append(key) or object())

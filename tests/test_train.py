@@ -4,8 +4,13 @@ import keras
 import numpy as np
 import pytest
 
-from sensitivity.train import TrainConfig, augment_batch, compile_for_training, downscale_batch
-from sensitivity.wrn import build_wrn
+from sensitivity.model.train import (
+    TrainConfig,
+    augment_batch,
+    compile_for_training,
+    downscale_batch,
+)
+from sensitivity.model.wrn import build_wrn
 from tests.helpers import class_pattern
 
 TINY = ["--depth", "10", "--width", "1", "--batch-size", "8", "--val-size", "10"]
@@ -106,7 +111,7 @@ def test_downscale_preserves_the_mean():
 def test_cli_trains_stops_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
     from sensitivity.__main__ import main
-    from sensitivity.model_io import load_model, sha256_of
+    from sensitivity.model.io import load_model, sha256_of
     from tests.helpers import write_class_folders
 
     data = write_class_folders(tmp_path / "data", per_class=3)
@@ -141,8 +146,8 @@ def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(
     import numpy as np
 
     from sensitivity.__main__ import main
-    from sensitivity.train import _warm_start
-    from sensitivity.wrn import build_wrn
+    from sensitivity.model.train import _warm_start
+    from sensitivity.model.wrn import build_wrn
 
     data, models = trained
     first = copy_model(models[0], tmp_path / "first.keras")  # one epoch of training
@@ -155,7 +160,7 @@ def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(
     # The copied weights are exactly the earlier model's.
     fresh = build_wrn(10, 1)
     info = _warm_start(fresh, str(first))
-    from sensitivity.model_io import load_model
+    from sensitivity.model.io import load_model
 
     for a, b in zip(fresh.get_weights(), load_model(first).get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -173,7 +178,7 @@ def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(
     assert card["warm_start"]["train_wall_time_minutes"] == 12.3
     assert card["train_wall_time_minutes"] == round(12.3 + own_seconds / 60, 1)
     # The test accuracy is the final model's, counted here on the test split by hand.
-    from sensitivity.data import load_split
+    from sensitivity.model.data import load_split
 
     x_test, y_test = load_split(data, "test")
     predicted = np.argmax(load_model(second).predict(x_test.astype(np.float32), verbose=0), 1)
@@ -184,7 +189,7 @@ def test_cli_warm_start_begins_from_the_earlier_weights_and_counts_its_cost(
 
 
 def test_teacher_probabilities_average_an_image_and_its_mirror():
-    from sensitivity.train import teacher_probabilities, training_targets
+    from sensitivity.model.train import teacher_probabilities, training_targets
 
     keras.utils.set_random_seed(3)
     teacher = build_wrn(10, 1)
@@ -222,7 +227,7 @@ def test_teacher_probabilities_average_an_image_and_its_mirror():
 def test_cli_distils_from_a_teacher_and_records_it_in_the_card(tmp_path, monkeypatch, trained):
     monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
     from sensitivity.__main__ import main
-    from sensitivity.model_io import sha256_of
+    from sensitivity.model.io import sha256_of
 
     data, models = trained
     tiny = ["--data-dir", str(data), *TINY, "--epochs", "1"]
@@ -249,8 +254,8 @@ def test_cli_distils_from_a_teacher_and_records_it_in_the_card(tmp_path, monkeyp
     assert main(["train", *tiny, "--out", str(student), "--teacher", missing]) == 2
     assert main(["train", *tiny, "--out", str(student), "--teacher", str(teacher),
                  "--teacher-weight", "1.5"]) == 2
-    from sensitivity.model_io import ModelError
-    from sensitivity.train import TrainConfig, train
+    from sensitivity.model.io import ModelError
+    from sensitivity.model.train import TrainConfig, train
 
     with pytest.raises(ModelError, match="not found"):
         train(TrainConfig(data_dir=str(data), teachers=[str(tmp_path / "no.keras")], val_size=10,
@@ -316,7 +321,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, m
     monkeypatch.setenv("SENSITIVITY_CACHE", str(tmp_path / "cache"))
     import io
 
-    from sensitivity.train import train
+    from sensitivity.model.train import train
     from tests.helpers import write_class_folders
 
     data = write_class_folders(tmp_path / "data", per_class=2, splits=("train",))

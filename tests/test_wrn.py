@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sensitivity.wrn import blocks_per_group, build_wrn
+from sensitivity.model.wrn import blocks_per_group, build_wrn
 
 
 def test_parameter_counts_match_the_paper():

@@ -1,0 +1,2 @@
+"""The command line (`python -m sensitivity COMMAND`): argument types (`args`) and the
+`explain` command."""
