@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import sensitivity
-    from sensitivity.metrics.perturbation import spearman
+    from sensitivity.metrics.sanity import spearman
     from sensitivity.model.data import load_split
 
     model = sensitivity.load_model(args.model)

@@ -768,7 +768,7 @@ def test_compare_with_randomised_weights_shows_both_maps_and_their_correlation(d
     """The trained model's map beside the map of the model with its top layers randomised
     (the trained model's class), each equal to the library's, and their rank correlation."""
     import sensitivity
-    from sensitivity.metrics.perturbation import randomised_copy, spearman
+    from sensitivity.metrics.sanity import randomised_copy, spearman
 
     at = dog_app
     widget(at, "selectbox", "Method").set_value("gradient").run()

@@ -15,33 +15,29 @@ import pytest
 
 import sensitivity
 from sensitivity.imaging.discovery import Box
-from sensitivity.metrics import perturbation as metrics
-from sensitivity.metrics.perturbation import (
-    area_under_curve,
+from sensitivity.metrics import sanity
+from sensitivity.metrics.controls import center_box, center_map, edge_map, random_map
+from sensitivity.metrics.fills import fill_image, road_impute
+from sensitivity.metrics.localisation import (
     box_accuracy,
-    center_box,
-    center_map,
     corloc,
-    counterfactual,
-    deletion_curve,
     discriminates,
-    edge_map,
-    fill_image,
-    insertion_curve,
     mass_in_box,
     max_box_accuracy,
     max_box_accuracy_same_set,
-    perturbation_curves,
-    perturbed_images,
     pointing_game,
-    random_map,
-    randomization_check,
-    rank_values,
-    road_impute,
-    spearman,
-    step_counts,
     threshold_box,
 )
+from sensitivity.metrics.perturbation import (
+    area_under_curve,
+    counterfactual,
+    deletion_curve,
+    insertion_curve,
+    perturbation_curves,
+    perturbed_images,
+    step_counts,
+)
+from sensitivity.metrics.sanity import randomization_check, rank_values, spearman
 from sensitivity.model.data import load_split
 from tests.helpers import PythonProcess, class_pattern
 
@@ -537,20 +533,20 @@ def test_randomised_copy_reinitialises_the_top_layers_only_and_leaves_the_model(
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(3, name="top")(x))
     before = [w.copy() for w in model.get_weights()]
-    copy = metrics.randomised_copy(model, 2, seed=1)
+    copy = sanity.randomised_copy(model, 2, seed=1)
     for name, changed in (("top", True), ("mid", True), ("low", False)):
         kernel = copy.get_layer(name).get_weights()[0]
         assert (not np.array_equal(kernel, model.get_layer(name).get_weights()[0])) == changed
     for w, b in zip(model.get_weights(), before, strict=True):
         np.testing.assert_array_equal(w, b)  # the original is untouched
     # He-normal: the top kernel's spread is sqrt(2 / fan_in) (fan_in 4), its bias reset to 0.
-    top = metrics.randomised_copy(model, 1, seed=2).get_layer("top").get_weights()
+    top = sanity.randomised_copy(model, 1, seed=2).get_layer("top").get_weights()
     assert np.allclose(top[1], 0.0) and 0.3 < top[0].std() < 1.2
-    again = metrics.randomised_copy(model, 2, seed=1)
+    again = sanity.randomised_copy(model, 2, seed=1)
     np.testing.assert_array_equal(again.get_layer("mid").get_weights()[0],
                                   copy.get_layer("mid").get_weights()[0])
     with pytest.raises(ValueError, match="count"):
-        metrics.randomised_copy(model, 4)
+        sanity.randomised_copy(model, 4)
 
 
 def test_randomised_default_model_separates_the_gradient_from_guided_backprop(
@@ -560,12 +556,12 @@ def test_randomised_default_model_separates_the_gradient_from_guided_backprop(
     x, _ = load_split(cifar_dir, "test", limit=20)
     x = x[:4].astype(np.float32)
     classes = sensitivity.predict(default_model, x).argmax(axis=1)
-    random_model = metrics.randomised_copy(default_model)
+    random_model = sanity.randomised_copy(default_model)
     correlation = {}
     for method in ("gradient", "guided_backprop"):
         trained, randomised = (
             [saliency(m, x[i:i + 1], method=method, class_mask=int(c))[0]
              for i, c in enumerate(classes)] for m in (default_model, random_model))
-        correlation[method] = np.mean([metrics.spearman(a, b)
+        correlation[method] = np.mean([sanity.spearman(a, b)
                                        for a, b in zip(trained, randomised, strict=True)])
     assert correlation["gradient"] < 0.3 < correlation["guided_backprop"], correlation

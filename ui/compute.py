@@ -17,7 +17,7 @@ from sensitivity.engine.choices import METHODS, OUTPUT_TARGETS
 from sensitivity.engine.saliency import Attribution, attribute, layer_names, to_map
 from sensitivity.imaging import gallery
 from sensitivity.imaging.objects import FoundObject, find_objects
-from sensitivity.metrics import perturbation as metrics
+from sensitivity.metrics import perturbation, sanity
 from sensitivity.model.cards import model_card
 from sensitivity.trust.ood import Assessment, assess
 from sensitivity.web.serving import MODELS_HELD, ready_model
@@ -134,8 +134,8 @@ def explain(x: np.ndarray, method: str, layer: str, classes: tuple[int, ...],
                    max_entries=MODELS_HELD)
 def randomised_model(path: str):
     """The model at ``path`` with the top half of its layers re-initialised in cascade
-    (:func:`sensitivity.metrics.perturbation.randomised_copy`, seed 0), made once per server."""
-    return metrics.randomised_copy(load_traced_model(path))
+    (:func:`sensitivity.metrics.sanity.randomised_copy`, seed 0), made once per server."""
+    return sanity.randomised_copy(load_traced_model(path))
 
 
 @st.cache_data(max_entries=256, ttl=3600, show_spinner="Finding objects...")
@@ -154,20 +154,20 @@ def faithfulness(x: np.ndarray, saliency_map: np.ndarray, class_index: int) -> l
 @st.cache_data(max_entries=128, ttl=3600, show_spinner="Measuring faithfulness...")
 def _faithfulness(x: np.ndarray, saliency_map: np.ndarray, class_index: int, path: str) -> list:
     model = get_model(path)
-    return [metrics.deletion_curve(model, x, saliency_map, class_index),
-            metrics.insertion_curve(model, x, saliency_map, class_index)]
+    return [perturbation.deletion_curve(model, x, saliency_map, class_index),
+            perturbation.insertion_curve(model, x, saliency_map, class_index)]
 
 
 def counterfactual(x: np.ndarray, saliency_map: np.ndarray, class_index: int, k: int,
-                   mode: str) -> metrics.Counterfactual:
+                   mode: str) -> perturbation.Counterfactual:
     """The picked model's probability after removing or keeping only the top-k pixels."""
     return _counterfactual(x, saliency_map, class_index, k, mode, chosen_model_path())
 
 
 @st.cache_data(max_entries=128, ttl=3600, show_spinner="Predicting again...")
 def _counterfactual(x: np.ndarray, saliency_map: np.ndarray, class_index: int, k: int,
-                    mode: str, path: str) -> metrics.Counterfactual:
-    return metrics.counterfactual(get_model(path), x, saliency_map, class_index, k, mode=mode)
+                    mode: str, path: str) -> perturbation.Counterfactual:
+    return perturbation.counterfactual(get_model(path), x, saliency_map, class_index, k, mode=mode)
 
 
 @st.cache_data(max_entries=16, show_spinner="Reading the sample images...")

@@ -17,7 +17,7 @@ from sensitivity.imaging.discovery import Box, boxes_to_map
 from sensitivity.imaging.images import center_square_box
 from sensitivity.imaging.objects import DEFAULT_RULE, FoundObject
 from sensitivity.imaging.postprocess import strongest_pixels
-from sensitivity.metrics.perturbation import RANDOMIZATION_THRESHOLD, spearman
+from sensitivity.metrics.sanity import RANDOMIZATION_THRESHOLD, spearman
 from sensitivity.metrics.scenes import make_scene
 from sensitivity.model.labels import CLASS_NAMES
 from sensitivity.render import export, figures, pictures

@@ -14,10 +14,10 @@ network is fully convolutional), and resized back onto the canvas. Per object (o
   :data:`FRACTIONS`;
   ``corloc`` is the share of objects where it reaches 0.5 at the threshold chosen on the
   validation rows;
-- ``largest_ious``: IoU of :func:`sensitivity.metrics.perturbation.threshold_box` (the largest component)
-  at each threshold, from which MaxBoxAcc is computed (Choe et al., CVPR 2020): for each IoU
-  level the threshold is chosen on the validation rows and the box accuracy is measured at it
-  on the test rows; MaxBoxAcc is the mean over the levels 0.3, 0.5 and 0.7.
+- ``largest_ious``: IoU of :func:`sensitivity.metrics.localisation.threshold_box` (the largest
+  component) at each threshold, from which MaxBoxAcc is computed (Choe et al., CVPR 2020):
+  for each IoU level the threshold is chosen on the validation rows and the box accuracy is
+  measured at it on the test rows; MaxBoxAcc is the mean over the levels 0.3, 0.5 and 0.7.
 
 Controls that ignore the model (:data:`CONTROLS`) are measured the same way; ``center`` is the
 centre-point baseline of the pointing game.
@@ -130,7 +130,7 @@ def object_maps(model, image: np.ndarray, classes: Sequence[int], spec: MethodSp
 
     Methods run on the image resized so its longer side is ``side``; controls on the canvas.
     """
-    from sensitivity.metrics.perturbation import center_map, edge_map, random_map
+    from sensitivity.metrics.controls import center_map, edge_map, random_map
 
     height, width = image.shape[:2]
     count = len(classes)
@@ -166,7 +166,7 @@ def object_rows(spec_label: str, scene_index: int, scene, maps: np.ndarray) -> l
     arrays ``largest_ious`` and ``strongest_ious`` are ``(T,)`` over :data:`FRACTIONS`."""
     from sensitivity.imaging.discovery import iou
     from sensitivity.imaging.objects import map_boxes
-    from sensitivity.metrics.perturbation import mass_in_box, pointing_game, threshold_ious
+    from sensitivity.metrics.localisation import mass_in_box, pointing_game, threshold_ious
 
     rows = []
     height, width = scene.image.shape[:2]
@@ -208,10 +208,10 @@ def measure(model, scenes: Sequence, specs: Sequence[MethodSpec], *, side: int |
 
 def box_scores(validation_rows: Sequence[dict], rows: Sequence[dict]) -> dict:
     """``{"maxboxacc": BoxAccuracy, "corloc": BoxAccuracy}`` of ``rows`` with each threshold
-    chosen on ``validation_rows`` (:func:`sensitivity.metrics.perturbation.box_accuracy_from_ious`):
+    chosen on ``validation_rows`` (:func:`sensitivity.metrics.localisation.box_accuracy_from_ious`):
     MaxBoxAcc from the largest component at IoU 0.3, 0.5, 0.7; CorLoc from the strongest box
     (the rule of :func:`sensitivity.imaging.objects.find_objects`) at IoU 0.5."""
-    from sensitivity.metrics.perturbation import box_accuracy_from_ious
+    from sensitivity.metrics.localisation import box_accuracy_from_ious
 
     def ious(part, rule):
         return np.stack([r[f"{rule}_ious"] for r in part])

@@ -54,7 +54,7 @@ _SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``benchmark-maps`` subcommand and its arguments on ``subparsers``."""
     from sensitivity.imaging.objects import DEFAULT_RULE
-    from sensitivity.metrics.perturbation import FILLS
+    from sensitivity.metrics.fills import FILLS
 
     parser = subparsers.add_parser(
         "benchmark-maps",
@@ -133,7 +133,7 @@ def find_objects_rows(model, scenes) -> list[dict]:
     object's class, CorLoc (IoU >= 0.5) and the share of IoU levels 0.3, 0.5, 0.7 met."""
     from sensitivity.imaging.discovery import iou
     from sensitivity.imaging.objects import DEFAULT_RULE, find_objects
-    from sensitivity.metrics.perturbation import IOU_THRESHOLDS
+    from sensitivity.metrics.localisation import IOU_THRESHOLDS
 
     rows = []
     for i, scene in enumerate(scenes):
@@ -204,8 +204,8 @@ def photo_check(model, photos_dir: str | os.PathLike, specs: list[MethodSpec],
     from sensitivity.imaging.discovery import Box, iou
     from sensitivity.imaging.images import load_image
     from sensitivity.imaging.objects import find_objects
+    from sensitivity.metrics.localisation import mass_in_box, pointing_game
     from sensitivity.metrics.localisation_benchmark import weighted_maps
-    from sensitivity.metrics.perturbation import mass_in_box, pointing_game
 
     rows = []
     for photo, objects in PHOTO_OBJECTS.items():

@@ -104,7 +104,7 @@ def randomisation_note(method: str, correlation: float, threshold: float) -> str
     """What the randomised-weights comparison shows: the Spearman rank ``correlation`` (-1..1)
     of ``method``'s maps by the trained model and by the model with its top layers
     re-initialised, judged against ``threshold``
-    (:data:`sensitivity.metrics.perturbation.RANDOMIZATION_THRESHOLD`)."""
+    (:data:`sensitivity.metrics.sanity.RANDOMIZATION_THRESHOLD`)."""
     verdict_text = ("the map depends on what the model learned" if correlation < threshold else
                     "the map barely depends on what the model learned: it may show the image "
                     "more than the model")
