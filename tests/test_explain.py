@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from sensitivity.__main__ import build_parser, main
+from sensitivity.__main__ import main
 from sensitivity.cli.explain import method_option_values, output_stems, parse_classes
+from sensitivity.cli.parsers import build_parser
 from sensitivity.engine.choices import METHODS, method_option_specs
 from sensitivity.model.labels import CLASS_NAMES
 from tests.helpers import CIFAR_CARD

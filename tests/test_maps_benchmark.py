@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
+from sensitivity.cli.parsers import add_benchmark_maps_parser
 from sensitivity.metrics.localisation_benchmark import CONTROLS, parse_spec
 from sensitivity.metrics.maps_benchmark import (
     DEFAULT_METHODS,
-    add_parser,
     format_faithfulness,
     format_find_objects,
     format_photos,
@@ -25,7 +25,7 @@ from sensitivity.metrics.maps_benchmark import (
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sensitivity")
-    add_parser(parser.add_subparsers(dest="command", required=True))
+    add_benchmark_maps_parser(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(["benchmark-maps", *argv])
 
 

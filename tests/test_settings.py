@@ -186,8 +186,8 @@ def test_caveats_above_the_native_size_and_slow_methods():
 
 def test_adding_a_method_option_is_one_declaration(monkeypatch):
     """A fake method with a new option: its control, its link round trip and its CLI flag."""
-    from sensitivity.__main__ import build_parser
     from sensitivity.cli.explain import method_option_values
+    from sensitivity.cli.parsers import build_parser
 
     wobble = Option(3, "how much to wobble", kind="int", minimum=1, maximum=9, shown=True,
                     label="Wobble", page_default=5)

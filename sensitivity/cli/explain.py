@@ -30,79 +30,12 @@ from typing import TextIO
 
 import numpy as np
 
-from sensitivity.cli.args import positive_int
-
 DEFAULT_OUT = "explanations"
 REDUCTIONS = ("max", "sum", "l2")
 """Channel reductions offered here (``"none"`` would give three maps per image)."""
 
 MAX_STEM = 80
 """Longest output file stem taken from an input name, in characters."""
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``explain`` subcommand and its arguments on ``subparsers``."""
-    parser = subparsers.add_parser(
-        "explain",
-        help="write a heatmap, top-k mask, .npy map and JSON for each image file",
-        description=(
-            "Compute a saliency map of each image (centred square, resized to --size) and write "
-            "STEM_heatmap.png, STEM_mask.png (top-k pixels in black), STEM_map.npy and STEM.json "
-            "to --out. Unreadable files are skipped and listed; the exit code is then 1."
-        ),
-    )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
-    parser.add_argument(
-        "--method", default="gradient", help="attribution method (default gradient)"
-    )
-    parser.add_argument(
-        "--layer",
-        default="logits",
-        help="logits (default), probabilities, log_probabilities or a layer name",
-    )
-    parser.add_argument(
-        "--class",
-        dest="classes",
-        action="append",
-        metavar="C",
-        help=(
-            "class to explain, by name or index 0..9; repeat it or give a comma list to explain "
-            "the sum of their scores (default: each image's predicted class)"
-        ),
-    )
-    parser.add_argument("--sign", default="abs", help="abs (default), positive, negative, signed")
-    parser.add_argument(
-        "--reduce-channels",
-        default="max",
-        help="how RGB values become one per pixel: max (default), sum, l2",
-    )
-    parser.add_argument(
-        "--top-k", type=positive_int, default=100, help="pixels in the mask (default 100)"
-    )
-    parser.add_argument(
-        "--size", type=positive_int, default=None,
-        help="side of the network's input (default: the model's native size, from its card)"
-    )
-    parser.add_argument(
-        "--scale", type=positive_int, default=8, help="heatmap PNG pixels per map pixel"
-    )
-    parser.add_argument(
-        "--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT}/)"
-    )
-    parser.add_argument(
-        "--option",
-        dest="options",
-        action="append",
-        default=[],
-        type=option_assignment,
-        metavar="NAME=VALUE",
-        help=(
-            "a method option, e.g. --option steps=64 for integrated_gradients; repeat it for "
-            "more (options and ranges: the method table of README.md)"
-        ),
-    )
-    parser.add_argument("--model", default=None, help="a .keras file with its card")
-    return parser
 
 
 # --------------------------------------------------------------------------------------------

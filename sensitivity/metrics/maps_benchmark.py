@@ -21,7 +21,6 @@ to ``--out``, and prints the Markdown tables.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import html
 import math
@@ -30,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sensitivity.cli.args import positive_int
-from sensitivity.metrics.localisation_benchmark import CONTROLS, MEASURES, MethodSpec, parse_spec
+from sensitivity.cli.args import method_limit
+from sensitivity.metrics.localisation_benchmark import CONTROLS, MEASURES, MethodSpec
 from sensitivity.metrics.scenes import PHOTO_OBJECTS
 
 DEFAULT_METHODS = (
@@ -48,49 +47,7 @@ DEFAULT_LIMITS = ("smoothgrad=100", "integrated_gradients=100", "scorecam=100", 
 
 FAITHFULNESS = ("deletion_auc", "insertion_auc")
 
-_SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``benchmark-maps`` subcommand and its arguments on ``subparsers``."""
-    from sensitivity.imaging.objects import DEFAULT_RULE
-    from sensitivity.metrics.fills import FILLS
-
-    parser = subparsers.add_parser(
-        "benchmark-maps",
-        help="localisation (pointing, CorLoc, MaxBoxAcc), discrimination and faithfulness",
-        description=__doc__.split("\n\n")[0].split(": ", 1)[1],
-    )
-    parser.add_argument("--data-dir", required=True, help="CIFAR-10 class folders (train/, test/)")
-    parser.add_argument("--photos-dir", default=str(_SHARED / "photos"),
-                        help="photographs for scene backgrounds and the real-photo check")
-    parser.add_argument("--model", default=None, help="a .keras file with its card")
-    parser.add_argument("--methods", nargs="+", type=parse_spec,
-                        default=[parse_spec(m) for m in DEFAULT_METHODS],
-                        help="methods as name or name:key=value,key=value (controls always run)")
-    parser.add_argument("--n", type=positive_int, default=300, help="test scenes")
-    parser.add_argument("--validation-n", type=positive_int, default=150,
-                        help="validation scenes (choose the box thresholds)")
-    parser.add_argument("--limit", action="append", type=_limit, default=None,
-                        help="METHOD=N: measure METHOD on the first N scenes of each set only "
-                        f"(default {' '.join(DEFAULT_LIMITS)})")
-    parser.add_argument("--side", type=positive_int, default=DEFAULT_RULE.side,
-                        help="analysis size: the scene's longer side after resizing")
-    parser.add_argument("--faithfulness-n", type=int, default=100,
-                        help="native test images for deletion and insertion (0: skip)")
-    parser.add_argument("--steps", type=positive_int, default=16, help="deletion/insertion steps")
-    parser.add_argument("--fills", default="blur,road",
-                        help=f"deletion/insertion fills, comma-separated, of {', '.join(FILLS)}")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the scene sets")
-    parser.add_argument("--out", default="maps-benchmark", help="folder for the reports")
-    return parser
-
-
-def _limit(text: str) -> tuple[str, int]:
-    name, sep, count = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected METHOD=N, got {text!r}")
-    return name.strip(), positive_int(count)
+SHARED_DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
 
 def scene_limits(specs: list[MethodSpec], limits: list[tuple[str, int]]) -> dict[str, int]:
@@ -110,7 +67,7 @@ def localisation(model, specs: list[MethodSpec], args, progress=print) -> dict:
     from sensitivity.metrics.localisation_benchmark import measure
     from sensitivity.metrics.scenes import scene_set
 
-    limits = scene_limits(specs, args.limit or [_limit(t) for t in DEFAULT_LIMITS])
+    limits = scene_limits(specs, args.limit or [method_limit(t) for t in DEFAULT_LIMITS])
     everything = [*specs, *(MethodSpec(c) for c in CONTROLS)]
     rows = {}
     for split, n in (("validation", args.validation_n), ("test", args.n)):

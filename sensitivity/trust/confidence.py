@@ -12,7 +12,6 @@ the card records and :func:`sensitivity.model.io.load_model` checks.
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,33 +227,6 @@ def format_confidence(report: dict) -> str:
     for kind, value in report["auroc_by_kind"].items():
         lines.append(f"  {kind:<11} {value:6.3f}  {100 * report['flagged_by_kind'][kind]:6.1f}%")
     return "\n".join(lines)
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``calibrate`` subcommand on ``subparsers``."""
-    from sensitivity.cli.args import positive_int
-
-    parser = subparsers.add_parser(
-        "calibrate",
-        help="fit the temperature and the out-of-distribution detector (validation data only)",
-        description=__doc__.split("\n\n")[0],
-    )
-    parser.add_argument("--data-dir", required=True, help="CIFAR-10 class folders (train/)")
-    parser.add_argument("--photos-dir", default=str(SHARED_PHOTOS),
-                        help="the shared photographs (person crops among the outliers)")
-    parser.add_argument("--model", default=None, help="a .keras file with its card")
-    parser.add_argument("--layers", nargs="+", default=list(DEFAULT_LAYERS),
-                        help="feature layers of the Mahalanobis candidates")
-    parser.add_argument("--train-limit", type=positive_int, default=None,
-                        help="fit the Gaussians on this many training images (default: all)")
-    parser.add_argument("--outliers", type=positive_int, default=None,
-                        help="outlier pictures of each kind (default: "
-                             f"{OUTLIERS_PER_KIND['validation']} for fitting, "
-                             f"{OUTLIERS_PER_KIND['test']} for the test figures)")
-    parser.add_argument("--report-test", action="store_true",
-                        help="after fitting, measure on the test split and test outliers and "
-                             "record the figures in the card")
-    return parser
 
 
 def run(args) -> int:
