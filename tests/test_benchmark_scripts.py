@@ -1,7 +1,7 @@
 """Smoke runs of the benchmark scripts with tiny settings: each runs to its end and reports.
 
 The three that need a running dashboard (warm_upload, load_test, heavy_and_light) run in
-tests/test_browser.py, the first two on the server it has started.
+tests/web/test_browser.py, the first two on the server it has started.
 """
 
 from __future__ import annotations

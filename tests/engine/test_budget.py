@@ -22,7 +22,7 @@ from sensitivity.engine.budget import (
 )
 from sensitivity.engine.choices import METHODS
 from sensitivity.methods import attribute
-from tests.test_app import APP, charts, png_bytes, predictions
+from tests.web.test_app import APP, charts, png_bytes, predictions
 
 
 def test_every_method_declares_its_cost():

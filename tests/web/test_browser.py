@@ -37,7 +37,7 @@ from tests.browser_support import (
 )
 from tests.conftest import PHOTOS_DIR
 from tests.helpers import benchmark_script, probability_bars_rows, text_picture
-from tests.test_app import array
+from tests.web.test_app import array
 
 
 @pytest.fixture(scope="module")

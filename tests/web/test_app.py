@@ -20,8 +20,8 @@ from sensitivity.render.report import out_of_distribution_note, out_of_distribut
 from sensitivity.web.settings import option_controls
 from tests.conftest import PHOTOS_DIR, ROOT
 from tests.helpers import png_bytes, probability_bars_rows, text_picture, typical_cifar_image
-from tests.test_settings import KEYS as LINK_KEYS
-from tests.test_settings import texts as link_texts
+from tests.web.test_settings import KEYS as LINK_KEYS
+from tests.web.test_settings import texts as link_texts
 
 APP = str(ROOT / "app.py")  # absolute: AppTest resolves relative paths against this file
 

@@ -18,7 +18,7 @@ from sensitivity.engine.choices import METHODS
 from sensitivity.model.io import write_operator_card
 from sensitivity.web.serving import ready_model
 from tests.conftest import PHOTOS_DIR
-from tests.test_app import APP, SMALL_OPTIONS, array, charts, heat_values, predictions, widget
+from tests.web.test_app import APP, SMALL_OPTIONS, array, charts, heat_values, predictions, widget
 
 PHOTO = PHOTOS_DIR / "dog.jpg"
 

@@ -14,7 +14,7 @@ from sensitivity.imaging.images import ImageError, load_image
 from tests.hostile import corpus
 
 CASES = corpus()
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 ADDRESS_SPACE_LIMIT = 2**30
 """Address space of the process that reads the bomb: Python, NumPy and Pillow take about 150
