@@ -327,14 +327,12 @@ def _write_outputs(
 
 
 def run(args: argparse.Namespace) -> int:
-    """Explain every image of ``args`` (see :func:`add_parser`).
+    """Explain every image of ``args`` (see
+    :func:`sensitivity.cli.parsers.add_explain_parser`).
 
     Returns 0 when all were written, 1 when some files were skipped (listed on stderr).
     Raises ValueError (or ModelError) on bad arguments before anything is written.
     """
-    from sensitivity.engine.gradients import OUTPUT_TARGETS, make_target
-    from sensitivity.engine.saliency import METHODS
-    from sensitivity.imaging.images import load_image, preprocess
     from sensitivity.model.cards import model_card
     from sensitivity.model.io import load_model
 
@@ -342,6 +340,19 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     card = model_card(model)
     size = args.size or card.native_size
+    classes = _check_against_model(args, model, card, size)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = _settings(args, options, classes, card, size)
+    written, skipped = _explain_files(args, model, size, classes, options, out, settings)
+    return _report(written, skipped, len(args.images), out)
+
+
+def _check_against_model(args: argparse.Namespace, model, card, size: int) -> list[int] | None:
+    """The classes to explain (None: each image's predicted class), once the size, the
+    classes and the layer are checked against the model; ValueError if one does not fit."""
+    from sensitivity.engine.gradients import OUTPUT_TARGETS, make_target
+
     check_size(size, args.top_k)
     classes = parse_classes(args.classes, card.class_names)
     make_target(model, args.layer)  # ValueError for an unknown layer
@@ -350,9 +361,15 @@ def run(args: argparse.Namespace) -> int:
             "--class applies to logits, probabilities and log_probabilities, "
             f"not to the inner layer {args.layer!r}"
         )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = {
+    return classes
+
+
+def _settings(args: argparse.Namespace, options: dict, classes: list[int] | None, card,
+              size: int) -> dict:
+    """The settings every image's JSON records."""
+    from sensitivity.engine.saliency import METHODS
+
+    return {
         "method": args.method,
         "method_options": {
             **{k: o.default for k, o in METHODS[args.method].options.items()},
@@ -366,6 +383,14 @@ def run(args: argparse.Namespace) -> int:
         "size": size,
         "model": str(args.model) if args.model else "default",
     }
+
+
+def _explain_files(args: argparse.Namespace, model, size: int, classes: list[int] | None,
+                   options: dict, out: Path, settings: dict) -> tuple[int, list[tuple[str, str]]]:
+    """Explain and write each image file in turn, with a progress bar; returns the number
+    written and the ``(path, reason)`` of each file skipped."""
+    from sensitivity.imaging.images import load_image, preprocess
+
     stems = output_stems(args.images)
     skipped: list[tuple[str, str]] = []
     written = 0
@@ -391,7 +416,12 @@ def run(args: argparse.Namespace) -> int:
             _write_outputs(out, stem, saliency_map, record, args.top_k, args.scale, args.sign)
             written += 1
         bar.update(done)
-    print(f"wrote {written} of {len(args.images)} explanations to {out}/")
+    return written, skipped
+
+
+def _report(written: int, skipped: list[tuple[str, str]], total: int, out: Path) -> int:
+    """Print what was written and what was skipped; the exit code (1 if any was skipped)."""
+    print(f"wrote {written} of {total} explanations to {out}/")
     if skipped:
         print(f"skipped {len(skipped)} file(s):", file=sys.stderr)
         for path, reason in skipped:

@@ -276,7 +276,8 @@ def report_html(summary: list[dict], faithfulness_summary: list[dict], markdown:
 
 
 def run(args) -> int:
-    """Run the benchmark for parsed ``args`` (see :func:`add_parser`); returns 0."""
+    """Run the benchmark for parsed ``args`` (see
+    :func:`sensitivity.cli.parsers.add_benchmark_maps_parser`); returns 0."""
     from sensitivity.metrics.localisation_benchmark import SIZE_BINS, format_summary, summarise
     from sensitivity.model.io import load_model
 

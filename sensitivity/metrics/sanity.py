@@ -131,11 +131,7 @@ def randomised_copy(model, count: int | None = None, seed: int = 0):
     """A clone of ``model`` (which is not changed) with its top ``count`` layers that have
     weights re-initialised in cascade (:func:`cascade_layers`, :func:`reinitialise_layer`);
     default: the top half, the depth at which :func:`randomization_check` judges a method."""
-    import keras
-
-    work = keras.models.clone_model(model)
-    work.set_weights(model.get_weights())
-    fresh = keras.models.clone_model(model)  # only for the layers' initial vectors
+    work, fresh = _trained_clone(model)
     cascade = cascade_layers(work)
     count = math.ceil(len(cascade) / 2) if count is None else count
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(cascade):
@@ -175,31 +171,12 @@ def randomization_check(
     once the top half of the layers is random is flagged (see
     :data:`RANDOMIZATION_THRESHOLD`).
     """
-    import keras
-
-    from sensitivity.engine.inference import as_batch, predict
-
-    batch = as_batch(images)
-    if len(batch) == 0:
-        raise ValueError("the randomisation check needs at least one image")
+    batch, classes = _images_and_classes(model, images, classes)
     map_fn = saliency_function(method, **options) if isinstance(method, str) else method
-    if classes is None:
-        classes = predict(model, batch).argmax(axis=1)
-    classes = np.asarray(classes, dtype=np.int64).reshape(-1)
-    if len(classes) != len(batch):
-        raise ValueError("give one class per image")
-    work = keras.models.clone_model(model)
-    work.set_weights(model.get_weights())
-    fresh = keras.models.clone_model(model)  # only for the layers' initial vectors
+    work, fresh = _trained_clone(model)
     cascade = cascade_layers(work, layers)
-    rng = np.random.default_rng(seed)
-    reference = np.asarray(map_fn(work, batch, classes), dtype=np.float64)
-    per_image = [np.ones(len(batch))]
-    for name in cascade:
-        reinitialise_layer(work, fresh, name, rng)
-        maps = np.asarray(map_fn(work, batch, classes), dtype=np.float64)
-        per_image.append(np.array([spearman(r, m) for r, m in zip(reference, maps, strict=True)]))
-    per_image_array = np.stack(per_image)
+    per_image_array = _cascade_correlations(work, fresh, cascade, map_fn, batch, classes,
+                                            np.random.default_rng(seed))
     return RandomizationCheck(
         tuple(cascade),
         per_image_array.mean(axis=1),
@@ -207,3 +184,44 @@ def randomization_check(
         math.ceil(len(cascade) / 2),
         float(threshold),
     )
+
+
+def _trained_clone(model):
+    """``(work, fresh)``: a clone of ``model`` with its trained weights, to randomise, and an
+    untrained clone, only for the layers' initial vectors; ``model`` is never changed."""
+    import keras
+
+    work = keras.models.clone_model(model)
+    work.set_weights(model.get_weights())
+    fresh = keras.models.clone_model(model)
+    return work, fresh
+
+
+def _images_and_classes(model, images, classes) -> tuple[np.ndarray, np.ndarray]:
+    """The batch ``(N, H, W, 3)`` and the ``(N,)`` int64 classes its maps explain (default: the
+    model's predictions); ValueError for no image or a class count that does not match."""
+    from sensitivity.engine.inference import as_batch, predict
+
+    batch = as_batch(images)
+    if len(batch) == 0:
+        raise ValueError("the randomisation check needs at least one image")
+    if classes is None:
+        classes = predict(model, batch).argmax(axis=1)
+    classes = np.asarray(classes, dtype=np.int64).reshape(-1)
+    if len(classes) != len(batch):
+        raise ValueError("give one class per image")
+    return batch, classes
+
+
+def _cascade_correlations(work, fresh, cascade: list[str], map_fn: MapFunction,
+                          batch: np.ndarray, classes: np.ndarray,
+                          rng: np.random.Generator) -> np.ndarray:
+    """``(L + 1, N)``: per image, the Spearman correlation of the map of ``work`` as trained
+    (step 0: 1) with its map after each layer of ``cascade`` is re-initialised in turn."""
+    reference = np.asarray(map_fn(work, batch, classes), dtype=np.float64)
+    per_image = [np.ones(len(batch))]
+    for name in cascade:
+        reinitialise_layer(work, fresh, name, rng)
+        maps = np.asarray(map_fn(work, batch, classes), dtype=np.float64)
+        per_image.append(np.array([spearman(r, m) for r, m in zip(reference, maps, strict=True)]))
+    return np.stack(per_image)
