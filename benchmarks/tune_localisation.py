@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared/datasets/cifar10-jpeg"))
     parser.add_argument("--photos-dir", default=str(ROOT.parent / "shared/datasets/photos"))
+    parser.add_argument("--model", default=None, help="a .keras file with its card (default: "
+                        "the shipped default model)")
     parser.add_argument("--n", type=int, default=120, help="validation scenes")
     parser.add_argument("--sides", default="96,128,160", help="analysis sides, comma-separated")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_SPECS))
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from sensitivity.metrics.scenes import scene_set
 
-    model = sensitivity.load_model()
+    model = sensitivity.load_model(args.model)
     scenes = scene_set("validation", args.n, data_dir=args.data_dir, photos_dir=args.photos_dir)
     specs = [parse_spec(text) for text in args.methods]
     parts = []

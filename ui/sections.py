@@ -15,7 +15,7 @@ from sensitivity.engine.saliency import to_map
 from sensitivity.imaging import gallery
 from sensitivity.imaging.discovery import Box, boxes_to_map
 from sensitivity.imaging.images import center_square_box
-from sensitivity.imaging.objects import DEFAULT_RULE, FoundObject
+from sensitivity.imaging.objects import FoundObject
 from sensitivity.imaging.postprocess import strongest_pixels
 from sensitivity.metrics.sanity import RANDOMIZATION_THRESHOLD, spearman
 from sensitivity.metrics.scenes import make_scene
@@ -115,8 +115,10 @@ def probability_table(probabilities: np.ndarray, names: tuple[str, ...]) -> None
 
 def objects_caption(found: list[FoundObject]) -> str:
     """E.g. "boxes by gradcam at 128 px: dog 0.61, truck 0.22"."""
-    listed = ", ".join(f"{f.label} {f.score:.2f}" for f in found) or "no object found"
-    return f"boxes by {DEFAULT_RULE.method} at {DEFAULT_RULE.side} px: {listed}"
+    if not found:
+        return "boxes: no object found"
+    listed = ", ".join(f"{f.label} {f.score:.2f}" for f in found)
+    return f"boxes by {found[0].method} at {found[0].side} px: {listed}"
 
 
 def target_class(probabilities: np.ndarray, settings: ViewSettings) -> int:

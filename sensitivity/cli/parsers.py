@@ -8,7 +8,6 @@ import argparse
 
 from sensitivity.cli import explain
 from sensitivity.cli.args import method_limit, non_negative_float, positive_int
-from sensitivity.imaging.objects import DEFAULT_RULE
 from sensitivity.metrics import maps_benchmark
 from sensitivity.metrics.fills import FILLS
 from sensitivity.metrics.localisation_benchmark import parse_spec
@@ -224,8 +223,9 @@ def add_benchmark_maps_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--limit", action="append", type=method_limit, default=None,
                         help="METHOD=N: measure METHOD on the first N scenes of each set only "
                         f"(default {' '.join(maps_benchmark.DEFAULT_LIMITS)})")
-    parser.add_argument("--side", type=positive_int, default=DEFAULT_RULE.side,
-                        help="analysis size: the scene's longer side after resizing")
+    parser.add_argument("--side", type=positive_int, default=None,
+                        help="analysis size: the scene's longer side after resizing (default: "
+                        "the side of the model's find_objects rule)")
     parser.add_argument("--faithfulness-n", type=int, default=100,
                         help="native test images for deletion and insertion (0: skip)")
     parser.add_argument("--steps", type=positive_int, default=16, help="deletion/insertion steps")

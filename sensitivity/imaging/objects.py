@@ -1,12 +1,12 @@
 """Object discovery as one call: :func:`find_objects` boxes the objects a classifier sees.
 
-The rule (:data:`DEFAULT_RULE`) was chosen on the validation scenes of the localisation
-benchmark (``python -m sensitivity benchmark-maps``, see ``benchmarks/README.md``): the whole
-image is resized so that its longer side is ``rule.side`` pixels, a class-masked map of
-``rule.method`` is computed for each class, its positive part is thresholded at
-``rule.fraction`` of its maximum, and each 8-connected component of the kept pixels gives a
-box, scored by the share of the map's positive mass on it times the class's evidence
-(:func:`class_evidence`).
+The rule is the model card's (``localisation``, :func:`rule_for`), else :data:`DEFAULT_RULE`,
+each chosen on the validation scenes of the localisation benchmark (``python -m sensitivity
+benchmark-maps``, see ``benchmarks/README.md``): the whole image is resized so that its longer
+side is ``rule.side`` pixels, a class-masked map of ``rule.method`` is computed for each class,
+its positive part is thresholded at ``rule.fraction`` of its maximum, and each 8-connected
+component of the kept pixels gives a box, scored by the share of the map's positive mass on it
+times the class's evidence (:func:`class_evidence`).
 Overlapping boxes (IoU > :data:`NMS_IOU`) keep only the higher score.
 
 A class's evidence (:func:`class_evidence`): for a model with a "feature map -> global
@@ -52,15 +52,28 @@ discrimination and CorLoc; sides 96, 112 and 128 were within a standard error on
 96 was best on CorLoc and MaxBoxAcc; 0.15 maximised CorLoc of the strongest box."""
 
 
+def rule_for(model) -> ObjectRule:
+    """The rule of ``model``'s card (:attr:`sensitivity.model.cards.ModelCard.object_rule`), else
+    :data:`DEFAULT_RULE`."""
+    from sensitivity.model.cards import model_card
+
+    pairs = dict(model_card(model).object_rule)
+    if not pairs:
+        return DEFAULT_RULE
+    return ObjectRule(**{**pairs, "options": dict(pairs.get("options", ()))})
+
+
 class FoundObject(NamedTuple):
     """A box in the image's own pixel coordinates (``x1``, ``y1`` exclusive), its class,
-    the class's name, a score (0..1) and the method whose map made it."""
+    the class's name, a score (0..1), the method whose map made it and the side (pixels) the
+    image was analysed at."""
 
     box: Box
     class_index: int
     label: str
     score: float
     method: str
+    side: int
 
 
 def map_boxes(saliency_map: np.ndarray, fraction: float) -> list[Box]:
@@ -121,7 +134,7 @@ def find_objects(
     *,
     classes=None,
     max_objects: int = 3,
-    rule: ObjectRule = DEFAULT_RULE,
+    rule: ObjectRule | None = None,
     class_names=None,
 ) -> list[FoundObject]:
     """Boxes around the objects of ``classes`` in ``image``, strongest first.
@@ -130,8 +143,8 @@ def find_objects(
     ``classes``: a class index, a list of them, or None for the classes the model finds
     (:func:`candidate_classes`: at most ``max_objects``, each at least
     ``rule.min_probability``; the most probable one always). Boxes are in the image's own
-    pixel coordinates. ``class_names`` defaults to the model's card's
-    (:func:`sensitivity.model.cards.model_card`).
+    pixel coordinates. ``rule`` defaults to the model's (:func:`rule_for`), ``class_names`` to
+    its card's (:func:`sensitivity.model.cards.model_card`).
     """
     from sensitivity.engine.saliency import saliency
     from sensitivity.imaging.images import analysis_shape, as_rgb_array, resize
@@ -141,6 +154,7 @@ def find_objects(
         max_objects < 1
     ):
         raise ValueError(f"max_objects must be a positive whole number, got {max_objects!r}")
+    rule = rule_for(model) if rule is None else rule
     rgb = as_rgb_array(np.asarray(image))
     height, width = rgb.shape[:2]
     h, w = analysis_shape(height, width, rule.side)
@@ -168,6 +182,7 @@ def find_objects(
             names[c] if c < len(names) else str(c),
             float(box.score * evidence[c]),
             rule.method,
+            rule.side,
         )
         for c, class_map in zip(chosen, maps, strict=True)
         for box in map_boxes(class_map, rule.fraction)[:max_objects]

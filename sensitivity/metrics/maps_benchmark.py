@@ -89,7 +89,7 @@ def find_objects_rows(model, scenes) -> list[dict]:
     """Per object of the test scenes: the IoU of the first box of ``find_objects`` for the
     object's class, CorLoc (IoU >= 0.5) and the share of IoU levels 0.3, 0.5, 0.7 met."""
     from sensitivity.imaging.discovery import iou
-    from sensitivity.imaging.objects import DEFAULT_RULE, find_objects
+    from sensitivity.imaging.objects import find_objects, rule_for
     from sensitivity.metrics.localisation import IOU_THRESHOLDS
 
     rows = []
@@ -100,7 +100,7 @@ def find_objects_rows(model, scenes) -> list[dict]:
             rows.append({"scene": i, "object": k, "label": label, "iou": overlap,
                          "corloc": float(overlap >= 0.5),
                          "boxacc": float(np.mean([overlap >= t for t in IOU_THRESHOLDS])),
-                         "rule": repr(DEFAULT_RULE)})
+                         "rule": repr(rule_for(model))})
     return rows
 
 
@@ -278,6 +278,7 @@ def report_html(summary: list[dict], faithfulness_summary: list[dict], markdown:
 def run(args) -> int:
     """Run the benchmark for parsed ``args`` (see
     :func:`sensitivity.cli.parsers.add_benchmark_maps_parser`); returns 0."""
+    from sensitivity.imaging.objects import rule_for
     from sensitivity.metrics.localisation_benchmark import SIZE_BINS, format_summary, summarise
     from sensitivity.model.io import load_model
 
@@ -285,6 +286,8 @@ def run(args) -> int:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
     model = load_model(args.model)
+    if args.side is None:
+        args.side = rule_for(model).side
     specs = list({s.label: s for s in args.methods if s.name not in CONTROLS}.values())
     rows = localisation(model, specs, args, progress=lambda text: print(text, flush=True))
     summary = summarise(rows["test"], rows["validation"])

@@ -4,12 +4,15 @@ A model file's card (``NAME.json``, :mod:`sensitivity.model.io`) names the class
 (``classes``), the side of the images it was trained on (``input_size``, pixels), whether it
 takes images of that side only (``input_fixed``, default false: fully convolutional), the range of
 the pixel values it takes (``input_range``: always ``[0, 255]``, any normalisation is inside the
-model) and optionally its head (``head``, :data:`HEADS`), besides its data,
-accuracy and sha256. :func:`sensitivity.model.io.load_model` reads it into a :class:`ModelCard`
-and attaches that to the model it loads; :func:`model_card` is what the library asks. A model
-built in memory has a default card: ``"class 0"``, ``"class 1"``, ... for its outputs, the side
-of its input when that is fixed (else :data:`sensitivity.engine.choices.NATIVE_SIZE`), and the head
-its graph ends in.
+model), optionally its head (``head``, :data:`HEADS`) and the rule by which
+:func:`sensitivity.imaging.objects.find_objects` boxes objects with it (``localisation``:
+``method``, ``side``, ``fraction``, ``min_probability``, optional ``options``, chosen on
+validation scenes for that model), besides its data, accuracy and sha256.
+:func:`sensitivity.model.io.load_model` reads it into a :class:`ModelCard` and attaches that
+to the model it loads; :func:`model_card` is what the library asks. A model built in memory
+has a default card: ``"class 0"``, ``"class 1"``, ... for its outputs, the side of its input
+when that is fixed (else :data:`sensitivity.engine.choices.NATIVE_SIZE`), and the head its
+graph ends in.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ class ModelCard:
     sha256: str | None = None
     fixed_size: bool = False
     """Whether the model takes only ``native_size`` x ``native_size`` images."""
+    object_rule: tuple[tuple[str, object], ...] = ()
+    """The card's ``localisation`` rule as ``(key, value)`` pairs (options as pairs too);
+    empty: :data:`sensitivity.imaging.objects.DEFAULT_RULE`."""
 
     @property
     def num_classes(self) -> int:
@@ -103,6 +109,7 @@ def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
                              "must say 'input_fixed': true")
     data = raw.get("data", "")
     accuracy = raw.get("test_accuracy", raw.get("accuracy"))
+    object_rule = _object_rule(raw.get("localisation"), where)
     return ModelCard(
         class_names=tuple(classes),
         native_size=size,
@@ -112,7 +119,38 @@ def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
         data=str(data.get("source", "") if isinstance(data, dict) else data),
         accuracy=None if accuracy is None else float(accuracy),
         sha256=raw.get("sha256"),
+        object_rule=object_rule,
     )
+
+
+_RULE_KEYS = {"method", "side", "fraction", "min_probability", "options", "chosen_on"}
+
+
+def _object_rule(raw, where: str) -> tuple[tuple[str, object], ...]:
+    """The card's ``localisation`` rule as sorted ``(key, value)`` pairs; ValueError if bad."""
+    if raw is None:
+        return ()
+    from sensitivity.engine.choices import METHODS
+
+    if not isinstance(raw, dict) or set(raw) - _RULE_KEYS:
+        raise ValueError(f"{where}: 'localisation' must be an object with keys among "
+                         f"{', '.join(sorted(_RULE_KEYS))}")
+    rule = {key: value for key, value in raw.items() if key != "chosen_on"}
+    if rule.get("method") not in METHODS:
+        raise ValueError(f"{where}: 'localisation' needs a 'method' among {', '.join(METHODS)}")
+    side = rule.get("side", 96)
+    if isinstance(side, bool) or not isinstance(side, int) or not 8 <= side <= 1024:
+        raise ValueError(f"{where}: the localisation 'side' must be 8..1024 pixels, got {side!r}")
+    for key in ("fraction", "min_probability"):
+        value = rule.get(key, 0.5)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"{where}: the localisation {key!r} must be in 0..1, got {value!r}")
+    options = rule.get("options", {})
+    if not isinstance(options, dict):
+        raise ValueError(f"{where}: the localisation 'options' must be an object")
+    rule["options"] = tuple(sorted((key, tuple(value) if isinstance(value, list) else value)
+                                   for key, value in options.items()))
+    return tuple(sorted(rule.items()))
 
 
 def attach_card(model, card: ModelCard) -> None:

@@ -106,10 +106,11 @@ def test_object_rows_measures_by_hand():
     expected_b = np.array([48 / 600] + [1.0] * (T - 1))
     np.testing.assert_allclose(row_b["largest_ious"], expected_b)
     np.testing.assert_allclose(row_b["strongest_ious"], expected_b)
-    # A's map: normalised, the peak is 1 and B's block 0.25. Thresholds 0.05-0.25 keep both;
-    # the largest component is B's block (48 px, IoU 0 with A), the strongest too (mass 48
-    # against 4). From 0.3 only the peak pixel is left: IoU 1 / 36.
-    expected_a = np.array([36 / 600] + [0.0] * 5 + [1 / 36] * (T - 6))
+    # A's map: normalised, the peak is 1 and B's block 0.25. Thresholds above 0 up to 0.25
+    # keep both; the largest component is B's block (48 px, IoU 0 with A), the strongest too
+    # (mass 48 against 4). Above 0.25 only the peak pixel is left: IoU 1 / 36.
+    expected_a = np.array([36 / 600 if f == 0 else 0.0 if f <= 0.25 else 1 / 36
+                           for f in FRACTIONS])
     np.testing.assert_allclose(row_a["largest_ious"], expected_a)
     np.testing.assert_allclose(row_a["strongest_ious"], expected_a)
     assert row_a["largest_ious"].shape == (T,) == row_a["strongest_ious"].shape
@@ -172,10 +173,11 @@ def test_measure_runs_every_spec_on_every_object():
 
 
 def _ious(**values) -> np.ndarray:
-    """A ``(T,)`` IoU array, 0 except ``i<index>=value``."""
+    """A ``(T,)`` IoU array over :data:`FRACTIONS`, 0 except ``i<k>=value`` at the threshold
+    ``k / 20`` (``i3``: 0.15)."""
     array = np.zeros(T)
     for key, value in values.items():
-        array[int(key[1:])] = value
+        array[FRACTIONS.index(int(key[1:]) / 20)] = value
     return array
 
 

@@ -30,8 +30,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_arguments_and_defaults():
-    from sensitivity.imaging.objects import DEFAULT_RULE
-
     args = _parse(["--data-dir", "d", "--methods", "gradcam", "cam:scales=0.75/1/1.5",
                    "--limit", "rise=5", "--limit", " cam = 3"])
     assert [s.label for s in args.methods] == ["gradcam", "cam:scales=0.75/1.0/1.5"]
@@ -39,7 +37,7 @@ def test_arguments_and_defaults():
     assert args.limit == [("rise", 5), ("cam", 3)]
     defaults = _parse(["--data-dir", "d"])
     assert defaults.methods == [parse_spec(m) for m in DEFAULT_METHODS]
-    assert defaults.limit is None and defaults.side == DEFAULT_RULE.side
+    assert defaults.limit is None and defaults.side is None  # the model's rule's side
     assert (defaults.n, defaults.validation_n, defaults.faithfulness_n) == (300, 150, 100)
 
 

@@ -115,6 +115,16 @@ def test_a_missing_or_wrong_card_is_refused_naming_the_file(tmp_path):
     assert "repeats a name" in refused(classes=["a", "a", "c"])
     assert "'input_fixed' must be true or false" in refused(input_fixed="yes")
     assert "must say 'input_fixed': true" in refused(input_fixed=False)
+    rule = {"method": "gradcam", "side": 128, "fraction": 0.02, "min_probability": 0.5}
+    assert "'method' among" in refused(localisation={**rule, "method": "magic"})
+    assert "'side' must be 8..1024" in refused(localisation={**rule, "side": 4})
+    assert "'side' must be 8..1024" in refused(localisation={**rule, "side": True})
+    assert "'fraction' must be in 0..1" in refused(localisation={**rule, "fraction": 1.5})
+    assert "'min_probability' must be in 0..1" in refused(
+        localisation={**rule, "min_probability": "high"})
+    assert "keys among" in refused(localisation={**rule, "colour": "red"})
+    assert "keys among" in refused(localisation=["gradcam"])
+    assert "'options' must be an object" in refused(localisation={**rule, "options": [1]})
     path.with_suffix(".json").unlink()
     missing = f"model card not found: {path.with_suffix('.json')}"
     with pytest.raises(ModelError, match=re.escape(missing)):
@@ -140,6 +150,30 @@ def test_card_from_json_reads_the_shipped_cards_fields():
     assert card.class_names[2] == "bird" and card.native_size == 32 and card.num_classes == 10
     assert not card.fixed_size  # fully convolutional: any analysis size
     assert card.accuracy == pytest.approx(0.9166) and not card.multi_label
+    assert card.object_rule == ()  # find_objects' default rule
+
+
+def test_a_cards_localisation_rule_is_what_find_objects_uses(tmp_path):
+    from sensitivity.imaging.objects import DEFAULT_RULE, ObjectRule, find_objects, rule_for
+
+    model, _ = _head_model(None, classes=3, size=None)
+    path = _write(model, tmp_path / "free.keras", ["a", "b", "c"], 32)
+    card = read_model_card(path)
+    rule = {"method": "cam", "side": 40, "fraction": 0.3, "min_probability": 0.2,
+            "options": {"sign": "positive"}, "chosen_on": "nothing: a test"}
+    path.with_suffix(".json").write_text(json.dumps({**card, "localisation": rule}))
+    loaded = load_model(path)
+    expected = ObjectRule(method="cam", options={"sign": "positive"}, side=40, fraction=0.3,
+                          min_probability=0.2)
+    assert rule_for(loaded) == expected
+    assert rule_for(load_model(_write(model, tmp_path / "plain.keras", ["a", "b", "c"], 32))) \
+        == DEFAULT_RULE
+    image = _images(1, 64)[0]
+    found = find_objects(loaded, image, classes=[0, 1, 2])
+    assert found and {(f.method, f.side) for f in found} == {("cam", 40)}
+    assert found == find_objects(loaded, image, classes=[0, 1, 2], rule=expected)
+    other = find_objects(loaded, image, classes=[0, 1, 2], rule=DEFAULT_RULE)
+    assert {(f.method, f.side) for f in other} == {(DEFAULT_RULE.method, DEFAULT_RULE.side)}
 
 
 # --------------------------------------------------------------------------------------------

@@ -445,7 +445,7 @@ def test_the_gradient_caveat_shows_above_the_native_size_only(dog_app):
 def test_boxes_are_find_objects_on_the_photo_and_their_parts_in_the_square(dog_app,
                                                                             drawn_photos):
     from sensitivity import load_image
-    from sensitivity.imaging.objects import DEFAULT_RULE, find_objects
+    from sensitivity.imaging.objects import find_objects
     from sensitivity.web.serving import ready_model
 
     at = dog_app
@@ -461,7 +461,7 @@ def test_boxes_are_find_objects_on_the_photo_and_their_parts_in_the_square(dog_a
     np.testing.assert_array_equal(image, photo)
     assert boxes == [f.box for f in found]
     listed = ", ".join(f"{f.label} {f.score:.2f}" for f in found)
-    assert f"boxes by {found[0].method} at {DEFAULT_RULE.side} px: {listed}" in captions(at)
+    assert f"boxes by {found[0].method} at {found[0].side} px: {listed}" in captions(at)
     # On the 32x32 map: the parts inside the centred square x 96..672 of the 768x576 photo,
     # 18 photo pixels a map pixel, rounded outwards.
     expected = []
