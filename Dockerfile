@@ -13,7 +13,7 @@ RUN pip install -r requirements.txt
 COPY --chown=app:app . .
 USER app
 
-# The operator's budget per request, in forward-pass pixels (sensitivity/budget.py; README,
+# The operator's budget per request, in forward-pass pixels (sensitivity/engine/budget.py; README,
 # "What the app protects against"): 16 M lets every method's page defaults through on one
 # photo at 160 px and on six at 64 px, and all but RISE (25 M) on one photo at 224 px: at
 # most 107 s at the rate measured on a loaded 2-core machine. It refuses integrated gradients

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from sensitivity import figures  # NumPy and Plotly only: no TensorFlow yet
+from sensitivity.render import figures  # NumPy and Plotly only: no TensorFlow yet
 
 # The header and the sidebar's controls go out before TensorFlow is imported (several seconds
 # on a cold start); the uploader and a first Plotly figure follow before the model loads (main,
@@ -22,7 +22,7 @@ NOTICES = st.container()  # the model's error, problems with the link's settings
 WORKSPACE = st.empty()  # the uploader and the analyses (the fragment `workspace` draws them)
 SIDEBAR = st.sidebar.empty()
 
-from sensitivity.serving import analysis_shown, import_keras
+from sensitivity.web.serving import analysis_shown, import_keras
 from ui import controls
 
 controls.init_state()
@@ -31,7 +31,7 @@ LAYER_SLOT, COMPARE_SLOT = controls.sidebar(SIDEBAR)
 import_keras()  # TensorFlow and Keras, without the packages a server never uses
 
 import sensitivity
-from sensitivity.budget import summary
+from sensitivity.engine.budget import summary
 from ui import compute, sections
 
 compute.keep_keras_state()

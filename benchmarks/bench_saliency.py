@@ -9,7 +9,7 @@ In one process, on one model and the same 32x32 images (CIFAR-10 test images whe
 copy exists, else uniform noise), every method is timed for batch 1 and batch 32 in up to five
 implementations:
 
-- ``engine``: :func:`sensitivity.saliency.saliency` (compiled gradients, batched samples);
+- ``engine``: :func:`sensitivity.engine.saliency.saliency` (compiled gradients, batched samples);
 - ``eager``: a plain eager ``tf.GradientTape`` baseline, no ``tf.function``: one tape over the
   batch for gradient, gradient x input, guided backprop (ReLUs of a cloned model get the guided
   gradient) and Grad-CAM; a Python loop of one tape per noisy copy (SmoothGrad) or per path
@@ -20,8 +20,8 @@ implementations:
 - ``tf-keras-vis``: tf-keras-vis 0.8.7 ``Saliency`` (gradient; SmoothGrad with
   ``smooth_samples``) and ``Gradcam``;
 - ``forwards``: for the methods made of forward passes (occlusion, Score-CAM, RISE), only
-  those passes: the compiled :func:`sensitivity.gradients.forward` over one copy of each image
-  per patch, channel or mask, ``MAX_BATCH`` at a time, as the engine batches them. This is
+  those passes: the compiled :func:`sensitivity.engine.gradients.forward` over one copy of each
+  image per patch, channel or mask, ``MAX_BATCH`` at a time, as the engine batches them. This is
   the measured floor the engine's masking and bookkeeping are compared with (column
   "x forwards").
 
@@ -72,7 +72,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sensitivity.cli_args import positive_int  # noqa: E402  (after the path is set)
+from sensitivity.cli.args import positive_int  # noqa: E402  (after the path is set)
 
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg"
 DEFAULT_OUT = ROOT / "benchmarks" / "results.md"
@@ -360,7 +360,7 @@ class Settings:
         return {"occlusion": self.patches, "scorecam": self.channels, "rise": self.masks}[method]
 
     def engine_options(self, method: str) -> dict:
-        """Options of :func:`sensitivity.saliency.saliency` for ``method``."""
+        """Options of :func:`sensitivity.engine.saliency.saliency` for ``method``."""
         return {
             "smoothgrad": {"samples": self.samples, "noise": self.noise, "seed": self.seed},
             # The midpoint rule, as the peers run it (the engine's default adaptive sampling
@@ -376,7 +376,7 @@ class Settings:
 
 
 def _engine(model, method: str, settings: Settings):
-    from sensitivity.saliency import saliency
+    from sensitivity.engine.saliency import saliency
 
     options = settings.engine_options(method)
 
@@ -391,7 +391,7 @@ def _engine(model, method: str, settings: Settings):
 def _forwards(model, method: str, settings: Settings):
     """Only the forward passes of a forward-pass method: ``forward_count`` copies of each image
     through the compiled engine, ``MAX_BATCH`` at a time (no masks, no bookkeeping)."""
-    from sensitivity import gradients as engine
+    from sensitivity.engine import gradients as engine
 
     target = engine.make_target(model, "logits")
     count = settings.forward_count(method)
@@ -637,7 +637,7 @@ class Case:
 def load_images(data_dir: Path | None, count: int, seed: int = 0) -> tuple[np.ndarray, str]:
     """``(count, 32, 32, 3)`` float32 images 0..255 and where they came from."""
     if data_dir is not None and (Path(data_dir) / "test").is_dir():
-        from sensitivity.data import load_split
+        from sensitivity.model.data import load_split
 
         images, _ = load_split(data_dir, "test", limit=count, cache=False)
         if len(images) >= count:
@@ -672,7 +672,7 @@ def run_benchmark(
     log: Callable[[str], None] = print,
 ) -> list[Case]:
     """Time every case (warm-up, then ``repeats`` rounds taking turns), then measure memory."""
-    from sensitivity.inference import logits
+    from sensitivity.engine.inference import logits
 
     onehot_all = np.eye(10, dtype=np.float32)[logits(model, images).argmax(axis=1)]
     cases: list[Case] = []
@@ -906,12 +906,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; prints the Markdown report and writes it to ``--out``."""
     args = build_parser().parse_args(argv)
     import sensitivity  # sets TensorFlow's environment before TensorFlow is imported
-    from sensitivity import gradients as engine
+    from sensitivity.engine import gradients as engine
 
     if args.quick:
         import keras
 
-        from sensitivity.wrn import build_wrn
+        from sensitivity.model.wrn import build_wrn
 
         keras.utils.set_random_seed(0)
         model = build_wrn(10, 1)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sensitivity.cli_args import positive_int  # noqa: E402
+from sensitivity.cli.args import positive_int  # noqa: E402
 from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, require_chromium, streamlit_server  # noqa: E402
 from tests.conftest import PHOTOS_DIR  # noqa: E402
 

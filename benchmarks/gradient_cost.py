@@ -3,7 +3,7 @@
 Implementations of one logit gradient of the default model, each called with the same batch of
 images (uniform noise, pixels 0..255) and one-hot class weights, results copied back to NumPy:
 
-- ``engine``: ``sensitivity.gradients.gradients`` (the plain ``tf.function`` graph, oneDNN);
+- ``engine``: ``sensitivity.engine.gradients.gradients`` (the plain ``tf.function`` graph, oneDNN);
 - ``graph``: a ``tf.function`` of the same tape over ``model(images, training=False)``;
 - ``xla``: that function with ``jit_compile=True`` (compiled once per input shape);
 - ``no_bn``: ``graph`` on a copy of the model with every batch normalisation replaced by the
@@ -37,8 +37,8 @@ import numpy as np  # noqa: E402
 
 import sensitivity  # noqa: E402  (before TensorFlow: it switches oneDNN on)
 from benchmarks.bench_saliency import forward_flops, matmul_rate  # noqa: E402
-from sensitivity import gradients as engine  # noqa: E402
-from sensitivity.saliency import saliency  # noqa: E402
+from sensitivity.engine import gradients as engine  # noqa: E402
+from sensitivity.engine.saliency import saliency  # noqa: E402
 
 
 def without_batch_normalisation(model):

@@ -36,10 +36,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sensitivity.budget import MAX_WORK_VARIABLE, Work, estimate_work  # noqa: E402
-from sensitivity.choices import METHODS  # noqa: E402
-from sensitivity.cli_args import positive_int  # noqa: E402
-from sensitivity.settings import SIZES, ViewSettings, method_options  # noqa: E402
+from sensitivity.cli.args import positive_int  # noqa: E402
+from sensitivity.engine.budget import MAX_WORK_VARIABLE, Work, estimate_work  # noqa: E402
+from sensitivity.engine.choices import METHODS  # noqa: E402
+from sensitivity.web.settings import SIZES, ViewSettings, method_options  # noqa: E402
 from tests.browser_support import (  # noqa: E402
     ARTIFACTS,
     CHROMIUM,

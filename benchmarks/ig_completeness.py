@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 import sensitivity  # noqa: E402  (before TensorFlow: it switches oneDNN on)
-from sensitivity.data import load_split  # noqa: E402
 from sensitivity.methods import attribute  # noqa: E402
+from sensitivity.model.data import load_split  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

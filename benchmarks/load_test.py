@@ -40,10 +40,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sensitivity import load_model, model_card, predict, preprocess  # noqa: E402
-from sensitivity.cli_args import positive_int  # noqa: E402
-from sensitivity.data import load_split  # noqa: E402
-from sensitivity.labels import CLASS_NAMES  # noqa: E402
-from sensitivity.model_io import (  # noqa: E402
+from sensitivity.cli.args import positive_int  # noqa: E402
+from sensitivity.model.data import load_split  # noqa: E402
+from sensitivity.model.io import (  # noqa: E402
     MODELS_DIR,
     MODELS_DIR_ENV,
     list_models,
@@ -51,6 +50,7 @@ from sensitivity.model_io import (  # noqa: E402
     models_dir,
     write_operator_card,
 )
+from sensitivity.model.labels import CLASS_NAMES  # noqa: E402
 from tests.browser_support import (  # noqa: E402
     ARTIFACTS,
     CHROMIUM,

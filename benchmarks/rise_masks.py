@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import sensitivity
-    from sensitivity.data import load_split
-    from sensitivity.metrics import spearman
+    from sensitivity.metrics.sanity import spearman
+    from sensitivity.model.data import load_split
 
     model = sensitivity.load_model(args.model)
     images, labels = load_split(args.data_dir, "test", limit=args.n)

@@ -35,8 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import sensitivity
-    from sensitivity.localisation_benchmark import format_summary, measure, parse_spec, summarise
-    from sensitivity.scenes import scene_set
+    from sensitivity.metrics.localisation_benchmark import (
+        format_summary,
+        measure,
+        parse_spec,
+        summarise,
+    )
+    from sensitivity.metrics.scenes import scene_set
 
     model = sensitivity.load_model(args.model)
     scenes = scene_set("validation", args.n, data_dir=args.data_dir, photos_dir=args.photos_dir)

@@ -29,7 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sensitivity.cli_args import positive_int  # noqa: E402
+from sensitivity.cli.args import positive_int  # noqa: E402
 from tests.browser_support import (  # noqa: E402
     ARTIFACTS,
     CHROMIUM,

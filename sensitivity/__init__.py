@@ -5,8 +5,13 @@ arrays; nothing here imports Streamlit.
 
 Importing the package is cheap: TensorFlow is imported only when a name that needs it is first
 used (``sensitivity.predict``, ``sensitivity.load_model``, ...) or a module that needs it is
-imported, so light modules (``sensitivity.figures``, ``sensitivity.labels``) load in a blink
-and a page can draw before TensorFlow is ready.
+imported, so light modules (``sensitivity.render.figures``, ``sensitivity.model.labels``) load
+in a blink and a page can draw before TensorFlow is ready.
+
+The modules live in subpackages named for their part of the work (``engine``, ``methods``,
+``metrics``, ``model``, ``trust``, ``imaging``, ``render``, ``web``, ``cli``); none shares a
+public name, so ``sensitivity.saliency`` is always the function (its module is
+``sensitivity.engine.saliency``).
 
 The usual calls: ``sensitivity.load_model()``, ``load_image``, ``preprocess``, ``predict``,
 ``saliency`` (maps of any method of ``METHODS``, with its options as keywords; the page's own
@@ -16,32 +21,30 @@ holds, in its own pixels) and ``discover_objects`` (boxes around a map's stronge
 
 import importlib
 import os
-import sys
-import types
 
 # oneDNN kernels: about 1.7x faster convolutions on this project's CPUs, off by default on AMD.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 _EXPORTS = {
-    "CLASS_NAMES": "sensitivity.labels",
-    "DEFAULT_METHOD": "sensitivity.choices",
-    "DEFAULT_MODEL_PATH": "sensitivity.model_io",
-    "ImageError": "sensitivity.images",
-    "METHODS": "sensitivity.choices",
-    "ModelCache": "sensitivity.model_io",
-    "ModelCard": "sensitivity.cards",
-    "ModelError": "sensitivity.model_io",
-    "discover_objects": "sensitivity.discovery",
-    "find_objects": "sensitivity.objects",
-    "load_image": "sensitivity.images",
-    "list_models": "sensitivity.model_io",
-    "load_model": "sensitivity.model_io",
-    "model_card": "sensitivity.cards",
-    "out_of_distribution": "sensitivity.ood",
-    "predict": "sensitivity.inference",
-    "preprocess": "sensitivity.images",
-    "saliency": "sensitivity.saliency",
-    "top_k_mask": "sensitivity.postprocess",
+    "CLASS_NAMES": "sensitivity.model.labels",
+    "DEFAULT_METHOD": "sensitivity.engine.choices",
+    "DEFAULT_MODEL_PATH": "sensitivity.model.io",
+    "ImageError": "sensitivity.imaging.images",
+    "METHODS": "sensitivity.engine.choices",
+    "ModelCache": "sensitivity.model.io",
+    "ModelCard": "sensitivity.model.cards",
+    "ModelError": "sensitivity.model.io",
+    "discover_objects": "sensitivity.imaging.discovery",
+    "find_objects": "sensitivity.imaging.objects",
+    "load_image": "sensitivity.imaging.images",
+    "list_models": "sensitivity.model.io",
+    "load_model": "sensitivity.model.io",
+    "model_card": "sensitivity.model.cards",
+    "out_of_distribution": "sensitivity.trust.ood",
+    "predict": "sensitivity.engine.inference",
+    "preprocess": "sensitivity.imaging.images",
+    "saliency": "sensitivity.engine.saliency",
+    "top_k_mask": "sensitivity.imaging.postprocess",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -58,23 +61,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
-
-
-class _Package(types.ModuleType):
-    """The package's module type: ``sensitivity.saliency`` stays the function.
-
-    Importing a submodule binds it as an attribute of its package once it has run, and an
-    attribute found that way never reaches ``__getattr__``: after ``import sensitivity.saliency``
-    (or ``from sensitivity.saliency import ...``, anywhere) ``sensitivity.saliency`` would be
-    the module. This binds the public name of the same name instead; the module stays in
-    ``sys.modules``, so ``from sensitivity.saliency import saliency`` keeps working.
-    """
-
-    def __setattr__(self, name: str, value) -> None:
-        if (isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}"
-                and _EXPORTS.get(name) == value.__name__):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from sensitivity.images import center_square_box
+from sensitivity.imaging.images import center_square_box
 from tests.conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"

@@ -38,7 +38,7 @@ def default_model_shared(default_model, monkeypatch):
     """Code under test that loads the default model (``load_model()``, or its path) gets the
     session's ``default_model``: the same weights, without loading it and tracing its
     functions again. Only for code that leaves the model as it is."""
-    from sensitivity import model_io
+    from sensitivity.model import io as model_io
 
     original = model_io.load_model
 

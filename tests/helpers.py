@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sensitivity.labels import CLASS_NAMES
+from sensitivity.model.labels import CLASS_NAMES
 from tests.conftest import ROOT
 
 
@@ -69,7 +69,7 @@ class _BarsParser(HTMLParser):
 
 
 def probability_bars_rows(html: str) -> list[dict]:
-    """Rows of :func:`sensitivity.report.probability_bars_html` as read back from its HTML:
+    """Rows of :func:`sensitivity.render.report.probability_bars_html` as read back from its HTML:
     ``{"class", "percent" (the text shown), "bar" (width in %), "colour", "bold"}``."""
     parser = _BarsParser()
     parser.feed(html)
@@ -126,12 +126,12 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 
 
 def text_picture(model, size: int = 32, seeds: int = 8) -> tuple[bytes, float]:
-    """A picture of plain text (:func:`sensitivity.outliers.outlier_image`, drawn at 96 px) as
+    """A picture of plain text (:func:`sensitivity.trust.outliers.outlier_image`, drawn at 96 px) as
     PNG bytes: of ``seeds`` seeds, the one whose network input at ``size`` (as the page
     prepares an upload) the model's out-of-distribution detector scores highest; with that
     score."""
     from sensitivity import load_image, out_of_distribution, preprocess
-    from sensitivity.outliers import outlier_image
+    from sensitivity.trust.outliers import outlier_image
 
     pictures = [png_bytes(outlier_image("text", seed, size=96)) for seed in range(seeds)]
     inputs = np.stack([preprocess(load_image(data), size) for data in pictures])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from sensitivity.images import MAX_BYTES
+from sensitivity.imaging.images import MAX_BYTES
 
 
 @dataclass(frozen=True)

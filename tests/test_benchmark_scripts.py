@@ -1,7 +1,7 @@
 """Smoke runs of the benchmark scripts with tiny settings: each runs to its end and reports.
 
 The three that need a running dashboard (warm_upload, load_test, heavy_and_light) run in
-tests/test_browser.py, the first two on the server it has started.
+tests/web/test_browser.py, the first two on the server it has started.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def test_load_test_picks_each_class_by_rank(default_model, cifar_dir):
     probable of its class among the first 400 test images (no probability threshold: the
     shipped model's likeliest frog there has p < 0.9)."""
     from sensitivity import predict
-    from sensitivity.data import load_split
+    from sensitivity.model.data import load_split
 
     module = benchmark_script("load_test")
     chosen = module.likeliest_images(default_model, cifar_dir)
@@ -138,8 +138,8 @@ def test_load_test_models_folder_holds_the_shipped_models_and_an_untrained_dense
     loads checked against its card) and DenseNet121 with random weights and a card the loader
     accepts: CIFAR-10's class names, 32 px, its fixed input and softmax head read from it."""
     import sensitivity
-    from sensitivity.labels import CLASS_NAMES
-    from sensitivity.model_io import MODELS_DIR, list_models, verify_model_file
+    from sensitivity.model.io import MODELS_DIR, list_models, verify_model_file
+    from sensitivity.model.labels import CLASS_NAMES
 
     module = benchmark_script("load_test")
     folder = module.models_folder(tmp_path, ["densenet-121"])

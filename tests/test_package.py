@@ -19,33 +19,35 @@ def modules_after(statement: str) -> set[str]:
 
 def test_light_modules_do_not_import_tensorflow():
     """What the page draws before TensorFlow's import: the header, a figure, the controls."""
-    loaded = modules_after("import sensitivity, sensitivity.figures, sensitivity.labels, "
-                           "sensitivity.choices, sensitivity.settings, sensitivity.serving")
-    assert {"sensitivity.figures", "sensitivity.settings", "plotly"} <= loaded
+    loaded = modules_after("import sensitivity, sensitivity.render.figures, "
+                           "sensitivity.model.labels, sensitivity.engine.choices, "
+                           "sensitivity.web.settings, sensitivity.web.serving")
+    assert {"sensitivity.render.figures", "sensitivity.web.settings", "plotly"} <= loaded
     assert "tensorflow" not in loaded and "keras" not in loaded
 
 
 def test_the_engine_validates_against_the_choices_the_page_offers():
     import importlib
 
-    from sensitivity import choices, gradients, settings
+    from sensitivity.engine import choices, gradients
     from sensitivity.methods import entry
+    from sensitivity.web import settings
 
-    saliency = importlib.import_module("sensitivity.saliency")  # the module, not the function
+    saliency = importlib.import_module("sensitivity.engine.saliency")  # the module
     assert saliency.METHODS is entry.METHODS is choices.METHODS
     assert gradients.OUTPUT_TARGETS is saliency.OUTPUT_TARGETS is choices.OUTPUT_TARGETS
     assert set(settings.SIGNS) == set(choices.SIGNS)
 
 
 def test_public_names_load_their_module_on_first_use():
-    assert "sensitivity.inference" not in modules_after("import sensitivity")
+    assert "sensitivity.engine.inference" not in modules_after("import sensitivity")
     loaded = modules_after("import sensitivity\nsensitivity.predict\nsensitivity.ImageError")
-    assert {"sensitivity.inference", "sensitivity.images"} <= loaded
+    assert {"sensitivity.engine.inference", "sensitivity.imaging.images"} <= loaded
 
 
 def test_public_names():
     import sensitivity
-    from sensitivity import inference
+    from sensitivity.engine import inference
 
     for name in sensitivity.__all__:
         assert getattr(sensitivity, name) is not None and name in dir(sensitivity)
@@ -62,15 +64,16 @@ def test_public_names():
 def test_methods_and_postprocessing_load_without_tensorflow():
     loaded = modules_after("import sensitivity\nsensitivity.METHODS\nsensitivity.top_k_mask\n"
                            "sensitivity.discover_objects")
-    assert {"sensitivity.choices", "sensitivity.postprocess", "sensitivity.discovery"} <= loaded
+    assert {"sensitivity.engine.choices", "sensitivity.imaging.postprocess",
+            "sensitivity.imaging.discovery"} <= loaded
     assert "tensorflow" not in loaded and "keras" not in loaded
 
 
 SALIENCY_IS_THE_FUNCTION = """
 import importlib, types
 import sensitivity
-module = importlib.import_module("sensitivity.saliency")
-from sensitivity.saliency import saliency
+module = importlib.import_module("sensitivity.engine.saliency")
+from sensitivity.engine.saliency import saliency
 assert isinstance(module, types.ModuleType) and module.saliency is saliency
 assert sensitivity.saliency is saliency, sensitivity.saliency
 assert "saliency" in dir(sensitivity) and "saliency" in sensitivity.__all__
@@ -78,8 +81,8 @@ assert "saliency" in dir(sensitivity) and "saliency" in sensitivity.__all__
 
 FIRST_IMPORTS = [
     "import sensitivity\nsensitivity.saliency",  # the public name first (PEP 562 __getattr__)
-    "from sensitivity.saliency import saliency",  # the submodule first: binds the package name
-    "import sensitivity.saliency",
+    "from sensitivity.engine.saliency import saliency",  # the submodule first
+    "import sensitivity.engine.saliency",
     "import sensitivity.methods\nfrom sensitivity import saliency\nassert callable(saliency)",
 ]
 
@@ -115,9 +118,9 @@ def saliency_checks() -> dict[str, str]:
 
 @pytest.mark.parametrize("first", FIRST_IMPORTS)
 def test_saliency_is_the_function_whatever_was_imported_first(first, saliency_checks):
-    """``sensitivity.saliency`` is the function and ``sys.modules["sensitivity.saliency"]`` the
-    module, whatever was imported first into a fresh package: the import system's binding of
-    the submodule to the package's attribute does not change that."""
+    """``sensitivity.saliency`` is the function and ``sys.modules["sensitivity.engine.saliency"]``
+    the module, whatever was imported first into a fresh package: the import system binds the
+    submodule to ``sensitivity.engine``, never to the package's public name."""
     assert saliency_checks[first] == "ok", saliency_checks[first]
 
 
@@ -125,7 +128,8 @@ def test_top_level_api_is_the_library_functions():
     import numpy as np
 
     import sensitivity
-    from sensitivity import choices, discovery, postprocess
+    from sensitivity.engine import choices
+    from sensitivity.imaging import discovery, postprocess
 
     assert sensitivity.METHODS is choices.METHODS
     assert sensitivity.top_k_mask is postprocess.top_k_mask

@@ -6,7 +6,7 @@ Each step trains on two batches:
 - **CIFAR-10 images** at 32x32 (random crop of the 4-pixel reflection-padded image, flip):
   cross-entropy with label smoothing 0.1 on the logits, as the original training did, so the
   classifier keeps its accuracy at its native size.
-- **Synthetic scenes** (this file's own generator, not ``sensitivity.scenes``, and no
+- **Synthetic scenes** (this file's own generator, not ``sensitivity.metrics.scenes``, and no
   photograph: the benchmark's backgrounds stay unseen): 0-3 training objects of different
   classes, sides 12-88 pixels (log-uniform), pasted with hard or feathered edges onto one of
   several procedural backgrounds (coloured 1/f noise, sky-like gradients, flat colour with

@@ -13,8 +13,8 @@ import argparse
 
 import numpy as np
 
-from sensitivity import data
-from sensitivity.train import TrainConfig
+from sensitivity.model import data
+from sensitivity.model.train import TrainConfig
 
 
 def main() -> None:

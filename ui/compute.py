@@ -1,7 +1,7 @@
 """What the page computes, cached: the model, decoded images, predictions, maps, boxes, the
 faithfulness checks, and the cost of a request against the operator's budget. Each is a call
 into the ``sensitivity`` library; the Streamlit caches keep one model per server and results
-per input. Import after TensorFlow (:func:`sensitivity.serving.import_keras`)."""
+per input. Import after TensorFlow (:func:`sensitivity.web.serving.import_keras`)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,16 @@ import numpy as np
 import streamlit as st
 
 import sensitivity
-from sensitivity import gallery, metrics
-from sensitivity.budget import Work, check_budget, estimate_work, max_work
-from sensitivity.cards import model_card
-from sensitivity.choices import METHODS, OUTPUT_TARGETS
-from sensitivity.objects import FoundObject, find_objects
-from sensitivity.ood import Assessment, assess
-from sensitivity.saliency import Attribution, attribute, layer_names, to_map
-from sensitivity.serving import MODELS_HELD, ready_model
-from sensitivity.settings import ViewSettings, method_options
+from sensitivity.engine.budget import Work, check_budget, estimate_work, max_work
+from sensitivity.engine.choices import METHODS, OUTPUT_TARGETS
+from sensitivity.engine.saliency import Attribution, attribute, layer_names, to_map
+from sensitivity.imaging import gallery
+from sensitivity.imaging.objects import FoundObject, find_objects
+from sensitivity.metrics import perturbation, sanity
+from sensitivity.model.cards import model_card
+from sensitivity.trust.ood import Assessment, assess
+from sensitivity.web.serving import MODELS_HELD, ready_model
+from sensitivity.web.settings import ViewSettings, method_options
 from ui.controls import chosen_model_path, size_choices
 
 
@@ -42,7 +43,7 @@ def keep_keras_state() -> None:
 def load_traced_model(path: str):
     """The model at ``path``, loaded once per server and warmed (traced) before any user's call:
     ``python -m sensitivity serve`` has the operator's model loading while the server starts.
-    At most :data:`~sensitivity.serving.MODELS_HELD` are held."""
+    At most :data:`~sensitivity.web.serving.MODELS_HELD` are held."""
     return ready_model(path)
 
 
@@ -64,7 +65,7 @@ def model_layers() -> list[tuple[str, str]]:
 
 @st.cache_resource(max_entries=4 * MODELS_HELD)
 def layers_of(path: str) -> list[tuple[str, str]]:
-    from sensitivity.gradients import layer_shape
+    from sensitivity.engine.gradients import layer_shape
 
     model = load_traced_model(path)
     shown = []
@@ -133,8 +134,8 @@ def explain(x: np.ndarray, method: str, layer: str, classes: tuple[int, ...],
                    max_entries=MODELS_HELD)
 def randomised_model(path: str):
     """The model at ``path`` with the top half of its layers re-initialised in cascade
-    (:func:`sensitivity.metrics.randomised_copy`, seed 0), made once per server."""
-    return metrics.randomised_copy(load_traced_model(path))
+    (:func:`sensitivity.metrics.sanity.randomised_copy`, seed 0), made once per server."""
+    return sanity.randomised_copy(load_traced_model(path))
 
 
 @st.cache_data(max_entries=256, ttl=3600, show_spinner="Finding objects...")
@@ -153,20 +154,20 @@ def faithfulness(x: np.ndarray, saliency_map: np.ndarray, class_index: int) -> l
 @st.cache_data(max_entries=128, ttl=3600, show_spinner="Measuring faithfulness...")
 def _faithfulness(x: np.ndarray, saliency_map: np.ndarray, class_index: int, path: str) -> list:
     model = get_model(path)
-    return [metrics.deletion_curve(model, x, saliency_map, class_index),
-            metrics.insertion_curve(model, x, saliency_map, class_index)]
+    return [perturbation.deletion_curve(model, x, saliency_map, class_index),
+            perturbation.insertion_curve(model, x, saliency_map, class_index)]
 
 
 def counterfactual(x: np.ndarray, saliency_map: np.ndarray, class_index: int, k: int,
-                   mode: str) -> metrics.Counterfactual:
+                   mode: str) -> perturbation.Counterfactual:
     """The picked model's probability after removing or keeping only the top-k pixels."""
     return _counterfactual(x, saliency_map, class_index, k, mode, chosen_model_path())
 
 
 @st.cache_data(max_entries=128, ttl=3600, show_spinner="Predicting again...")
 def _counterfactual(x: np.ndarray, saliency_map: np.ndarray, class_index: int, k: int,
-                    mode: str, path: str) -> metrics.Counterfactual:
-    return metrics.counterfactual(get_model(path), x, saliency_map, class_index, k, mode=mode)
+                    mode: str, path: str) -> perturbation.Counterfactual:
+    return perturbation.counterfactual(get_model(path), x, saliency_map, class_index, k, mode=mode)
 
 
 @st.cache_data(max_entries=16, show_spinner="Reading the sample images...")

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from sensitivity.cards import card_from_json
-from sensitivity.choices import (
+from sensitivity.engine.choices import (
     LAYER_REDUCTIONS,
     METHODS,
     NATIVE_SIZE,
@@ -17,9 +16,10 @@ from sensitivity.choices import (
     localisation_note,
     shown_options,
 )
-from sensitivity.model_io import ModelError, list_models, model_path, models_dir, read_model_card
-from sensitivity.serving import MODELS_HELD
-from sensitivity.settings import (
+from sensitivity.model.cards import card_from_json
+from sensitivity.model.io import ModelError, list_models, model_path, models_dir, read_model_card
+from sensitivity.web.serving import MODELS_HELD
+from sensitivity.web.settings import (
     CHANNEL_REDUCTIONS,
     COLOUR_SCALES,
     COMPARE_MODES,
@@ -213,7 +213,7 @@ def sidebar(place) -> tuple:
             st.warning("Guided backpropagation fails the model-randomisation sanity check "
                        "(Adebayo et al. 2018): its maps barely change when the weights are "
                        "randomised. Shown for comparison only.")
-        for control in option_controls(method):  # declared in sensitivity.choices.METHODS
+        for control in option_controls(method):  # declared in sensitivity.engine.choices.METHODS
             getattr(st, control.widget)(control.label, key=control.key, help=control.help,
                                         **control.arguments)
 

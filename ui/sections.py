@@ -10,16 +10,18 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-from sensitivity import export, figures, gallery, pictures
-from sensitivity.choices import METHODS, OUTPUT_TARGETS
-from sensitivity.discovery import Box, boxes_to_map
-from sensitivity.images import center_square_box
-from sensitivity.labels import CLASS_NAMES
-from sensitivity.metrics import RANDOMIZATION_THRESHOLD, spearman
-from sensitivity.objects import FoundObject
-from sensitivity.ood import Assessment
-from sensitivity.postprocess import strongest_pixels
-from sensitivity.report import (
+from sensitivity.engine.choices import METHODS, OUTPUT_TARGETS
+from sensitivity.engine.saliency import to_map
+from sensitivity.imaging import gallery
+from sensitivity.imaging.discovery import Box, boxes_to_map
+from sensitivity.imaging.images import center_square_box
+from sensitivity.imaging.objects import FoundObject
+from sensitivity.imaging.postprocess import strongest_pixels
+from sensitivity.metrics.sanity import RANDOMIZATION_THRESHOLD, spearman
+from sensitivity.metrics.scenes import make_scene
+from sensitivity.model.labels import CLASS_NAMES
+from sensitivity.render import export, figures, pictures
+from sensitivity.render.report import (
     completeness_note,
     out_of_distribution_note,
     out_of_distribution_notice,
@@ -27,9 +29,8 @@ from sensitivity.report import (
     randomisation_note,
     verdict,
 )
-from sensitivity.saliency import to_map
-from sensitivity.scenes import make_scene
-from sensitivity.settings import ViewSettings
+from sensitivity.trust.ood import Assessment
+from sensitivity.web.settings import ViewSettings
 from ui.compute import (
     class_names,
     compute_attribution,

@@ -2,7 +2,7 @@
 class weights, progress), the :class:`Runner` a method module declares, and the
 :class:`Attribution` result.
 
-A method module (named as its key of :data:`sensitivity.choices.METHODS`) defines ``RUNNER``:
+A method module (named as its key of :data:`sensitivity.engine.choices.METHODS`) defines ``RUNNER``:
 a :class:`Runner` whose ``run(job)`` returns a dict with ``values`` (and optionally
 ``scores``, ``logits``, ``weights`` or extra fields of :class:`Attribution`).
 """
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sensitivity import gradients as engine
-from sensitivity.choices import FILL_BLUR_SIGMA, NATIVE_SIZE, scaled_length
-from sensitivity.localising_methods import fill_images, upsample
+from sensitivity.engine import gradients as engine
+from sensitivity.engine.choices import FILL_BLUR_SIGMA, NATIVE_SIZE, scaled_length
+from sensitivity.methods.localising import fill_images, upsample
 
 REFERENCE_SIZE = NATIVE_SIZE
 """Patch sizes, strides and blur widths are given in pixels of a 32x32 image and scale with it."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sensitivity import gradients as engine
-from sensitivity.localising_methods import cam_head, upsample
+from sensitivity.engine import gradients as engine
 from sensitivity.methods.base import Job, Runner, spatial
+from sensitivity.methods.localising import cam_head, upsample
 
 
 def run(job: Job) -> dict:

@@ -12,10 +12,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from sensitivity import gradients as engine
-from sensitivity.choices import COMMON_OPTIONS, METHODS, OUTPUT_TARGETS, scaled_sides
-from sensitivity.inference import as_batch, softmax
-from sensitivity.localising_methods import resize
+from sensitivity.engine import gradients as engine
+from sensitivity.engine.choices import COMMON_OPTIONS, METHODS, OUTPUT_TARGETS, scaled_sides
+from sensitivity.engine.inference import as_batch, softmax
 from sensitivity.methods.base import (
     Attribution,
     Job,
@@ -25,6 +24,7 @@ from sensitivity.methods.base import (
     part_progress,
     positive_int,
 )
+from sensitivity.methods.localising import resize
 from sensitivity.methods.noise_tunnel import smoothed
 
 RUNNERS: dict[str, Runner] = {
@@ -196,7 +196,7 @@ def _scale_factors(scales) -> list[float]:
 
 def _fused(model, images, method: str, layer: str, class_mask, opts: dict) -> Attribution:
     """Multi-scale fusion (option ``scales``): the images resized bilinearly (antialiased) by
-    each factor (:func:`sensitivity.choices.scaled_sides`), attributed, and the values
+    each factor (:func:`sensitivity.engine.choices.scaled_sides`), attributed, and the values
     resized back to ``(H, W)``. With one scale those are the values, in the method's units.
     With several, each scale's values are divided by their largest magnitude per image (an
     all-zero attribution stays zero) and averaged: unitless, at most 1 in magnitude.

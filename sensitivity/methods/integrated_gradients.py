@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 
-from sensitivity import gradients as engine
-from sensitivity.choices import BASELINES, PATH_SAMPLINGS
-from sensitivity.filters import gaussian_smooth
+from sensitivity.engine import gradients as engine
+from sensitivity.engine.choices import BASELINES, PATH_SAMPLINGS
+from sensitivity.imaging.filters import gaussian_smooth
 from sensitivity.methods.base import REFERENCE_SIZE, Job, Runner, choice, positive_int
 from sensitivity.methods.path_sampling import adaptive_path_sums, uniform_path_sums
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from sensitivity.choices import SMOOTHGRAD_VARIANTS
+from sensitivity.engine.choices import SMOOTHGRAD_VARIANTS
 from sensitivity.methods.base import Attribution, choice, part_progress, positive_int
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sensitivity import gradients as engine
-from sensitivity.choices import patch_starts
+from sensitivity.engine import gradients as engine
+from sensitivity.engine.choices import patch_starts
 from sensitivity.methods.base import Job, Runner, choice, scaled
 
 

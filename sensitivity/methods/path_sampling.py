@@ -15,8 +15,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from sensitivity import gradients as engine
-from sensitivity.choices import ADAPTIVE_ROUNDS
+from sensitivity.engine import gradients as engine
+from sensitivity.engine.choices import ADAPTIVE_ROUNDS
 from sensitivity.methods.base import Job, part_progress
 
 ADAPTIVE_POINTS_PER_SEGMENT = 2

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sensitivity import gradients as engine
-from sensitivity.localising_methods import RiseMasks, blend
+from sensitivity.engine import gradients as engine
 from sensitivity.methods.base import Job, Runner, fills, positive_int
+from sensitivity.methods.localising import RiseMasks, blend
 
 
 def run(job: Job) -> dict:

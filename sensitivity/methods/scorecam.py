@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sensitivity import gradients as engine
-from sensitivity.localising_methods import blend, upsample
+from sensitivity.engine import gradients as engine
 from sensitivity.methods.base import (
     Job,
     Runner,
@@ -16,6 +15,7 @@ from sensitivity.methods.base import (
     spatial,
     target_layer,
 )
+from sensitivity.methods.localising import blend, upsample
 
 
 def run(job: Job) -> dict:

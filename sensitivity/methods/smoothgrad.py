@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from sensitivity.choices import SMOOTHGRAD_VARIANTS
+from sensitivity.engine.choices import SMOOTHGRAD_VARIANTS
 from sensitivity.methods.base import Job, Runner, choice, positive_int
 from sensitivity.methods.noise_tunnel import reduce_samples
 

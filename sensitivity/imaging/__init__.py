@@ -1,0 +1,2 @@
+"""Images in and boxes out: loading and preprocessing (`images`), filters, top-k masks
+(`postprocess`), boxes from maps (`discovery`, `objects`) and the example gallery."""

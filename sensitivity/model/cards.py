@@ -1,0 +1,186 @@
+"""What the library knows of a model: its class names, native input size and output head.
+
+A model file's card (``NAME.json``, :mod:`sensitivity.model.io`) names the classes
+(``classes``), the side of the images it was trained on (``input_size``, pixels), whether it
+takes images of that side only (``input_fixed``, default false: fully convolutional), the range of
+the pixel values it takes (``input_range``: always ``[0, 255]``, any normalisation is inside the
+model), optionally its head (``head``, :data:`HEADS`) and the rule by which
+:func:`sensitivity.imaging.objects.find_objects` boxes objects with it (``localisation``:
+``method``, ``side``, ``fraction``, ``min_probability``, optional ``options``, chosen on
+validation scenes for that model), besides its data, accuracy and sha256.
+:func:`sensitivity.model.io.load_model` reads it into a :class:`ModelCard` and attaches that
+to the model it loads; :func:`model_card` is what the library asks. A model built in memory
+has a default card: ``"class 0"``, ``"class 1"``, ... for its outputs, the side of its input
+when that is fixed (else :data:`sensitivity.engine.choices.NATIVE_SIZE`), and the head its
+graph ends in.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+INPUT_RANGE = (0.0, 255.0)
+"""The pixel values every model takes (the library feeds them; normalisation is the model's)."""
+
+_CARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The facts about a model the library uses, and those it reports."""
+
+    class_names: tuple[str, ...]
+    native_size: int
+    """Side of the images the model was trained on, pixels."""
+    head: str = "logits"
+    """What the last layer outputs (:data:`HEADS`)."""
+    name: str = ""
+    data: str = ""
+    """Where its training images came from (free text)."""
+    accuracy: float | None = None
+    """Its test accuracy (0..1), when the card gives it."""
+    sha256: str | None = None
+    fixed_size: bool = False
+    """Whether the model takes only ``native_size`` x ``native_size`` images."""
+    object_rule: tuple[tuple[str, object], ...] = ()
+    """The card's ``localisation`` rule as ``(key, value)`` pairs (options as pairs too);
+    empty: :data:`sensitivity.imaging.objects.DEFAULT_RULE`."""
+
+    @property
+    def num_classes(self) -> int:
+        """The number of outputs (classes)."""
+        return len(self.class_names)
+
+    @property
+    def multi_label(self) -> bool:
+        """True for a sigmoid head: each class has its own probability, they need not sum to 1."""
+        return self.head == "sigmoid"
+
+
+HEADS = ("logits", "softmax", "sigmoid")
+"""What a model's last layer outputs: logits, or the softmax or sigmoid of its logits."""
+
+
+def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
+    """A :class:`ModelCard` from a card's JSON; ``ValueError`` naming ``model_file`` when a field
+    is missing or wrong. With the loaded ``model``, also checked against it (as many classes as
+    outputs, the input size of a model with a fixed input; the head, filled in from its graph
+    when the card does not say). Reading a card alone never imports TensorFlow."""
+    where = f"model card of {model_file}"
+    classes = raw.get("classes")
+    if (not isinstance(classes, list) or not classes
+            or not all(isinstance(c, str) and c.strip() for c in classes)):
+        raise ValueError(f"{where}: 'classes' must be a list of class names (one per output)")
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"{where}: 'classes' repeats a name")
+    size = raw.get("input_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{where}: 'input_size' must be the native side in pixels, got {size!r}")
+    fixed = raw.get("input_fixed", False)
+    if not isinstance(fixed, bool):
+        raise ValueError(f"{where}: 'input_fixed' must be true or false, got {fixed!r}")
+    value_range = raw.get("input_range", list(INPUT_RANGE))
+    if not isinstance(value_range, list) or [float(v) for v in value_range] != list(INPUT_RANGE):
+        raise ValueError(f"{where}: 'input_range' must be [0, 255] (pixel values; any "
+                         f"normalisation belongs inside the model), got {value_range!r}")
+    head = raw.get("head")
+    if head is not None and head not in HEADS:
+        raise ValueError(f"{where}: 'head' must be one of {', '.join(HEADS)}, got {head!r}")
+    if model is not None:
+        from sensitivity.engine import gradients as engine
+
+        outputs = engine.weight_size(model, engine.Target("logits"))
+        if outputs != len(classes):
+            raise ValueError(f"{where}: it names {len(classes)} classes but the model has "
+                             f"{outputs} outputs")
+        sides = {int(side) for side in engine.input_signature(model).shape[1:3] if side}
+        if sides and sides != {size}:
+            raise ValueError(f"{where}: 'input_size' is {size} but the model takes only "
+                             f"{'x'.join(map(str, engine.input_signature(model).shape[1:3]))} "
+                             "images")
+        if head not in (None, engine.head_of(model)):
+            raise ValueError(f"{where}: it says the head is {head!r} but the model's last layer "
+                             f"outputs {engine.head_of(model)!r}")
+        head = engine.head_of(model)
+        if sides and not fixed:
+            raise ValueError(f"{where}: the model takes only {size}x{size} images, so the card "
+                             "must say 'input_fixed': true")
+    data = raw.get("data", "")
+    accuracy = raw.get("test_accuracy", raw.get("accuracy"))
+    object_rule = _object_rule(raw.get("localisation"), where)
+    return ModelCard(
+        class_names=tuple(classes),
+        native_size=size,
+        fixed_size=fixed,
+        head=head or "logits",
+        name=str(raw.get("name") or Path(model_file).stem),
+        data=str(data.get("source", "") if isinstance(data, dict) else data),
+        accuracy=None if accuracy is None else float(accuracy),
+        sha256=raw.get("sha256"),
+        object_rule=object_rule,
+    )
+
+
+_RULE_KEYS = {"method", "side", "fraction", "min_probability", "options", "chosen_on"}
+
+
+def _object_rule(raw, where: str) -> tuple[tuple[str, object], ...]:
+    """The card's ``localisation`` rule as sorted ``(key, value)`` pairs; ValueError if bad."""
+    if raw is None:
+        return ()
+    from sensitivity.engine.choices import METHODS
+
+    if not isinstance(raw, dict) or set(raw) - _RULE_KEYS:
+        raise ValueError(f"{where}: 'localisation' must be an object with keys among "
+                         f"{', '.join(sorted(_RULE_KEYS))}")
+    rule = {key: value for key, value in raw.items() if key != "chosen_on"}
+    if rule.get("method") not in METHODS:
+        raise ValueError(f"{where}: 'localisation' needs a 'method' among {', '.join(METHODS)}")
+    side = rule.get("side", 96)
+    if isinstance(side, bool) or not isinstance(side, int) or not 8 <= side <= 1024:
+        raise ValueError(f"{where}: the localisation 'side' must be 8..1024 pixels, got {side!r}")
+    for key in ("fraction", "min_probability"):
+        value = rule.get(key, 0.5)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"{where}: the localisation {key!r} must be in 0..1, got {value!r}")
+    options = rule.get("options", {})
+    if not isinstance(options, dict):
+        raise ValueError(f"{where}: the localisation 'options' must be an object")
+    rule["options"] = tuple(sorted((key, tuple(value) if isinstance(value, list) else value)
+                                   for key, value in options.items()))
+    return tuple(sorted(rule.items()))
+
+
+def attach_card(model, card: ModelCard) -> None:
+    """Make ``card`` the one :func:`model_card` gives for ``model``."""
+    _CARDS[model] = card
+
+
+def model_card(model) -> ModelCard:
+    """The card attached to ``model``, else the default one derived from the model (see the
+    module's docstring)."""
+    card = _CARDS.get(model)
+    if card is None:
+        card = default_card(model)
+        _CARDS[model] = card
+    return card
+
+
+def default_card(model) -> ModelCard:
+    """The card of a model that came without one: ``"class 0"``.. for its outputs, its fixed
+    input side (or :data:`sensitivity.engine.choices.NATIVE_SIZE`), its graph's head."""
+    from sensitivity.engine import gradients as engine
+    from sensitivity.engine.choices import NATIVE_SIZE
+
+    outputs = engine.weight_size(model, engine.Target("logits"))
+    height, width = engine.input_signature(model).shape[1:3]
+    fixed = height is not None and height == width
+    return ModelCard(
+        class_names=tuple(f"class {i}" for i in range(outputs)),
+        native_size=int(height) if fixed else NATIVE_SIZE,
+        fixed_size=fixed,
+        head=engine.head_of(model),
+        name=getattr(model, "name", ""),
+    )

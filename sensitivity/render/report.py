@@ -1,0 +1,129 @@
+"""Plain-language and tabular views of a prediction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+
+import numpy as np
+
+PREDICTED_BAR = "#0072B2"  # blue of the Okabe-Ito palette, readable with colour blindness
+OTHER_BAR = "#9DB4C8"
+
+
+TABLE_ROWS = 10
+"""Most classes the probability table lists by name (then one row for all the others)."""
+
+
+def probability_bars_html(probabilities: np.ndarray, class_names: Sequence[str]) -> str:
+    """The class probabilities (``(K,)``, 0..1) as a bar chart in a small HTML table: class
+    (``class_names``, one per probability), a bar as long as the probability, the probability
+    in percent; most probable first, its row in bold and its bar darker. With more than
+    :data:`TABLE_ROWS` classes, the most probable ones and a last row "all N others" with the
+    rest's total.
+
+    Plain HTML with inline styles, built from the probabilities and the escaped class names of
+    the model's card (nothing a visitor typed or uploaded), so a page can draw it as it is: a
+    browser lays it out in a fraction of the time a chart library takes.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    _check_names(probabilities, class_names)
+    order = np.argsort(-probabilities, kind="stable")
+    shown = [(class_names[i], float(probabilities[i])) for i in order[:TABLE_ROWS]]
+    if len(order) > TABLE_ROWS:
+        rest = len(order) - TABLE_ROWS
+        shown.append((f"all {rest} others", float(probabilities[order[TABLE_ROWS:]].sum())))
+    rows = []
+    for rank, (name, probability) in enumerate(shown):
+        percent = 100 * probability
+        weight = "font-weight:600;" if rank == 0 else ""
+        colour = PREDICTED_BAR if rank == 0 else OTHER_BAR
+        rows.append(
+            f'<tr style="{weight}">'
+            f'<td style="padding:1px 8px 1px 0;white-space:nowrap;border:none">'
+            f"{escape(name)}</td>"
+            '<td style="width:100%;padding:1px 0;border:none">'
+            f'<div style="width:{min(max(percent, 0.0), 100.0):.2f}%;min-width:1px;height:14px;'
+            f'background:{colour};border-radius:2px"></div></td>'
+            '<td style="padding:1px 0 1px 8px;text-align:right;white-space:nowrap;border:none;'
+            f'font-variant-numeric:tabular-nums">{percent:.1f}%</td></tr>'
+        )
+    return ('<table aria-label="class probabilities" style="width:100%;border-collapse:collapse;'
+            'border:none;font-size:0.85rem;line-height:1.5;margin:0">'
+            + "".join(rows) + "</table>")
+
+
+_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                 "ten", "eleven", "twelve")
+
+
+def _in_words(n: int) -> str:
+    """A count as a word ("ten"), in digits from 13 on."""
+    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
+
+
+def _check_names(probabilities: np.ndarray, class_names: Sequence[str]) -> None:
+    if len(class_names) != probabilities.size:
+        raise ValueError(f"{probabilities.size} probabilities but {len(class_names)} class names")
+
+
+def verdict(probabilities: np.ndarray, class_names: Sequence[str],
+            out_of_distribution: bool = False) -> str:
+    """The original experiment's sentence for the most probable class of ``(C,)``
+    probabilities (0..1) of the classes ``class_names``.
+
+    For example "There's about 99.8% chance that there is at least one bird in the image"; for
+    a picture the out-of-distribution detector flags, a conditional one: "If this picture shows
+    any of the ten classes, the model leans towards automobile (71.0%)".
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    _check_names(probabilities, class_names)
+    top = int(np.argmax(probabilities))
+    percent = 100 * float(probabilities[top])
+    shown = f"{percent:.1f}" if percent < 99.95 else "99.9+"
+    name = class_names[top]
+    if out_of_distribution:
+        return (f"If this picture shows any of the {_in_words(len(probabilities))} classes, "
+                f"the model leans towards {name} ({shown}%)")
+    return f"There's about {shown}% chance that there is at least one {name} in the image"
+
+
+def out_of_distribution_notice(classes: int) -> str:
+    """The page's notice above a flagged picture's maps, for a model of ``classes`` classes."""
+    return (f"This picture may show none of the {_in_words(classes)} classes the model knows; "
+            "its probabilities and maps say little here")
+
+
+def out_of_distribution_note(score: float, threshold: float) -> str:
+    """The out-of-distribution score against its threshold, in words (the page's hover)."""
+    return (f"Out-of-distribution score {score:.2f} (threshold {threshold:.2f}; higher = less "
+            "like the training images)")
+
+
+def randomisation_note(method: str, correlation: float, threshold: float) -> str:
+    """What the randomised-weights comparison shows: the Spearman rank ``correlation`` (-1..1)
+    of ``method``'s maps by the trained model and by the model with its top layers
+    re-initialised, judged against ``threshold``
+    (:data:`sensitivity.metrics.sanity.RANDOMIZATION_THRESHOLD`)."""
+    verdict_text = ("the map depends on what the model learned" if correlation < threshold else
+                    "the map barely depends on what the model learned: it may show the image "
+                    "more than the model")
+    return (f"Rank correlation of the {method} maps, trained vs. top half of the layers "
+            f"randomised (Adebayo et al. 2018): {correlation:.2f}; {verdict_text}.")
+
+
+def completeness_note(score: float, baseline_score: float, total: float) -> str:
+    """How well Integrated Gradients' attributions add up: f(x) - f(baseline) vs their sum.
+
+    ``score`` and ``baseline_score``: the explained score at the image and at the baseline;
+    ``total``: the sum of the attributions. The relative gap is said to be unreliable when the
+    two scores differ by less than 1 (in the score's units, logits by default).
+    """
+    change = score - baseline_score
+    gap = abs(total - change)
+    text = (f"Completeness: the attributions add up to {total:.3g}; the score changes by "
+            f"{change:.3g} from the baseline ({baseline_score:.3g}) to the image ({score:.3g})")
+    if abs(change) < 1.0:
+        return (text + f": gap {gap:.3g}. The image scores about as high as the baseline, so "
+                "the relative gap means little here; try another baseline.")
+    return text + f": gap {100 * gap / abs(change):.1f}% (more steps make it smaller)."

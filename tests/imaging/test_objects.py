@@ -1,0 +1,146 @@
+"""find_objects and map_boxes: boxes of known blobs, and of a tiny model whose evidence is known."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from sensitivity.imaging.discovery import iou
+from sensitivity.imaging.objects import (
+    FoundObject,
+    ObjectRule,
+    class_evidence,
+    find_objects,
+    map_boxes,
+)
+from tests.helpers import colour_model, two_squares
+
+# Red logit 3 on the full-size image: 40x40 red pixels of 120x200, each giving scale * 255.
+SCALE = 3.0 / (1600 / 24000 * 255)
+
+
+def _two_blobs() -> np.ndarray:
+    """A 10x12 map: blob B (value 0.5, 12 pixels, mass 6) first in raster order, blob A
+    (value 2, 6 pixels, mass 12) lower down, and a negative pixel that must count as 0."""
+    saliency_map = np.zeros((10, 12))
+    saliency_map[1:4, 7:11] = 0.5  # B: rows 1-3, columns 7-10
+    saliency_map[6:8, 1:4] = 2.0  # A: rows 6-7, columns 1-3
+    saliency_map[9, 0] = -5.0
+    return saliency_map
+
+
+def test_map_boxes_scores_components_by_mass_share_strongest_first():
+    boxes = map_boxes(_two_blobs(), 0.2)  # keeps values >= 0.4: both blobs
+    assert [tuple(b[:4]) for b in boxes] == [(1, 6, 4, 8), (7, 1, 11, 4)]  # A before B
+    assert [b.score for b in boxes] == pytest.approx([12 / 18, 6 / 18])
+    # At 0.5 (values >= 1) only A is kept; its score is still its share of the whole map.
+    (only,) = map_boxes(_two_blobs(), 0.5)
+    assert tuple(only[:4]) == (1, 6, 4, 8) and only.score == pytest.approx(12 / 18)
+
+
+def test_map_boxes_edge_cases():
+    # Fraction 0 keeps every pixel (the negative one too, as it counts as 0): one box, all mass.
+    (whole,) = map_boxes(_two_blobs(), 0.0)
+    assert tuple(whole[:4]) == (0, 0, 12, 10) and whole.score == pytest.approx(1.0)
+    # Diagonal neighbours are one (8-connected) component.
+    diagonal = np.zeros((4, 4))
+    diagonal[1, 1] = diagonal[2, 2] = 1.0
+    assert [tuple(b[:4]) for b in map_boxes(diagonal, 0.5)] == [(1, 1, 3, 3)]
+    assert map_boxes(np.zeros((5, 6)), 0.3) == []
+    assert map_boxes(-np.ones((5, 6)), 0.0) == []
+    with pytest.raises(ValueError, match="fraction"):
+        map_boxes(_two_blobs(), 1.5)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return colour_model(SCALE)
+
+
+@pytest.mark.parametrize("method", ["cam", "gradcam"])
+def test_find_objects_boxes_the_squares_in_image_coordinates(model, method):
+    image, red, blue = two_squares()
+    # side 100 < 200: the image is analysed at 60x100 and the boxes scaled back by 2.
+    rule = ObjectRule(method=method, side=100, fraction=0.5)
+    found = find_objects(model, image, rule=rule)
+    # Evidence by hand: the head on one position's features, softmax, largest over positions
+    # (25.5 for the colour's classes at a pure position; grey positions give 0.1 everywhere).
+    evidence = class_evidence(model, image.astype(np.float32))
+    e = np.exp(25.5)
+    np.testing.assert_allclose(evidence, [e / (2 * e + 8), e / (e + 9), e / (2 * e + 8)]
+                               + [0.1] * 7, rtol=1e-6)
+    # classes=None: classes 1, 0 and 2 are looked for; class 2's box is class 0's box (its
+    # map is the same), so the cross-class NMS keeps only one of them.
+    assert len(found) == 2
+    assert all(isinstance(f, FoundObject) and f.method == method for f in found)
+    first, second = found
+    assert first.class_index == 1 and first.label == "class 1"  # the default card's name
+    assert iou(first.box, blue) >= 0.5
+    assert second.class_index in (0, 2) and iou(second.box, red) >= 0.5
+    # One component per class map holding all its mass: score = the class's evidence, its
+    # largest per-position probability. Per position the logits are the colour features
+    # (0.1 * 255 = 25.5): blue positions give class 1 alone (probability ~1), red positions
+    # classes 0 and 2 equally (~0.5 each); grey positions give 0.1 to every class.
+    assert first.score == pytest.approx(1.0, abs=1e-6)
+    assert second.score == pytest.approx(0.5, abs=1e-6)
+
+
+def test_find_objects_classes_and_max_objects(model):
+    image, red, blue = two_squares()
+    rule = ObjectRule(method="cam", side=100, fraction=0.5)
+    (only,) = find_objects(model, image, rule=rule, max_objects=1)
+    assert only.class_index == 1 and iou(only.box, blue) >= 0.5
+    (red_found,) = find_objects(model, image, classes=0, rule=rule)
+    assert red_found.class_index == 0 and iou(red_found.box, red) >= 0.5
+    names = [f"c{i}" for i in range(10)]
+    found = find_objects(model, image, classes=[0, 1], rule=rule, class_names=names)
+    assert [(f.class_index, f.label) for f in found] == [(1, "c1"), (0, "c0")]
+    assert iou(found[0].box, blue) >= 0.5 and iou(found[1].box, red) >= 0.5
+    # Asked for a class with no evidence: its map is all zero, no box.
+    assert find_objects(model, image, classes=[5], rule=rule) == []
+    # No class reaches min_probability: the most probable one is still looked for.
+    strict = ObjectRule(method="cam", side=100, fraction=0.5, min_probability=0.9)
+    assert [f.class_index for f in find_objects(model, image, rule=strict)] == [1]
+
+
+def test_find_objects_rejects_bad_arguments(model):
+    image, _, _ = two_squares()
+    rule = ObjectRule(method="cam", side=100, fraction=0.5)
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="max_objects"):
+            find_objects(model, image, max_objects=bad, rule=rule)
+    for bad in (10, -1, [0, 12]):
+        with pytest.raises(ValueError, match="out of range"):
+            find_objects(model, image, classes=bad, rule=rule)
+    for bad in (1.5, [0, 1.0], "dog"):
+        with pytest.raises(ValueError, match="class indices"):
+            find_objects(model, image, classes=bad, rule=rule)
+    with pytest.raises(ValueError, match="fraction"):
+        find_objects(model, image, rule=ObjectRule(method="cam", side=100, fraction=2.0))
+
+
+def test_found_box_is_scaled_outwards_onto_the_image(model, monkeypatch):
+    # A 100x150 image at side 40 is analysed at round(100 * 40 / 150) = 27 x 40: scales
+    # 100 / 27 (rows) and 150 / 40 = 3.75 (columns). A map whose only component is analysis
+    # rows 10-12, columns 5-8 (box x 5..9, y 10..13) gives the image box
+    # (floor(5 * 3.75), floor(10 * 100 / 27), ceil(9 * 3.75), ceil(13 * 100 / 27)).
+    saliency_module = importlib.import_module("sensitivity.engine.saliency")
+    seen = []
+
+    def fake_saliency(model, images, **kwargs):
+        seen.append((images.shape, kwargs["method"], kwargs["class_mask"].tolist()))
+        maps = np.zeros(images.shape[:3], np.float32)
+        maps[:, 10:13, 5:9] = 1.0
+        return maps
+
+    monkeypatch.setattr(saliency_module, "saliency", fake_saliency)
+    image = np.full((100, 150, 3), 128, np.uint8)
+    rule = ObjectRule(method="layercam", side=40, fraction=0.3)
+    (found,) = find_objects(model, image, classes=[7], rule=rule)
+    assert seen == [((1, 27, 40, 3), "layercam", [[0.0] * 7 + [1.0] + [0.0] * 2])]
+    assert tuple(found.box[:4]) == (18, 37, 34, 49)
+    assert found.class_index == 7 and found.method == "layercam"
+    # Grey image: every logit is 0, so the probability is 1/10; the box holds all the mass.
+    assert found.score == pytest.approx(0.1, abs=1e-6)
