@@ -123,7 +123,7 @@ def load_split(
     images = read_images(paths, size)
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(".tmp.npz")
+        tmp = cache_path.with_suffix(f".{os.getpid()}.tmp.npz")  # writers never share it
         np.savez(tmp, images=images, labels=labels)
         os.replace(tmp, cache_path)
     return images, labels
