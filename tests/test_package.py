@@ -136,3 +136,53 @@ def test_top_level_api_is_the_library_functions():
     assert sensitivity.discover_objects is discovery.discover_objects
     heat = np.arange(16, dtype=np.float32).reshape(4, 4)
     assert sensitivity.top_k_mask(heat, 3).sum() == 3 and sensitivity.top_k_mask(heat, 3)[3, 3]
+
+
+def module_imports(root) -> dict[str, set[str]]:
+    """``{module: the package's modules it imports at module level}`` for every module under
+    ``root`` (imports inside functions, which run later, are left out)."""
+    import ast
+
+    files = {".".join(p.relative_to(root.parent).with_suffix("").parts).removesuffix(".__init__"):
+             p for p in root.rglob("*.py")}
+    graph = {}
+    for name, path in files.items():
+        found = set()
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        graph[name] = {m for m in found if m in files and m != name}
+    return graph
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of ``graph`` as a path that ends where it starts, or ``[]`` if there is none."""
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> list[str]:
+        for other in sorted(graph[name]):
+            if other in path:
+                return path[path.index(other):] + [other]
+            if other not in done:
+                found = visit(other, path + [other])
+                if found:
+                    return found
+        done.add(name)
+        return []
+
+    for start in sorted(graph):
+        cycle = visit(start, [start])
+        if cycle:
+            return cycle
+    return []
+
+
+def test_no_module_of_the_library_imports_itself_through_others():
+    graph = module_imports(ROOT / "sensitivity")
+    assert graph["sensitivity.engine.saliency"] >= {"sensitivity.engine.choices"}
+    assert import_cycle(graph) == []
+    # The check finds a cycle where there is one.
+    assert import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert import_cycle({"a": {"b"}, "b": set()}) == []
