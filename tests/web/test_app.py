@@ -442,6 +442,32 @@ def test_the_gradient_caveat_shows_above_the_native_size_only(dog_app):
     assert not at.exception and not warned()
 
 
+def test_a_models_card_rule_makes_its_boxes_on_the_page(dog_app, drawn_photos):
+    """Picking the model trained to localise: its boxes are find_objects with its card's rule
+    (Grad-CAM at several scales, side 112), and the caption says so."""
+    import sensitivity
+    from sensitivity import load_image
+    from sensitivity.imaging.objects import find_objects, rule_for
+    from sensitivity.model.io import MODELS_DIR
+
+    at = dog_app
+    widget(at, "selectbox", "Model").set_value("wrn-16-3-scenes")
+    widget(at, "multiselect", "Class mask").set_value(["dog"])
+    widget(at, "checkbox", "Draw the discovered objects' boxes").check()
+    at.run()
+    assert not at.exception
+    model = sensitivity.load_model(MODELS_DIR / "wrn-16-3-scenes.keras")
+    rule = rule_for(model)
+    assert rule.side == 112 and len(rule.options["scales"]) > 1  # not the default rule
+    photo = load_image((PHOTOS_DIR / "dog.jpg").read_bytes())
+    found = find_objects(model, photo, classes=[CLASS_NAMES.index("dog")])
+    assert found and {(f.method, f.side) for f in found} == {(rule.method, 112)}
+    image, boxes = next((i, b) for i, b in reversed(drawn_photos) if i.shape == photo.shape)
+    assert boxes == [f.box for f in found]
+    listed = ", ".join(f"{f.label} {f.score:.2f}" for f in found)
+    assert f"boxes by {rule.method} at 112 px: {listed}" in captions(at)
+
+
 def test_boxes_are_find_objects_on_the_photo_and_their_parts_in_the_square(dog_app,
                                                                             drawn_photos):
     from sensitivity import load_image
