@@ -416,6 +416,17 @@ def photo_like_scene(
     rng = np.random.default_rng(seed)
     height, width = (int(v) for v in rng.integers(low_canvas, high_canvas + 1, 2))
     count = int(rng.integers(1, 4)) if num_objects is None else num_objects
+    chosen = _choose_objects(labels, count, rng)
+    boxes = _place_squares(rng.integers(low_side, high_side + 1, count), low_side, height,
+                           width, rng)
+    kind, pixels = _photo_like_background(photos, height, width, rng)
+    scene = _paste_feathered(pixels.astype(np.float64), images, chosen, boxes, rng)
+    image = _degrade(scene, noise, jpeg_quality, rng)
+    return Scene(image, tuple(boxes), tuple(int(labels[i]) for i in chosen), kind, tuple(chosen))
+
+
+def _choose_objects(labels: np.ndarray, count: int, rng: np.random.Generator) -> list[int]:
+    """Pool indices of ``count`` objects of different classes, drawn from ``rng``."""
     classes = np.unique(labels)
     if count > len(classes):
         raise ValueError(f"{count} objects of different classes need {count} classes in the pool")
@@ -423,23 +434,37 @@ def photo_like_scene(
     for c in rng.choice(classes, count, replace=False):
         members = np.flatnonzero(labels == c)
         chosen.append(int(members[rng.integers(members.size)]))
-    sides = rng.integers(low_side, high_side + 1, count)
+    return chosen
+
+
+def _place_squares(sides: np.ndarray, low_side: int, height: int, width: int,
+                   rng: np.random.Generator) -> list[Box]:
+    """Boxes of squares with these ``sides``, :data:`PHOTO_GAP` apart; the sides shrink by a
+    tenth (not below ``low_side``) until they fit."""
     while True:
         try:
-            boxes = _place([(int(s), int(s)) for s in sides], height, width, rng, PHOTO_GAP, 200)
-            break
+            return _place([(int(s), int(s)) for s in sides], height, width, rng, PHOTO_GAP, 200)
         except ValueError:
             if (sides == low_side).all():
                 raise
             sides = np.maximum(low_side, (sides * 0.9).astype(int))
-    kind, pixels = "fractal", None
+
+
+def _photo_like_background(photos, height: int, width: int,
+                           rng: np.random.Generator) -> tuple[str, np.ndarray]:
+    """``("photo", crop)`` in about half the scenes when ``photos`` are given and a crop fits,
+    else ``("fractal", texture)``; ``(height, width, 3)`` uint8."""
     if photos and rng.random() < 0.5:
         crop = photo_crop(photos, height, width, rng)
         if crop is not None:
-            kind, pixels = "photo", crop[0]
-    if pixels is None:
-        pixels = fractal_texture(height, width, rng)
-    scene = pixels.astype(np.float64)
+            return "photo", crop[0]
+    return "fractal", fractal_texture(height, width, rng)
+
+
+def _paste_feathered(scene: np.ndarray, images: np.ndarray, chosen: list[int],
+                     boxes: list[Box], rng: np.random.Generator) -> np.ndarray:
+    """``scene`` ``(H, W, 3)`` float64 with each chosen pool image resized into its box and
+    blended in with :func:`feather_alpha` edges of a drawn width (modified in place)."""
     for index, box in zip(chosen, boxes, strict=True):
         side = box.width
         obj = Image.fromarray(np.ascontiguousarray(images[index], dtype=np.uint8))
@@ -448,15 +473,22 @@ def photo_like_scene(
         alpha = feather_alpha(side, side, feather)[..., None]
         region = scene[box.y0 : box.y1, box.x0 : box.x1]
         scene[box.y0 : box.y1, box.x0 : box.x1] = alpha * obj + (1.0 - alpha) * region
+    return scene
+
+
+def _degrade(scene: np.ndarray, noise: tuple[float, float], jpeg_quality,
+             rng: np.random.Generator) -> np.ndarray:
+    """Sensor noise of a std drawn in ``noise``, then JPEG at a quality drawn in
+    ``jpeg_quality`` (None: none): ``(H, W, 3)`` uint8."""
     sigma = rng.uniform(*noise)
     scene = scene + sigma * rng.standard_normal(scene.shape)
     image = np.clip(np.rint(scene), 0, 255).astype(np.uint8)
-    if jpeg_quality is not None:
-        low_q, high_q = (int(v) for v in _range(jpeg_quality, "jpeg_quality"))
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, "JPEG", quality=int(rng.integers(low_q, high_q + 1)))
-        image = np.asarray(Image.open(buffer).convert("RGB"), np.uint8).copy()
-    return Scene(image, tuple(boxes), tuple(int(labels[i]) for i in chosen), kind, tuple(chosen))
+    if jpeg_quality is None:
+        return image
+    low_q, high_q = (int(v) for v in _range(jpeg_quality, "jpeg_quality"))
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=int(rng.integers(low_q, high_q + 1)))
+    return np.asarray(Image.open(buffer).convert("RGB"), np.uint8).copy()
 
 
 @functools.lru_cache(maxsize=2)
