@@ -120,47 +120,13 @@ def _attribute(model, images, method: str, layer: str, class_mask, opts: dict) -
     positive_int("max_batch", opts["max_batch"])
     target = engine.make_target(model, layer, opts["layer_reduction"])
     batch = _images(model, images)
-    n = len(batch)
     size = engine.weight_size(model, target)
-    dtype = batch.dtype
-    channels = METHODS[method].channels
     runner = RUNNERS[method]
-    if target.is_output:
-        if opts["channel"] is not None:
-            raise ValueError("channel applies to an inner layer; for classes use class_mask")
-        if class_mask is not None:
-            weights = class_weights(class_mask, n, size)
-    else:
-        if class_mask is not None:
-            raise ValueError(
-                "class_mask applies to logits, probabilities and log_probabilities; "
-                "for an inner layer use the channel option"
-            )
-        weights = channel_weights(opts["channel"], n, size)
-    if n == 0:
-        shape = batch.shape if channels else batch.shape[:3]
-        empty = np.zeros(0, np.float32)
-        return Attribution(
-            method, np.zeros(shape, np.float32), empty, np.zeros((0, size), np.float32),
-            np.zeros((0, size), np.float32),
-        )
-    scores = logits = None  # one-pass methods with known weights get both from their pass
-    in_pass = target.is_output and class_mask is None and runner.finds_class
-    if in_pass:
-        weights = None  # the method's one pass finds each image's predicted class
-    elif target.is_output and (class_mask is None or not runner.one_pass):
-        # One forward pass gives the logits; the predicted class and the scores follow from them.
-        _, logits = engine.forward(
-            model, target, batch, np.zeros((n, size), dtype), max_batch=opts["max_batch"]
-        )
-        if class_mask is None:
-            weights = np.eye(size)[logits.argmax(axis=1)]
-    if weights is not None:
-        weights = weights.astype(dtype)
-    if logits is not None:
-        scores = engine.output_scores(target, logits, weights)
-    elif not runner.one_pass:
-        scores, logits = engine.forward(model, target, batch, weights, max_batch=opts["max_batch"])
+    weights = _given_weights(target, class_mask, opts["channel"], len(batch), size)
+    if len(batch) == 0:
+        return _empty(method, batch, size)
+    weights, scores, logits = _first_pass(model, target, batch, weights, size, runner,
+                                          class_mask is None, opts["max_batch"])
     result = runner.run(Job(model, target, batch, weights, scores, opts))
     scores, logits = result.pop("scores", scores), result.pop("logits", logits)
     weights = result.pop("weights", weights)
@@ -180,6 +146,54 @@ def _attribute(model, images, method: str, layer: str, class_mask, opts: dict) -
         logits.astype(np.float32),
         **extras,
     )
+
+
+def _given_weights(target, class_mask, channel, n: int, size: int) -> np.ndarray | None:
+    """``(n, size)`` weights of the class mask (an output target) or of the channel (an inner
+    layer); None for an output target without a mask (each image's predicted class)."""
+    if target.is_output:
+        if channel is not None:
+            raise ValueError("channel applies to an inner layer; for classes use class_mask")
+        return None if class_mask is None else class_weights(class_mask, n, size)
+    if class_mask is not None:
+        raise ValueError(
+            "class_mask applies to logits, probabilities and log_probabilities; "
+            "for an inner layer use the channel option"
+        )
+    return channel_weights(channel, n, size)
+
+
+def _empty(method: str, batch: np.ndarray, size: int) -> Attribution:
+    """The attribution of no images: empty arrays of the right shapes."""
+    shape = batch.shape if METHODS[method].channels else batch.shape[:3]
+    return Attribution(
+        method, np.zeros(shape, np.float32), np.zeros(0, np.float32),
+        np.zeros((0, size), np.float32), np.zeros((0, size), np.float32),
+    )
+
+
+def _first_pass(model, target, batch: np.ndarray, weights, size: int, runner, predicted: bool,
+                max_batch: int) -> tuple:
+    """``(weights, scores, logits)`` before the method runs. A one-pass method that finds the
+    class (``predicted``: no class mask) gets none of them; else one forward pass gives the
+    logits, the predicted class's weights when ``predicted``, and the scores; a one-pass
+    method with known weights takes its scores and logits from its own pass (None here)."""
+    scores = logits = None
+    if target.is_output and predicted and runner.finds_class:
+        weights = None  # the method's one pass finds each image's predicted class
+    elif target.is_output and (predicted or not runner.one_pass):
+        _, logits = engine.forward(
+            model, target, batch, np.zeros((len(batch), size), batch.dtype), max_batch=max_batch
+        )
+        if predicted:
+            weights = np.eye(size)[logits.argmax(axis=1)]
+    if weights is not None:
+        weights = weights.astype(batch.dtype)
+    if logits is not None:
+        scores = engine.output_scores(target, logits, weights)
+    elif not runner.one_pass:
+        scores, logits = engine.forward(model, target, batch, weights, max_batch=max_batch)
+    return weights, scores, logits
 
 
 def _scale_factors(scales) -> list[float]:
