@@ -164,13 +164,7 @@ def find_objects(
     if classes is None:
         chosen = candidate_classes(evidence, max_objects, rule.min_probability)
     else:
-        requested = np.atleast_1d(np.asarray(classes))
-        if not np.issubdtype(requested.dtype, np.integer):
-            raise ValueError(f"classes must be class indices, got {classes!r}")
-        chosen = [int(c) for c in requested]
-        bad = [c for c in chosen if not 0 <= c < num_classes]
-        if bad:
-            raise ValueError(f"class {bad[0]} is out of range: classes are 0..{num_classes - 1}")
+        chosen = _asked_classes(classes, num_classes)
     names = list(class_names or model_card(model).class_names)
     weights = np.eye(num_classes, dtype=np.float32)[chosen]
     maps = saliency(model, np.repeat(x[None], len(chosen), axis=0), method=rule.method,
@@ -187,9 +181,27 @@ def find_objects(
         for c, class_map in zip(chosen, maps, strict=True)
         for box in map_boxes(class_map, rule.fraction)[:max_objects]
     ]
-    candidates.sort(key=lambda found: -found.score)
+    return _suppressed(candidates)[:max_objects]
+
+
+def _asked_classes(classes, num_classes: int) -> list[int]:
+    """``classes`` (an index or a list of them) as a list; ValueError if not indices of
+    ``0..num_classes - 1``."""
+    requested = np.atleast_1d(np.asarray(classes))
+    if not np.issubdtype(requested.dtype, np.integer):
+        raise ValueError(f"classes must be class indices, got {classes!r}")
+    chosen = [int(c) for c in requested]
+    bad = [c for c in chosen if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"class {bad[0]} is out of range: classes are 0..{num_classes - 1}")
+    return chosen
+
+
+def _suppressed(candidates: list[FoundObject]) -> list[FoundObject]:
+    """The candidates strongest first, each dropped that overlaps a stronger kept one by more
+    than :data:`NMS_IOU` (non-maximum suppression across classes)."""
     kept: list[FoundObject] = []
-    for found in candidates:
+    for found in sorted(candidates, key=lambda found: -found.score):
         if all(iou(found.box, other.box) <= NMS_IOU for other in kept):
             kept.append(found)
-    return kept[:max_objects]
+    return kept
