@@ -178,10 +178,29 @@ def perturbation_curves(
     :func:`insertion_curve` image by image, up to float rounding; with ``fill="road"`` image
     ``i`` uses the noise seed ``seed + i`` and its images are made in a Python generator.
     """
-    import tensorflow as tf
-
     from sensitivity.model.distributed import predict_dataset
 
+    images, maps, classes = _checked_curves_input(images, maps, class_indices, kind)
+    n, height, width = maps.shape
+    counts = step_counts(height * width, steps)
+    fractions = counts / (height * width)
+    if n == 0:
+        return fractions, np.zeros((0, len(counts))), np.zeros(0)
+    if fill == "road":
+        dataset = _road_dataset(images, maps, kind, steps, road_noise, seed)
+    else:
+        dataset = _static_fill_dataset(images, maps, counts, kind, fill, blur_sigma)
+    probabilities = predict_dataset(
+        model, dataset, n * len(counts), batch_size=batch_size, strategy=strategy
+    ).reshape(n, len(counts), -1)
+    chosen = probabilities[np.arange(n), :, classes].astype(np.float64)
+    aucs = np.array([area_under_curve(fractions, row) for row in chosen])
+    return fractions, chosen, aucs
+
+
+def _checked_curves_input(images, maps, class_indices, kind: str) -> tuple:
+    """``(images (N, H, W, 3) float32, maps (N, H, W) float64, classes (N,) int64)``;
+    ValueError naming what does not fit."""
     images = np.asarray(images, dtype=np.float32)
     maps = np.asarray(maps, dtype=np.float64)
     classes = np.asarray(class_indices).reshape(-1)
@@ -193,32 +212,24 @@ def perturbation_curves(
         raise ValueError("give one class index per image")
     if kind not in ("deletion", "insertion"):
         raise ValueError(f"kind must be 'deletion' or 'insertion', got {kind!r}")
-    classes = np.array([checked_class(c) for c in classes], dtype=np.int64)
-    n, height, width = maps.shape
-    counts = step_counts(height * width, steps)
-    fractions = counts / (height * width)
-    if n == 0:
-        return fractions, np.zeros((0, len(counts))), np.zeros(0)
-    if fill == "road":
+    return images, maps, np.array([checked_class(c) for c in classes], dtype=np.int64)
 
-        def generate():
-            for i in range(n):
-                yield from perturbed_images(
-                    images[i], maps[i], kind, steps=steps, fill=fill, road_noise=road_noise,
-                    seed=seed + i,
-                )[1]  # fmt: skip
 
-        dataset = tf.data.Dataset.from_generator(
-            generate, output_signature=tf.TensorSpec((height, width, 3), tf.float32)
-        )
-    else:
-        dataset = _static_fill_dataset(images, maps, counts, kind, fill, blur_sigma)
-    probabilities = predict_dataset(
-        model, dataset, n * len(counts), batch_size=batch_size, strategy=strategy
-    ).reshape(n, len(counts), -1)
-    chosen = probabilities[np.arange(n), :, classes].astype(np.float64)
-    aucs = np.array([area_under_curve(fractions, row) for row in chosen])
-    return fractions, chosen, aucs
+def _road_dataset(images, maps, kind: str, steps: int, road_noise: float, seed: int):
+    """A ``tf.data`` dataset of the ROAD-filled images of each image in turn (image ``i`` with
+    the noise seed ``seed + i``), made in a Python generator."""
+    import tensorflow as tf
+
+    def generate():
+        for i in range(len(images)):
+            yield from perturbed_images(
+                images[i], maps[i], kind, steps=steps, fill="road", road_noise=road_noise,
+                seed=seed + i,
+            )[1]  # fmt: skip
+
+    return tf.data.Dataset.from_generator(
+        generate, output_signature=tf.TensorSpec(images.shape[1:], tf.float32)
+    )
 
 
 def _static_fill_dataset(images, maps, counts, kind, fill, blur_sigma):
