@@ -4,7 +4,10 @@ For each analysis side (the scene's longer side after resizing) and each method,
 pointing, mass in the box, class discrimination, CorLoc and MaxBoxAcc on ``--n`` validation
 scenes (objects from the validation part of the training split); thresholds are chosen on the
 same validation rows (the optimistic MaxBoxAcc: this script only chooses). Prints one Markdown
-table per side and writes them to ``--out``.
+table per side and writes them to ``--out``. With ``--class-thresholds``, also the precision,
+recall and F1 of the classes ``find_objects`` looks for when no class mask is given (those whose
+evidence reaches each threshold, at the side of the model's rule) against the scenes' classes:
+the rule's ``min_probability``.
 
     python benchmarks/tune_localisation.py --n 120 --sides 96,128,160 --out tune.md
 """
@@ -31,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=120, help="validation scenes")
     parser.add_argument("--sides", default="96,128,160", help="analysis sides, comma-separated")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_SPECS))
+    parser.add_argument("--class-thresholds", default=None,
+                        help="comma-separated min_probability values to compare (e.g. 0.5,0.9)")
     parser.add_argument("--out", default=None, help="write the tables to this Markdown file")
     args = parser.parse_args(argv)
 
@@ -55,9 +60,47 @@ def main(argv: list[str] | None = None) -> int:
         part = f"### side {side} ({args.n} validation scenes, {seconds:.0f} s)\n\n{table}\n"
         print(part, flush=True)
         parts.append(part)
+    if args.class_thresholds:
+        thresholds = [float(t) for t in args.class_thresholds.split(",")]
+        part = class_table(model, scenes, thresholds)
+        print(part, flush=True)
+        parts.append(part)
     if args.out:
         Path(args.out).write_text("\n".join(parts), encoding="utf-8")
     return 0
+
+
+def class_scores(found: list[set[int]], truth: list[set[int]]) -> tuple[float, float, float]:
+    """Precision, recall and F1 of the classes ``found`` in each scene against ``truth``,
+    counted over all scenes."""
+    hits = sum(len(f & t) for f, t in zip(found, truth, strict=True))
+    precision = hits / max(1, sum(len(f) for f in found))
+    recall = hits / max(1, sum(len(t) for t in truth))
+    return precision, recall, 2 * precision * recall / max(precision + recall, 1e-12)
+
+
+def class_table(model, scenes, thresholds: list[float]) -> str:
+    """Markdown: per threshold, the scores of :func:`class_scores` for the classes
+    ``find_objects`` looks for with no class mask (:func:`candidate_classes`, at most 3)."""
+    import numpy as np
+
+    from sensitivity.imaging.images import analysis_shape, resize
+    from sensitivity.imaging.objects import candidate_classes, class_evidence, rule_for
+
+    side = rule_for(model).side
+    evidence = []
+    for scene in scenes:
+        h, w = analysis_shape(*scene.image.shape[:2], side)
+        evidence.append(class_evidence(model, resize(scene.image.astype(np.float32), h, w)))
+    truth = [set(scene.labels) for scene in scenes]
+    lines = [f"### classes looked for with no class mask (side {side}, {len(scenes)} validation "
+             "scenes)\n", "| min_probability | precision | recall | F1 |",
+             "| --- | --- | --- | --- |"]
+    for threshold in thresholds:
+        found = [set(candidate_classes(e, 3, threshold)) for e in evidence]
+        lines.append("| {} | {:.3f} | {:.3f} | {:.3f} |".format(threshold,
+                                                             *class_scores(found, truth)))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
