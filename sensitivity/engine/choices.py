@@ -506,11 +506,12 @@ also gives the model-free controls (random 0.112 / 0.042, centre 0.139 / 0.020, 
 
 def localisation_note(method: str) -> str:
     """The measured localisation of ``method`` in words ("" when not measured), e.g.
-    "on photo-like test scenes: pointing 0.84, CorLoc 0.30"."""
+    "with the shipped WRN-16-3 on photo-like test scenes: pointing 0.84, CorLoc 0.30"."""
     pointing, corloc = LOCALISATION.get(method, _UNMEASURED)
     if math.isnan(pointing) or math.isnan(corloc):
         return ""
-    return f"on photo-like test scenes: pointing {pointing:.2f}, CorLoc {corloc:.2f}"
+    return (f"with the shipped WRN-16-3 on photo-like test scenes: pointing {pointing:.2f}, "
+            f"CorLoc {corloc:.2f}")
 
 
 def method_option_specs(method: str) -> dict[str, Option]:

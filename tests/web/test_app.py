@@ -417,7 +417,7 @@ def test_the_method_caption_quotes_its_measured_localisation(monkeypatch):
     at.query_params["method"] = "cam"
     at.run()
     assert not at.exception
-    note = "on photo-like test scenes: pointing 0.84, CorLoc 0.30"
+    note = "with the shipped WRN-16-3 on photo-like test scenes: pointing 0.84, CorLoc 0.30"
     assert f"{METHODS['cam'].description}; {note}" in [c.value for c in at.caption]
     widget(at, "selectbox", "Method").set_value("gradient").run()
     assert METHODS["gradient"].description in [c.value for c in at.caption]

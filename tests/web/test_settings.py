@@ -164,7 +164,7 @@ def test_page_defaults_are_declared_once_in_the_registry():
 def test_localisation_note_quotes_the_measured_figures(monkeypatch):
     monkeypatch.setitem(choices.LOCALISATION, "gradcam", (0.8412, 0.3))
     assert localisation_note("gradcam") == (
-        "on photo-like test scenes: pointing 0.84, CorLoc 0.30")
+        "with the shipped WRN-16-3 on photo-like test scenes: pointing 0.84, CorLoc 0.30")
     monkeypatch.setitem(choices.LOCALISATION, "gradcam", (0.84, math.nan))
     assert localisation_note("gradcam") == ""  # not measured yet
     monkeypatch.delitem(choices.LOCALISATION, "gradcam")
