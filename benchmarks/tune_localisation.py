@@ -82,16 +82,12 @@ def class_scores(found: list[set[int]], truth: list[set[int]]) -> tuple[float, f
 def class_table(model, scenes, thresholds: list[float]) -> str:
     """Markdown: per threshold, the scores of :func:`class_scores` for the classes
     ``find_objects`` looks for with no class mask (:func:`candidate_classes`, at most 3)."""
-    import numpy as np
 
-    from sensitivity.imaging.images import analysis_shape, resize
+    from sensitivity.imaging.images import resize_to_side
     from sensitivity.imaging.objects import candidate_classes, class_evidence, rule_for
 
     side = rule_for(model).side
-    evidence = []
-    for scene in scenes:
-        h, w = analysis_shape(*scene.image.shape[:2], side)
-        evidence.append(class_evidence(model, resize(scene.image.astype(np.float32), h, w)))
+    evidence = [class_evidence(model, resize_to_side(scene.image, side)) for scene in scenes]
     truth = [set(scene.labels) for scene in scenes]
     lines = [f"### classes looked for with no class mask (side {side}, {len(scenes)} validation "
              "scenes)\n", "| min_probability | precision | recall | F1 |",

@@ -194,6 +194,12 @@ def analysis_shape(height: int, width: int, side: int | None) -> tuple[int, int]
     return max(8, round(height * scale)), max(8, round(width * scale))
 
 
+def resize_to_side(image: np.ndarray, side: int | None) -> np.ndarray:
+    """``image`` ``(H, W, 3)`` (0..255) resized (:func:`resize`) to :func:`analysis_shape`:
+    its longer side ``side`` pixels (None: as it is); ``(h, w, 3)`` float32."""
+    return resize(np.asarray(image, np.float32), *analysis_shape(*image.shape[:2], side))
+
+
 def preprocess(image: np.ndarray, size: int = 32) -> np.ndarray:
     """The network's input: centred square, antialiased resize to ``size x size``.
 

@@ -147,7 +147,7 @@ def find_objects(
     its card's (:func:`sensitivity.model.cards.model_card`).
     """
     from sensitivity.engine.saliency import saliency
-    from sensitivity.imaging.images import analysis_shape, as_rgb_array, resize
+    from sensitivity.imaging.images import as_rgb_array, resize_to_side
     from sensitivity.model.cards import model_card
 
     if isinstance(max_objects, bool) or not isinstance(max_objects, (int, np.integer)) or (
@@ -157,8 +157,8 @@ def find_objects(
     rule = rule_for(model) if rule is None else rule
     rgb = as_rgb_array(np.asarray(image))
     height, width = rgb.shape[:2]
-    h, w = analysis_shape(height, width, rule.side)
-    x = resize(rgb.astype(np.float32), h, w)
+    x = resize_to_side(rgb, rule.side)
+    h, w = x.shape[:2]
     evidence = class_evidence(model, x)
     num_classes = len(evidence)
     if classes is None:

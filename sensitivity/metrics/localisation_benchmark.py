@@ -153,11 +153,10 @@ def weighted_maps(model, image: np.ndarray, weights: np.ndarray, spec: MethodSpe
     per row of class ``weights`` ``(K, classes)``, made on the image resized so its longer side
     is ``side`` and resized back to ``(H, W)``."""
     from sensitivity.engine.saliency import saliency
-    from sensitivity.imaging.images import analysis_shape, resize
+    from sensitivity.imaging.images import resize_to_side
 
     height, width = image.shape[:2]
-    h, w = analysis_shape(height, width, side)
-    x = resize(np.asarray(image, np.float32), h, w)
+    x = resize_to_side(image, side)
     maps = saliency(model, np.repeat(x[None], len(weights), axis=0), method=spec.name,
                     class_mask=np.asarray(weights, np.float32), **spec.options)
     return resize_maps(maps, height, width)

@@ -139,3 +139,13 @@ def test_analysis_shape_keeps_the_aspect():
     assert analysis_shape(32, 32, 128) == (128, 128)  # enlarged too
     assert analysis_shape(10, 400, 64) == (8, 64)  # 1.6 rows -> at least 8
     assert analysis_shape(33, 47, None) == (33, 47)
+
+
+def test_resize_to_side_is_resize_at_the_analysis_shape():
+    from sensitivity.imaging.images import resize, resize_to_side
+
+    image = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    x = resize_to_side(image, 40)
+    assert x.shape == (27, 40, 3) and x.dtype == np.float32  # 60 * 40 / 90 = 26.7 rows
+    np.testing.assert_array_equal(x, resize(image.astype(np.float32), 27, 40))
+    np.testing.assert_array_equal(resize_to_side(image, None), image.astype(np.float32))
