@@ -138,12 +138,14 @@ def _object_rule(raw, where: str) -> tuple[tuple[str, object], ...]:
     rule = {key: value for key, value in raw.items() if key != "chosen_on"}
     if rule.get("method") not in METHODS:
         raise ValueError(f"{where}: 'localisation' needs a 'method' among {', '.join(METHODS)}")
-    side = rule.get("side", 96)
-    if isinstance(side, bool) or not isinstance(side, int) or not 8 <= side <= 1024:
+    side = rule.get("side")  # a key the card leaves out takes ObjectRule's default
+    if "side" in rule and (isinstance(side, bool) or not isinstance(side, int)
+                           or not 8 <= side <= 1024):
         raise ValueError(f"{where}: the localisation 'side' must be 8..1024 pixels, got {side!r}")
     for key in ("fraction", "min_probability"):
-        value = rule.get(key, 0.5)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        value = rule.get(key)
+        if key in rule and (isinstance(value, bool) or not isinstance(value, (int, float))
+                            or not 0 <= value <= 1):
             raise ValueError(f"{where}: the localisation {key!r} must be in 0..1, got {value!r}")
     options = rule.get("options", {})
     if not isinstance(options, dict):
