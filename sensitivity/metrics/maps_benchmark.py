@@ -92,15 +92,16 @@ def find_objects_rows(model, scenes) -> list[dict]:
     from sensitivity.imaging.objects import find_objects, rule_for
     from sensitivity.metrics.localisation import IOU_THRESHOLDS
 
+    rule = rule_for(model)
     rows = []
     for i, scene in enumerate(scenes):
         for k, (box, label) in enumerate(zip(scene.boxes, scene.labels, strict=True)):
-            found = find_objects(model, scene.image, classes=[label], max_objects=1)
+            found = find_objects(model, scene.image, classes=[label], max_objects=1, rule=rule)
             overlap = iou(found[0].box, box) if found else 0.0
             rows.append({"scene": i, "object": k, "label": label, "iou": overlap,
                          "corloc": float(overlap >= 0.5),
                          "boxacc": float(np.mean([overlap >= t for t in IOU_THRESHOLDS])),
-                         "rule": repr(rule_for(model))})
+                         "rule": repr(rule)})
     return rows
 
 
