@@ -316,19 +316,9 @@ def test_hostile_corpus_in_one_upload_errors_per_file_and_the_rest_is_analysed(a
     assert any("<script>" in h.value for h in app.subheader)
 
 
-def test_downloads_are_made_on_click_and_hold_what_the_page_shows(monkeypatch, app):
+def test_downloads_are_made_on_click_and_hold_what_the_page_shows(deferred_downloads, app):
     """The four download buttons register callables (nothing is made before a click, and a
     click does not rerun the page); made, the files hold the map, probabilities and settings."""
-    from streamlit.runtime.media_file_manager import MediaFileManager
-
-    made: dict[str, tuple] = {}
-    original = MediaFileManager.add_deferred
-
-    def recording(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
-        made[file_name] = (data_callable, mimetype)
-        return original(self, data_callable, mimetype, coordinates, file_name, **kwargs)
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
     app.file_uploader[0].upload("dog.jpg", (PHOTOS_DIR / "dog.jpg").read_bytes(), "image/jpeg")
     app.run()
     assert not app.exception
@@ -336,7 +326,7 @@ def test_downloads_are_made_on_click_and_hold_what_the_page_shows(monkeypatch, a
     assert [b.proto.label for b in buttons] == [
         "Heatmap (PNG)", "Map (.npy)", "Probabilities (CSV)", "Settings (JSON)"]
     assert all(b.proto.ignore_rerun and b.proto.deferred_file_id for b in buttons)
-    files = {name.split("-", 2)[-1]: (make(), mime) for name, (make, mime) in made.items()}
+    files = {name: (make(), mime) for name, (make, mime) in deferred_downloads.items()}
     assert sorted(files) == ["heatmap.png", "map.npy", "probabilities.csv", "settings.json"]
 
     saliency_map = np.load(io.BytesIO(files["map.npy"][0]))
@@ -614,22 +604,12 @@ AGREEMENT_CASES = [
 
 
 @pytest.mark.parametrize(("method", "settings"), AGREEMENT_CASES)
-def test_the_page_shows_the_library_map_and_probabilities(method, settings, monkeypatch,
+def test_the_page_shows_the_library_map_and_probabilities(method, settings, deferred_downloads,
                                                            default_model, drawn_masks):
     """The heatmap's values, the .npy and CSV downloads and the top-k mask of an uploaded
     photo equal ``sensitivity.saliency`` and ``predict`` called on their own."""
-    from streamlit.runtime.media_file_manager import MediaFileManager
-
     import sensitivity
 
-    made: dict[str, object] = {}
-    original = MediaFileManager.add_deferred
-
-    def recording(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
-        made[file_name.split("-", 2)[-1]] = data_callable
-        return original(self, data_callable, mimetype, coordinates, file_name, **kwargs)
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
     options = SMALL_OPTIONS.get(method, {})
     at = AppTest.from_file(APP, default_timeout=300)
     query = {"method": method, **{name: str(value) for name, value in options.items()}}
@@ -653,8 +633,9 @@ def test_the_page_shows_the_library_map_and_probabilities(method, settings, monk
 
     tolerance = dict(rtol=1e-4, atol=1e-5 * float(np.abs(expected).max()))
     np.testing.assert_allclose(heat_values(at), expected, **tolerance)
-    np.testing.assert_allclose(np.load(io.BytesIO(made["map.npy"]())), expected, **tolerance)
-    rows = made["probabilities.csv"]().decode().splitlines()
+    made_map = np.load(io.BytesIO(deferred_downloads["map.npy"][0]()))
+    np.testing.assert_allclose(made_map, expected, **tolerance)
+    rows = deferred_downloads["probabilities.csv"][0]().decode().splitlines()
     assert rows[0] == "class,index,probability"
     assert [r.split(",")[0] for r in rows[1:]] == list(CLASS_NAMES)
     np.testing.assert_allclose([float(r.split(",")[2]) for r in rows[1:]], probabilities,

@@ -84,18 +84,8 @@ def _close(shown, expected) -> None:
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_an_operators_model_through_the_page(name, models_dir, monkeypatch):
-    from streamlit.runtime.media_file_manager import MediaFileManager
-
+def test_an_operators_model_through_the_page(name, models_dir, monkeypatch, deferred_downloads):
     _, classes, native, size, masked = MODELS[name]
-    made: dict[str, object] = {}
-    original = MediaFileManager.add_deferred
-
-    def recording(self, data_callable, mimetype, coordinates, file_name=None, **kwargs):
-        made[file_name.split("-", 2)[-1]] = data_callable
-        return original(self, data_callable, mimetype, coordinates, file_name, **kwargs)
-
-    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
     monkeypatch.setenv("SENSITIVITY_MODELS_DIR", str(models_dir))
     # The page's own copy (loaded, checked and traced once per process), so the traces are
     # shared; the expected maps are the library's calls on it.
@@ -142,8 +132,8 @@ def test_an_operators_model_through_the_page(name, models_dir, monkeypatch):
     assert not at.exception and not at.error
     expected = sensitivity.saliency(model, x, method="gradient", class_mask=list(masked))[0]
     _close(heat_values(at), expected)
-    _close(np.load(io.BytesIO(made["map.npy"]())), expected)
-    csv = made["probabilities.csv"]().decode().splitlines()
+    _close(np.load(io.BytesIO(deferred_downloads["map.npy"][0]())), expected)
+    csv = deferred_downloads["probabilities.csv"][0]().decode().splitlines()
     assert [r.split(",")[0] for r in csv[1:]] == classes
     np.testing.assert_allclose([float(r.split(",")[2]) for r in csv[1:]], probabilities,
                                atol=2e-6)
