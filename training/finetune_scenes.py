@@ -207,11 +207,13 @@ def scene(h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
 SHAPES = [(96, 96)] * 4 + [(96, 64), (64, 96), (96, 80), (80, 96), (96, 72), (72, 96), (64, 64)]
 
 
-def scene_batch(seed: tuple[int, int], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``size`` scenes of one shape: ``(B, H, W, 3)`` float32 and ``(B, H/4, W/4, 11)`` targets
-    (the last channel: the weight, 1)."""
+def scene_batch(seed: tuple[int, int], size: int,
+                shapes: tuple[tuple[int, int], ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """``size`` scenes of one shape (drawn from ``SHAPES`` + ``shapes``): ``(B, H, W, 3)``
+    float32 and ``(B, H/4, W/4, 11)`` targets (the last channel: the weight, 1)."""
     rng = np.random.default_rng(seed)
-    h, w = SHAPES[int(rng.integers(len(SHAPES)))]
+    choices = SHAPES + list(shapes)
+    h, w = choices[int(rng.integers(len(choices)))]
     images, targets = zip(*(scene(h, w, rng) for _ in range(size)), strict=True)
     targets = np.stack(targets)
     weight = np.ones(targets.shape[:-1] + (1,), np.float32)
@@ -233,9 +235,9 @@ def cifar_batch(seed: tuple[int, int], size: int) -> tuple[np.ndarray, np.ndarra
     return crops.astype(np.float32), np.concatenate([target, np.ones((size, 1), np.float32)], -1)
 
 
-def make_batch(job: tuple[str, tuple[int, int], int]):
-    kind, seed, size = job
-    return kind, (scene_batch if kind == "scene" else cifar_batch)(seed, size)
+def make_batch(job: tuple[str, tuple[int, int], int, tuple[tuple[int, int], ...]]):
+    kind, seed, size, shapes = job
+    return kind, scene_batch(seed, size, shapes) if kind == "scene" else cifar_batch(seed, size)
 
 
 # --- training ----------------------------------------------------------------------------
@@ -253,13 +255,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     parser.add_argument("--save-every", type=float, default=90.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--extra-shapes", default="",
+                        help="canvas shapes added to SHAPES, e.g. 112x112,128x96 (multiples of 4)")
     parser.add_argument("--max-steps", type=int, default=0, help="stop after this many (smoke)")
     args = parser.parse_args()
+    shapes = tuple(tuple(int(v) for v in item.split("x"))
+                   for item in args.extra_shapes.split(",") if item)
+    if any(v % STRIDE for shape in shapes for v in shape):
+        parser.error(f"--extra-shapes: every side must be a multiple of {STRIDE}")
 
     # Workers fork before the framework starts (no GPU state in them).
     pool = multiprocessing.get_context("fork").Pool(args.workers, _init_worker, (args.objects,))
-    jobs = ((kind, (args.seed, i), args.scene_batch if kind == "scene" else args.cifar_batch)
-            for i in range(10**9) for kind in ("scene", "cifar"))
+    jobs = ((kind, (args.seed, i), args.scene_batch if kind == "scene" else args.cifar_batch,
+             shapes) for i in range(10**9) for kind in ("scene", "cifar"))
     pending = deque(pool.apply_async(make_batch, (next(jobs),)) for _ in range(4 * args.workers))
 
     import keras
