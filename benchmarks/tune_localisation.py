@@ -6,8 +6,8 @@ scenes (objects from the validation part of the training split); thresholds are 
 same validation rows (the optimistic MaxBoxAcc: this script only chooses). Prints one Markdown
 table per side and writes them to ``--out``. With ``--class-thresholds``, also the precision,
 recall and F1 of the classes ``find_objects`` looks for when no class mask is given (those whose
-evidence reaches each threshold, at the side of the model's rule) against the scenes' classes:
-the rule's ``min_probability``.
+evidence reaches each threshold, read at each of ``--evidence-sides``, by default the rule's)
+against the scenes' classes: the rule's ``min_probability`` and ``evidence_side``.
 
     python benchmarks/tune_localisation.py --n 120 --sides 96,128,160 --out tune.md
 """
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_SPECS))
     parser.add_argument("--class-thresholds", default=None,
                         help="comma-separated min_probability values to compare (e.g. 0.5,0.9)")
+    parser.add_argument("--evidence-sides", default=None,
+                        help="sides at which to read the class evidence for --class-thresholds, "
+                             "comma-separated (default: the rule's evidence side)")
     parser.add_argument("--out", default=None, help="write the tables to this Markdown file")
     args = parser.parse_args(argv)
 
@@ -61,10 +64,15 @@ def main(argv: list[str] | None = None) -> int:
         print(part, flush=True)
         parts.append(part)
     if args.class_thresholds:
+        from sensitivity.imaging.objects import rule_for
+
         thresholds = [float(t) for t in args.class_thresholds.split(",")]
-        part = class_table(model, scenes, thresholds)
-        print(part, flush=True)
-        parts.append(part)
+        rule = rule_for(model)
+        evidence_sides = args.evidence_sides or str(rule.evidence_side or rule.side)
+        for side in (int(s) for s in evidence_sides.split(",")):
+            part = class_table(model, scenes, thresholds, side)
+            print(part, flush=True)
+            parts.append(part)
     if args.out:
         Path(args.out).write_text("\n".join(parts), encoding="utf-8")
     return 0
@@ -79,14 +87,14 @@ def class_scores(found: list[set[int]], truth: list[set[int]]) -> tuple[float, f
     return precision, recall, 2 * precision * recall / max(precision + recall, 1e-12)
 
 
-def class_table(model, scenes, thresholds: list[float]) -> str:
+def class_table(model, scenes, thresholds: list[float], side: int) -> str:
     """Markdown: per threshold, the scores of :func:`class_scores` for the classes
-    ``find_objects`` looks for with no class mask (:func:`candidate_classes`, at most 3)."""
+    ``find_objects`` looks for with no class mask (:func:`candidate_classes`, at most 3), the
+    evidence read with the scene's longer side at ``side`` pixels."""
 
     from sensitivity.imaging.images import resize_to_side
-    from sensitivity.imaging.objects import candidate_classes, class_evidence, rule_for
+    from sensitivity.imaging.objects import candidate_classes, class_evidence
 
-    side = rule_for(model).side
     evidence = [class_evidence(model, resize_to_side(scene.image, side)) for scene in scenes]
     truth = [set(scene.labels) for scene in scenes]
     lines = [f"### classes looked for with no class mask (side {side}, {len(scenes)} validation "

@@ -13,7 +13,8 @@ A class's evidence (:func:`class_evidence`): for a model with a "feature map -> 
 average pooling -> Dense" head (the shipped WRN), each position of the feature map is
 classified on its own (the head applied to that position's features, a softmax per
 position), and a class's evidence is its largest per-position probability. When no classes
-are given, those whose evidence reaches ``rule.min_probability`` are looked for
+are given, those whose evidence (read with the longer side at ``rule.evidence_side`` pixels,
+by default ``rule.side``) reaches ``rule.min_probability`` are looked for
 (:func:`candidate_classes`); on the validation scenes this found the objects' classes
 with F1 0.55 against 0.36 for the whole image's softmax, which a picture of several small
 objects spreads thin. Other models fall back to the whole image's softmax.
@@ -36,13 +37,15 @@ NMS_IOU = 0.5
 class ObjectRule:
     """How :func:`find_objects` makes boxes: the map's method and options, the analysis side
     (longer side, pixels), the threshold as a fraction of the map's maximum, and the least
-    probability of a class that is looked for when no classes are given."""
+    probability of a class that is looked for when no classes are given, read at
+    ``evidence_side`` pixels (None: at ``side``)."""
 
     method: str = "gradcam"
     options: dict = field(default_factory=dict)
     side: int = 96
     fraction: float = 0.15
     min_probability: float = 0.5
+    evidence_side: int | None = None
 
 
 DEFAULT_RULE = ObjectRule()
@@ -159,7 +162,9 @@ def find_objects(
     height, width = rgb.shape[:2]
     x = resize_to_side(rgb, rule.side)
     h, w = x.shape[:2]
-    evidence = class_evidence(model, x)
+    evidence_side = rule.evidence_side or rule.side
+    evidence = class_evidence(
+        model, x if evidence_side == rule.side else resize_to_side(rgb, evidence_side))
     num_classes = len(evidence)
     if classes is None:
         chosen = candidate_classes(evidence, max_objects, rule.min_probability)

@@ -6,7 +6,8 @@ takes images of that side only (``input_fixed``, default false: fully convolutio
 the pixel values it takes (``input_range``: always ``[0, 255]``, any normalisation is inside the
 model), optionally its head (``head``, :data:`HEADS`) and the rule by which
 :func:`sensitivity.imaging.objects.find_objects` boxes objects with it (``localisation``:
-``method``, ``side``, ``fraction``, ``min_probability``, optional ``options``, chosen on
+``method``, ``side``, ``fraction``, ``min_probability``, optional ``evidence_side`` and
+``options``, chosen on
 validation scenes for that model), besides its data, accuracy and sha256.
 :func:`sensitivity.model.io.load_model` reads it into a :class:`ModelCard` and attaches that
 to the model it loads; :func:`model_card` is what the library asks. A model built in memory
@@ -123,7 +124,8 @@ def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
     )
 
 
-_RULE_KEYS = {"method", "side", "fraction", "min_probability", "options", "chosen_on"}
+_RULE_KEYS = {"method", "side", "evidence_side", "fraction", "min_probability", "options",
+              "chosen_on"}
 
 
 def _object_rule(raw, where: str) -> tuple[tuple[str, object], ...]:
@@ -138,10 +140,12 @@ def _object_rule(raw, where: str) -> tuple[tuple[str, object], ...]:
     rule = {key: value for key, value in raw.items() if key != "chosen_on"}
     if rule.get("method") not in METHODS:
         raise ValueError(f"{where}: 'localisation' needs a 'method' among {', '.join(METHODS)}")
-    side = rule.get("side")  # a key the card leaves out takes ObjectRule's default
-    if "side" in rule and (isinstance(side, bool) or not isinstance(side, int)
-                           or not 8 <= side <= 1024):
-        raise ValueError(f"{where}: the localisation 'side' must be 8..1024 pixels, got {side!r}")
+    for key in ("side", "evidence_side"):  # a key the card leaves out takes ObjectRule's default
+        side = rule.get(key)
+        if key in rule and (isinstance(side, bool) or not isinstance(side, int)
+                            or not 8 <= side <= 1024):
+            raise ValueError(
+                f"{where}: the localisation {key!r} must be 8..1024 pixels, got {side!r}")
     for key in ("fraction", "min_probability"):
         value = rule.get(key)
         if key in rule and (isinstance(value, bool) or not isinstance(value, (int, float))

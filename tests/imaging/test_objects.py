@@ -144,3 +144,22 @@ def test_found_box_is_scaled_outwards_onto_the_image(model, monkeypatch):
     assert found.class_index == 7 and found.method == "layercam"
     # Grey image: every logit is 0, so the probability is 1/10; the box holds all the mass.
     assert found.score == pytest.approx(0.1, abs=1e-6)
+
+
+def test_class_evidence_is_read_at_the_rules_evidence_side(model, monkeypatch):
+    objects = importlib.import_module("sensitivity.imaging.objects")
+    image, _, blue = two_squares()
+    seen = []
+
+    def recording_evidence(model, x):
+        seen.append(x.shape[:2])
+        return class_evidence(model, x)
+
+    monkeypatch.setattr(objects, "class_evidence", recording_evidence)
+    rule = ObjectRule(method="cam", side=100, fraction=0.5, evidence_side=50)
+    (found,) = find_objects(model, image, rule=rule, max_objects=1)
+    # The classes are read at 50 px, the boxes made at 100 px, both from the whole image.
+    assert max(seen.pop()) == 50 and not seen
+    assert found.side == 100 and found.class_index == 1 and iou(found.box, blue) >= 0.5
+    find_objects(model, image, rule=ObjectRule(method="cam", side=100, fraction=0.5))
+    assert max(seen.pop()) == 100

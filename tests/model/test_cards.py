@@ -119,6 +119,8 @@ def test_a_missing_or_wrong_card_is_refused_naming_the_file(tmp_path):
     assert "'method' among" in refused(localisation={**rule, "method": "magic"})
     assert "'side' must be 8..1024" in refused(localisation={**rule, "side": 4})
     assert "'side' must be 8..1024" in refused(localisation={**rule, "side": True})
+    assert "'evidence_side' must be 8..1024" in refused(
+        localisation={**rule, "evidence_side": 2000})
     assert "'fraction' must be in 0..1" in refused(localisation={**rule, "fraction": 1.5})
     assert "'min_probability' must be in 0..1" in refused(
         localisation={**rule, "min_probability": "high"})
@@ -160,11 +162,11 @@ def test_a_cards_localisation_rule_is_what_find_objects_uses(tmp_path):
     path = _write(model, tmp_path / "free.keras", ["a", "b", "c"], 32)
     card = read_model_card(path)
     rule = {"method": "cam", "side": 40, "fraction": 0.3, "min_probability": 0.2,
-            "options": {"sign": "positive"}, "chosen_on": "nothing: a test"}
+            "evidence_side": 24, "options": {"sign": "positive"}, "chosen_on": "nothing: a test"}
     path.with_suffix(".json").write_text(json.dumps({**card, "localisation": rule}))
     loaded = load_model(path)
     expected = ObjectRule(method="cam", options={"sign": "positive"}, side=40, fraction=0.3,
-                          min_probability=0.2)
+                          min_probability=0.2, evidence_side=24)
     assert rule_for(loaded) == expected
     assert rule_for(load_model(_write(model, tmp_path / "plain.keras", ["a", "b", "c"], 32))) \
         == DEFAULT_RULE
