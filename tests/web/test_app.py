@@ -434,10 +434,10 @@ def test_the_gradient_caveat_shows_above_the_native_size_only(dog_app):
 
 def test_a_models_card_rule_makes_its_boxes_on_the_page(dog_app, drawn_photos):
     """Picking the model trained to localise: its boxes are find_objects with its card's rule
-    (Grad-CAM at several scales, side 112), and the caption says so."""
+    (Grad-CAM at several scales, its own side), and the caption says so."""
     import sensitivity
     from sensitivity import load_image
-    from sensitivity.imaging.objects import find_objects, rule_for
+    from sensitivity.imaging.objects import DEFAULT_RULE, find_objects, rule_for
     from sensitivity.model.io import MODELS_DIR
 
     at = dog_app
@@ -448,14 +448,14 @@ def test_a_models_card_rule_makes_its_boxes_on_the_page(dog_app, drawn_photos):
     assert not at.exception
     model = sensitivity.load_model(MODELS_DIR / "wrn-16-3-scenes.keras")
     rule = rule_for(model)
-    assert rule.side == 112 and len(rule.options["scales"]) > 1  # not the default rule
+    assert rule.side != DEFAULT_RULE.side and len(rule.options["scales"]) > 1  # the card's
     photo = load_image((PHOTOS_DIR / "dog.jpg").read_bytes())
     found = find_objects(model, photo, classes=[CLASS_NAMES.index("dog")])
-    assert found and {(f.method, f.side) for f in found} == {(rule.method, 112)}
+    assert found and {(f.method, f.side) for f in found} == {(rule.method, rule.side)}
     image, boxes = next((i, b) for i, b in reversed(drawn_photos) if i.shape == photo.shape)
     assert boxes == [f.box for f in found]
     listed = ", ".join(f"{f.label} {f.score:.2f}" for f in found)
-    assert f"boxes by {rule.method} at 112 px: {listed}" in captions(at)
+    assert f"boxes by {rule.method} at {rule.side} px: {listed}" in captions(at)
 
 
 def test_boxes_are_find_objects_on_the_photo_and_their_parts_in_the_square(dog_app,
