@@ -92,7 +92,8 @@ def estimate_work(method: str, options: Mapping, height: int, width: int, images
                   model=None, channels: int | None = None) -> Work:
     """The :class:`Work` of ``method`` with ``options`` (missing ones at their defaults; those
     of no cost, such as ``progress``, ignored) on ``images`` images of ``height`` x ``width``
-    pixels, every scale of option ``scales`` counted at its own size. ``channels``: the
+    pixels, every scale of option ``scales`` counted at its own size, option ``mirror``
+    twice. ``channels``: the
     channels of Score-CAM's target layer (None: read from ``model`` when given, else
     :data:`SCORECAM_CHANNELS`). ValueError for an unknown method or one without a cost."""
     specs = method_option_specs(method)
@@ -109,7 +110,9 @@ def estimate_work(method: str, options: Mapping, height: int, width: int, images
         h, w = (height, width) if full["scales"] is None else scaled_sides(factor, height,
                                                                              width)
         # The noise tunnel: the image, then smooth_samples noisy copies, each at full cost.
-        passes = cost(full, h, w, channels) * (1 + (full.get("smooth_samples") or 0))
+        # Option mirror: all of it again on the mirror image.
+        passes = cost(full, h, w, channels) * (1 + (full.get("smooth_samples") or 0)) * (
+            2 if full.get("mirror") else 1)
         forward += passes.forward * images
         backward += passes.backward * images
         pixels += passes.equivalent * h * w * images

@@ -281,6 +281,11 @@ COMMON_OPTIONS: dict[str, Option] = {
         "|value| per image and they are averaged (unitless); scores are those at scale 1 (else "
         "the first scale), whose class is explained at every scale",
     ),
+    "mirror": Option(
+        False, "also attribute each image's left-right mirror image, mirror that map back and "
+        "average it with the image's (twice the passes); the class explained and the scores are "
+        "the image's own", kind="bool",
+    ),
     "smooth_samples": Option(
         0, "SmoothGrad for any method: also attribute this many noisy copies of the image, "
         "with the image's own class, and reduce their maps by smooth_variant (0: off)",

@@ -1,6 +1,7 @@
 """The entry point: :func:`attribute` checks the arguments, finds the classes to explain, runs
-one method (its module's ``RUNNER``), fuses scales (option ``scales``, :func:`_fused`) and
-smooths any method over noisy copies (option ``smooth_samples``,
+one method (its module's ``RUNNER``), fuses scales (option ``scales``, :func:`_fused`),
+averages with the mirror image (option ``mirror``, :func:`_mirrored`) and smooths any method
+over noisy copies (option ``smooth_samples``,
 :mod:`sensitivity.methods.noise_tunnel`)."""
 
 from __future__ import annotations
@@ -101,7 +102,33 @@ def attribute(
     opts = method_options(method, options)
     if opts["scales"] is not None:
         return _fused(model, images, method, layer, class_mask, opts)
-    return _smoothed_or_plain(model, images, method, layer, class_mask, opts)
+    return _mirrored(model, images, method, layer, class_mask, opts)
+
+
+def _mirrored(model, images, method: str, layer: str, class_mask, opts: dict) -> Attribution:
+    """:func:`_smoothed_or_plain`, and with option ``mirror`` also of the images flipped left to
+    right, that map flipped back and the two averaged. The images' own result gives the scores,
+    weights, logits and extras, and its class weights (the predicted classes when
+    ``class_mask`` is None) are the ones explained in the mirror image."""
+    if not isinstance(opts["mirror"], (bool, np.bool_)):
+        raise ValueError(f"mirror must be True or False, got {opts['mirror']!r}")
+    if not opts["mirror"]:
+        return _smoothed_or_plain(model, images, method, layer, class_mask, opts)
+    batch = _images(model, images)
+    progress = opts["progress"]
+
+    def part(index: int) -> dict:
+        return opts | {"progress": None if progress is None else part_progress(progress, index,
+                                                                                 1, 2)}
+
+    first = _smoothed_or_plain(model, batch, method, layer, class_mask, part(0))
+    if len(batch) == 0:
+        return first
+    if layer in OUTPUT_TARGETS:
+        class_mask = first.weights.astype(np.float64)
+    second = _smoothed_or_plain(model, batch[:, :, ::-1], method, layer, class_mask, part(1))
+    values = (first.values + second.values[:, :, ::-1]) / 2
+    return replace(first, values=values.astype(np.float32))
 
 
 def _smoothed_or_plain(model, images, method: str, layer: str, class_mask, opts: dict
@@ -234,8 +261,8 @@ def _fused(model, images, method: str, layer: str, class_mask, opts: dict) -> At
         size = scaled_sides(factors[k], height, width)
         scaled = resize(batch, *size, antialias=True).astype(batch.dtype)
         report = None if progress is None else part_progress(progress, step, 1, len(order))
-        result = _smoothed_or_plain(model, scaled, method, layer, class_mask,
-                                    single | {"progress": report})
+        result = _mirrored(model, scaled, method, layer, class_mask,
+                           single | {"progress": report})
         values = result.values if result.has_channels else result.values[..., None]
         values = resize(values, height, width, antialias=True)
         if not result.has_channels:

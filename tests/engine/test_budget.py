@@ -107,6 +107,14 @@ def test_scales_count_each_scale_at_its_own_size():
     assert work.forward == 1 + 7 * 7 and work.forward_pixels == (1 + 49) * 64 * 64
 
 
+def test_mirror_counts_every_pass_twice():
+    plain = estimate_work("smoothgrad", {"samples": 4, "scales": (0.5, 1)}, 32, 32)
+    mirrored = estimate_work("smoothgrad", {"samples": 4, "scales": (0.5, 1), "mirror": True},
+                             32, 32)
+    assert (mirrored.forward, mirrored.backward, mirrored.forward_pixels) == (
+        2 * plain.forward, 2 * plain.backward, 2 * plain.forward_pixels)
+
+
 def test_non_square_occlusion():
     # 32 high: patch 4, stride 2, 15 starts; 64 wide: patch 8, stride 4, 15 starts
     assert estimate_work("occlusion", {}, 32, 64).forward == 1 + 15 * 15

@@ -355,6 +355,29 @@ def test_bad_scales_raise(images, scales):
         saliency(model, images, method="cam", scales=scales)
 
 
+def test_mirror_averages_the_map_with_the_mirror_images_flipped_back(images):
+    model, kernel, _ = _head_model()
+    predicted = model(images, training=False).numpy().argmax(axis=1)
+
+    def hand_cam(x):  # CAM of each image's predicted class, by hand (stride 1: full size)
+        features = _features(model, "features", x)
+        return np.einsum("nhwk,nk->nhw", features, kernel[:, predicted].T)
+
+    expected = (hand_cam(images) + hand_cam(images[:, :, ::-1])[:, :, ::-1]) / 2
+    result = attribute(model, images, method="cam", mirror=True)
+    _close(result.values, expected)
+    np.testing.assert_array_equal(result.weights, np.eye(K)[predicted])  # the image's class
+    _close(result.scores, model(images, training=False).numpy()[np.arange(len(images)),
+                                                                 predicted])
+    assert not np.allclose(expected, hand_cam(images), atol=1e-4)  # the mirror changes the map
+    # With scales, each scale's map is mirrored before the fusion normalises it.
+    fused = attribute(model, images, method="cam", mirror=True, scales=(1.0,)).values
+    _close(fused, expected)
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValueError, match="mirror must be True or False"):
+            saliency(model, images, method="cam", mirror=bad)
+
+
 # --------------------------------------------------------------------------------------------
 # The shipped model: any size, batched, no retracing per image or size.
 
