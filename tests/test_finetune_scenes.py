@@ -57,6 +57,10 @@ def test_scene_targets_are_each_classes_share_of_a_cell(packed):
     x, y = finetune.scene_batch((0, 1), 3)
     assert x.shape[0] == 3 and y.shape[:3] == (3, x.shape[1] // 4, x.shape[2] // 4)
     assert (y[..., -1] == 1).all()
+    # --extra-shapes: the added canvases are drawn beside SHAPES, and only those.
+    extra = ((128, 112),)
+    drawn = {finetune.scene_batch((0, i), 1, extra)[0].shape[1:3] for i in range(40)}
+    assert (128, 112) in drawn and drawn <= set(finetune.SHAPES) | set(extra)
     x, y = finetune.cifar_batch((0, 2), 5)
     assert x.shape == (5, 32, 32, 3)
     np.testing.assert_allclose(y[:, :-1].sum(axis=1), 1.0, rtol=1e-6)

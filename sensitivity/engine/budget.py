@@ -93,9 +93,9 @@ def estimate_work(method: str, options: Mapping, height: int, width: int, images
     """The :class:`Work` of ``method`` with ``options`` (missing ones at their defaults; those
     of no cost, such as ``progress``, ignored) on ``images`` images of ``height`` x ``width``
     pixels, every scale of option ``scales`` counted at its own size, option ``mirror``
-    twice. ``channels``: the
-    channels of Score-CAM's target layer (None: read from ``model`` when given, else
-    :data:`SCORECAM_CHANNELS`). ValueError for an unknown method or one without a cost."""
+    twice. ``channels``: the channels of Score-CAM's target layer (None: read from ``model``
+    when given, else :data:`SCORECAM_CHANNELS`). ValueError for an unknown method or one
+    without a cost."""
     specs = method_option_specs(method)
     cost = METHODS[method].cost
     if cost is None:

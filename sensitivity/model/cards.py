@@ -7,8 +7,8 @@ the pixel values it takes (``input_range``: always ``[0, 255]``, any normalisati
 model), optionally its head (``head``, :data:`HEADS`) and the rule by which
 :func:`sensitivity.imaging.objects.find_objects` boxes objects with it (``localisation``:
 ``method``, ``side``, ``fraction``, ``min_probability``, optional ``evidence_side`` and
-``options``, chosen on
-validation scenes for that model), besides its data, accuracy and sha256.
+``options``, chosen on validation scenes for that model), besides its data, accuracy and
+sha256.
 :func:`sensitivity.model.io.load_model` reads it into a :class:`ModelCard` and attaches that
 to the model it loads; :func:`model_card` is what the library asks. A model built in memory
 has a default card: ``"class 0"``, ``"class 1"``, ... for its outputs, the side of its input
