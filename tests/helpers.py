@@ -191,3 +191,21 @@ class PythonProcess:
 
 CIFAR_CARD = {"classes": list(CLASS_NAMES), "input_size": 32}
 """The card fields of a CIFAR-10 model (its class names, native size 32) for a test's card."""
+
+
+def nested_backbone(classes: int, widths: tuple[int, int]):
+    """A ``Sequential`` backbone named "backbone" (rescaling, two ReLU convolutions "conv" and
+    "conv2" of ``widths`` channels) inside a functional model: global average pooling, then a
+    softmax ``Dense`` "head" over ``classes`` classes."""
+    import keras
+
+    backbone = keras.Sequential([
+        keras.Input((None, None, 3)),
+        keras.layers.Rescaling(1 / 255),
+        keras.layers.Conv2D(widths[0], 3, padding="same", activation="relu", name="conv"),
+        keras.layers.Conv2D(widths[1], 3, padding="same", activation="relu", name="conv2"),
+    ], name="backbone")
+    inputs = keras.Input((None, None, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax",
+                                                  name="head")(pooled))

@@ -22,6 +22,7 @@ from sensitivity.engine.inference import predict
 from sensitivity.engine.saliency import saliency
 from sensitivity.model.cards import ModelCard, attach_card, card_from_json, model_card
 from sensitivity.model.io import ModelError, load_model, read_model_card
+from tests.helpers import nested_backbone
 
 METHODS_TRIED = ("gradient", "gradcam", "integrated_gradients", "occlusion")
 SMALL = {"integrated_gradients": {"steps": 4}}
@@ -288,20 +289,12 @@ def test_three_classes_at_native_size_48_through_the_library_and_explain(tmp_pat
 
 def test_a_nested_sequential_backbone():
     keras.utils.set_random_seed(3)
-    backbone = keras.Sequential([
-        keras.Input((None, None, 3)),
-        keras.layers.Rescaling(1 / 255),
-        keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="conv"),
-        keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv2"),
-    ], name="backbone")
-    inputs = keras.Input((None, None, 3))
-    pooled = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(pooled))
+    model = nested_backbone(3, (5, 4))
     assert "backbone/conv2" in engine.layer_names(model) and engine.head_of(model) == "softmax"
     images = _images(2, 24)
     _check_maps(model, images, 3)
     head = model.get_layer("head")
-    features = keras.Model(inputs, pooled)
+    features = keras.Model(model.inputs, head.input)
     weights = np.array([[0, 1, 0], [1, 0, 0]], np.float32)
     score, gradient, _ = engine.gradients(model, engine.make_target(model), images, weights)
     expected_score, expected_gradient = _tape(

@@ -18,6 +18,7 @@ from sensitivity.engine.choices import METHODS
 from sensitivity.model.io import write_operator_card
 from sensitivity.web.serving import ready_model
 from tests.conftest import PHOTOS_DIR
+from tests.helpers import nested_backbone
 from tests.web.test_app import APP, SMALL_OPTIONS, array, charts, heat_values, predictions, widget
 
 PHOTO = PHOTOS_DIR / "dog.jpg"
@@ -43,24 +44,12 @@ def three_classes_48() -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
 
 
-def nested_backbone() -> keras.Model:
-    """A ``Sequential`` backbone inside a functional model, a softmax head over 4 classes."""
-    backbone = keras.Sequential([
-        keras.Input((None, None, 3)),
-        keras.layers.Rescaling(1 / 255),
-        keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="conv"),
-        keras.layers.Conv2D(5, 3, padding="same", activation="relu", name="conv2"),
-    ], name="backbone")
-    inputs = keras.Input((None, None, 3))
-    pooled = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
-    return keras.Model(inputs, keras.layers.Dense(4, activation="softmax", name="head")(pooled))
-
-
 MODELS = {
     # name: (builder, class names, the card's native size, the size analysed, classes masked)
     "resnet50": (resnet50_1000, [f"n{i:08d}" for i in range(1000)], 224, 32, (3, 999)),
     "three48": (three_classes_48, ["tabby", "tiger", "lynx"], 48, 48, (0, 2)),
-    "nested": (nested_backbone, ["north", "south", "east", "west"], 40, 40, (1, 3)),
+    "nested": (lambda: nested_backbone(4, (6, 5)), ["north", "south", "east", "west"], 40, 40,
+               (1, 3)),
 }
 
 
