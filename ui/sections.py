@@ -23,6 +23,7 @@ from sensitivity.model.labels import CLASS_NAMES
 from sensitivity.render import export, figures, pictures
 from sensitivity.render.report import (
     completeness_note,
+    flat_map_note,
     out_of_distribution_note,
     out_of_distribution_notice,
     probability_bars_html,
@@ -144,6 +145,9 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray, settings: Vie
     caveat = METHODS[settings.method].caveat_at(settings.size, size_choices()[1])
     if caveat:
         st.warning(f"{settings.method} at {settings.size} px: {caveat}")
+    flat = flat_map_note(saliency_map)
+    if flat:
+        st.warning(flat)
     if result.baseline_scores is not None:
         st.caption(completeness_note(float(result.scores[0]), float(result.baseline_scores[0]),
                                      float(result.values[0].sum(dtype=np.float64))))

@@ -33,6 +33,13 @@ def top_k_mask(saliency_map, k: int) -> np.ndarray:
     return mask.reshape(values.shape)
 
 
+def is_flat(saliency_map) -> bool:
+    """Whether every value of the ``(H, W)`` map is the same (an all-zero Grad-CAM, say): no
+    pixel stands out, so a top-k mask of it (:func:`top_k_mask`) only follows the tie order."""
+    values = _finite_map(saliency_map)
+    return bool(values.min() == values.max())
+
+
 def strongest_pixels(saliency_map, k: int, sign: str) -> np.ndarray:
     """``(H, W)`` bool mask of the ``k`` strongest pixels of a map made with sign mode
     ``sign``: for ``"signed"`` maps the largest magnitudes (evidence either way), otherwise

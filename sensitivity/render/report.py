@@ -127,3 +127,17 @@ def completeness_note(score: float, baseline_score: float, total: float) -> str:
         return (text + f": gap {gap:.3g}. The image scores about as high as the baseline, so "
                 "the relative gap means little here; try another baseline.")
     return text + f": gap {100 * gap / abs(change):.1f}% (more steps make it smaller)."
+
+
+def flat_map_note(saliency_map) -> str:
+    """What to say of an ``(H, W)`` map that is the same everywhere
+    (:func:`sensitivity.imaging.postprocess.is_flat`, an all-zero Grad-CAM, say); "" for any
+    other map."""
+    from sensitivity.imaging.postprocess import is_flat
+
+    if not is_flat(saliency_map):
+        return ""
+    value = float(np.asarray(saliency_map).flat[0])
+    return (f"The map is {value:.3g} everywhere: no pixel stands out for this class here, so the "
+            "top-k pixels are only the first ones in reading order. Another class, method or "
+            "analysis size may show more.")

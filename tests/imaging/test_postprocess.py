@@ -88,3 +88,17 @@ def test_strongest_pixels_take_magnitudes_of_signed_maps_only():
     for sign in ("abs", "positive", "negative"):
         np.testing.assert_array_equal(strongest_pixels(values, 2, sign),
                                       [[True, False], [True, False]])
+
+
+def test_a_map_is_flat_only_when_every_value_is_the_same():
+    from sensitivity.imaging.postprocess import is_flat
+    from sensitivity.render.report import flat_map_note
+
+    assert is_flat(np.zeros((4, 5))) and is_flat(np.full((3, 3), -2.5))
+    one_off = np.zeros((4, 5))
+    one_off[3, 4] = 1e-9
+    assert not is_flat(one_off)
+    assert flat_map_note(one_off) == ""
+    assert flat_map_note(np.zeros((4, 5))).startswith("The map is 0 everywhere")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        is_flat(np.full((2, 2), np.nan))
