@@ -18,12 +18,14 @@ def modules_after(statement: str) -> set[str]:
 
 
 def test_light_modules_do_not_import_tensorflow():
-    """What the page draws before TensorFlow's import: the header, a figure, the controls."""
+    """What the page draws before TensorFlow's import: the header, a figure, the controls (the
+    size control reads a card and its find_objects rule, without SciPy either)."""
     loaded = modules_after("import sensitivity, sensitivity.render.figures, "
                            "sensitivity.model.labels, sensitivity.engine.choices, "
-                           "sensitivity.web.settings, sensitivity.web.serving")
+                           "sensitivity.web.settings, sensitivity.web.serving, "
+                           "sensitivity.model.cards, sensitivity.imaging.rules")
     assert {"sensitivity.render.figures", "sensitivity.web.settings", "plotly"} <= loaded
-    assert "tensorflow" not in loaded and "keras" not in loaded
+    assert "tensorflow" not in loaded and "keras" not in loaded and "scipy" not in loaded
 
 
 def test_the_engine_validates_against_the_choices_the_page_offers():

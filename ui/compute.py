@@ -229,7 +229,7 @@ def refusal(works: list[Work]) -> str | None:
         limit = max_work()
     except ValueError as exc:
         return f"The server's budget is misconfigured, so it computes no map: {exc}"
-    message = check_budget(works[0], limit, size_choices()[0])
+    message = check_budget(works[0], limit, size_choices().sizes)
     if message is None and limit is not None:
         total = sum(w.forward_pixels for w in works)
         if total > limit:

@@ -5,6 +5,7 @@ so that on a cold start the browser lays them out while the server imports."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import streamlit as st
 
@@ -16,6 +17,7 @@ from sensitivity.engine.choices import (
     localisation_note,
     shown_options,
 )
+from sensitivity.imaging.rules import DEFAULT_RULE, card_rule
 from sensitivity.model.cards import card_from_json
 from sensitivity.model.io import ModelError, list_models, model_path, models_dir, read_model_card
 from sensitivity.web.serving import MODELS_HELD
@@ -60,20 +62,30 @@ def chosen_model_path() -> str:
     return offered.get(st.session_state.get("w_model") or "", str(model_path()))
 
 
-def size_choices(path: str | None = None) -> tuple[tuple[int, ...], int]:
-    """(the analysis sizes offered, the native size) of the model at ``path`` (default: the
-    picked one), from its card alone (TensorFlow-free; a card that cannot be read gives the
-    CIFAR-10 sizes, and the page says why when the model fails to load)."""
+class ModelSizes(NamedTuple):
+    """The analysis sizes the page offers a model, its native size and the side its card's
+    ``find_objects`` rule was chosen at."""
+
+    sizes: tuple[int, ...]
+    native: int
+    rule_side: int
+
+
+def size_choices(path: str | None = None) -> ModelSizes:
+    """The :class:`ModelSizes` of the model at ``path`` (default: the picked one), from its
+    card alone (TensorFlow-free; a card that cannot be read gives the CIFAR-10 sizes, and the
+    page says why when the model fails to load)."""
     return _size_choices(path or chosen_model_path())
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def _size_choices(path: str) -> tuple[tuple[int, ...], int]:
+def _size_choices(path: str) -> ModelSizes:
     try:
         card = card_from_json(read_model_card(path), path)
     except (ModelError, ValueError):
-        return page_sizes(NATIVE_SIZE), NATIVE_SIZE
-    return page_sizes(card.native_size, card.fixed_size), card.native_size
+        return ModelSizes(page_sizes(NATIVE_SIZE), NATIVE_SIZE, DEFAULT_RULE.side)
+    side = card_rule(card).side
+    return ModelSizes(page_sizes(card.native_size, card.fixed_size, side), card.native_size, side)
 
 
 def follow_the_model_size(problems: list[str] | None = None) -> None:
@@ -81,7 +93,7 @@ def follow_the_model_size(problems: list[str] | None = None) -> None:
     size was the previous model's native one (a new model starts at its own), else the nearest
     offered (said in ``problems`` when given). Called before the size control is drawn."""
     s = st.session_state
-    sizes, native = size_choices()
+    sizes, native, _ = size_choices()
     size, previous = s.get("w_size"), s.get("_native_size")
     if size is None or (previous is not None and size == previous != native):
         s["w_size"] = native
@@ -95,7 +107,7 @@ def follow_the_model_size(problems: list[str] | None = None) -> None:
 
 def link_query() -> dict[str, str]:
     """The link of the current settings (the size left out when it is the model's native)."""
-    return current_settings().to_query(native_size=size_choices()[1])
+    return current_settings().to_query(native_size=size_choices().native)
 
 
 def init_state() -> None:
@@ -223,7 +235,7 @@ def sidebar(place) -> tuple:
         st.radio("Colour channels", CHANNEL_REDUCTIONS, key="w_reduce_channels",
                  horizontal=True, help="How R, G and B become one value per pixel.")
         follow_the_model_size()
-        sizes, native = size_choices()
+        sizes, native, rule_side = size_choices()
         st.select_slider("Analysis size", sizes, key="w_size",
                          help=f"{native} is this model's native size (its card's)"
                               + (", the only one it takes." if len(sizes) == 1 else

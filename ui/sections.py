@@ -142,10 +142,11 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray, settings: Vie
     if settings.layer not in OUTPUT_TARGETS:
         target = f"{settings.layer_reduction} of {settings.layer}"
     st.caption(f"{settings.method} of {settings.layer} ({target}), sign {settings.sign}")
-    caveat = METHODS[settings.method].caveat_at(settings.size, size_choices()[1])
+    sizes = size_choices()
+    caveat = METHODS[settings.method].caveat_at(settings.size, sizes.native)
     if caveat:
         st.warning(f"{settings.method} at {settings.size} px: {caveat}")
-    flat = flat_map_note(saliency_map)
+    flat = flat_map_note(saliency_map, sizes.rule_side)
     if flat:
         st.warning(flat)
     if result.baseline_scores is not None:

@@ -156,9 +156,12 @@ def check_arguments(args: argparse.Namespace) -> dict[str, object]:
 
 
 def check_size(size: int, top_k: int) -> None:
-    """ValueError unless ``size`` (the input's side) is at least 8 and holds ``top_k`` pixels."""
-    if size < 8:
-        raise ValueError(f"--size must be at least 8, got {size}")
+    """ValueError unless ``size`` (the input's side) is within ``MIN_SIDE..MAX_SIDE`` and holds
+    ``top_k`` pixels."""
+    from sensitivity.engine.choices import MAX_SIDE, MIN_SIDE
+
+    if not MIN_SIDE <= size <= MAX_SIDE:
+        raise ValueError(f"--size must be {MIN_SIDE}..{MAX_SIDE}, got {size}")
     if top_k > size * size:
         raise ValueError(
             f"--top-k {top_k} exceeds the {size * size} pixels of a {size}x{size} map"
@@ -267,14 +270,17 @@ def explain_image(
     ``out_of_distribution_score``, ``out_of_distribution`` (whether the score is above
     ``out_of_distribution_threshold``; all three None when the model has no detector, see
     :func:`sensitivity.trust.ood.assess`), ``explained_classes``, ``score`` (the explained target
-    score at the image) and, for
+    score at the image), ``notes`` (what the page would say beside this map: the method's
+    caveat at this size, a map that is the same everywhere; empty when none) and, for
     integrated gradients, ``completeness_gap`` (relative, see :class:`Attribution`; None when
     the score did not change along the path but the attributions do not sum to zero).
     ``options``: the method's options (:func:`method_option_values`; default: its defaults).
     """
     from sensitivity.engine.inference import probabilities as calibrated
-    from sensitivity.engine.saliency import attribute, to_map
+    from sensitivity.engine.saliency import METHODS, attribute, to_map
+    from sensitivity.imaging.objects import rule_for
     from sensitivity.model.cards import model_card
+    from sensitivity.render.report import flat_map_note
     from sensitivity.trust.ood import assess
 
     result = attribute(
@@ -283,7 +289,8 @@ def explain_image(
     saliency_map = to_map(result, sign, reduce_channels)[0]
     probabilities = calibrated(model, result.logits)[0]
     predicted = int(probabilities.argmax())
-    names = model_card(model).class_names
+    card = model_card(model)
+    names = card.class_names
     facts: dict = {
         "probabilities": {name: float(p) for name, p in zip(names, probabilities, strict=True)},
         "predicted_class": names[predicted],
@@ -297,6 +304,9 @@ def explain_image(
         explained = np.flatnonzero(result.weights[0]).tolist()
         facts["explained_classes"] = [names[i] for i in explained]
     facts["score"] = float(result.scores[0])
+    notes = (METHODS[method].caveat_at(image.shape[0], card.native_size),
+             flat_map_note(saliency_map, rule_for(model).side))
+    facts["notes"] = [note for note in notes if note]
     if result.completeness_gap is not None:
         gap = float(result.completeness_gap[0])
         facts["completeness_gap"] = gap if np.isfinite(gap) else None  # JSON has no infinity
@@ -387,12 +397,14 @@ def _settings(args: argparse.Namespace, options: dict, classes: list[int] | None
 
 def _explain_files(args: argparse.Namespace, model, size: int, classes: list[int] | None,
                    options: dict, out: Path, settings: dict) -> tuple[int, list[tuple[str, str]]]:
-    """Explain and write each image file in turn, with a progress bar; returns the number
-    written and the ``(path, reason)`` of each file skipped."""
+    """Explain and write each image file in turn, with a progress bar, then print each map's
+    notes (:func:`explain_image`); returns the number written and the ``(path, reason)`` of
+    each file skipped."""
     from sensitivity.imaging.images import load_image, preprocess
 
     stems = output_stems(args.images)
     skipped: list[tuple[str, str]] = []
+    noted: list[tuple[str, str]] = []
     written = 0
     bar = ProgressBar(len(args.images))
     bar.update(0)
@@ -415,7 +427,10 @@ def _explain_files(args: argparse.Namespace, model, size: int, classes: list[int
             record = {"image": str(path), **facts, "settings": settings}
             _write_outputs(out, stem, saliency_map, record, args.top_k, args.scale, args.sign)
             written += 1
+            noted += [(path, note) for note in facts["notes"]]
         bar.update(done)
+    for path, note in noted:
+        print(f"note: {path}: {note}")
     return written, skipped
 
 

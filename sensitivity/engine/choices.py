@@ -171,6 +171,10 @@ class Option:
         return str(value)
 
 
+MIN_SIDE, MAX_SIDE = 8, 1024
+"""The least and the largest analysis side, pixels, that the page's links, ``explain --size``
+and a card's ``localisation`` rule accept."""
+
 NATIVE_SIZE = 32
 """Side of the images the shipped models were trained on (CIFAR-10), pixels: the default native
 size of a model whose card does not say (:func:`sensitivity.model.cards.model_card`), and the

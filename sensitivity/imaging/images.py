@@ -14,6 +14,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from sensitivity.engine.choices import MIN_SIDE
+
 MAX_PIXELS = 40_000_000
 """Largest image (width x height) that is decoded; larger ones raise :class:`ImageError`."""
 
@@ -206,6 +208,6 @@ def preprocess(image: np.ndarray, size: int = 32) -> np.ndarray:
     ``image``: ``(H, W, 3)`` (or grayscale / RGBA) pixel values in 0..255, any numeric dtype.
     Returns ``(size, size, 3)`` float32 in 0..255.
     """
-    if not isinstance(size, (int, np.integer)) or size < 8:
-        raise ValueError(f"size must be an integer of at least 8, got {size!r}")
+    if not isinstance(size, (int, np.integer)) or size < MIN_SIDE:
+        raise ValueError(f"size must be an integer of at least {MIN_SIDE}, got {size!r}")
     return resize(center_square(as_rgb_array(image)), int(size), int(size))

@@ -22,48 +22,24 @@ objects spreads thin. Other models fall back to the whole image's softmax.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
 from sensitivity.imaging.discovery import Box, as_map, iou, mass_boxes
+from sensitivity.imaging.rules import DEFAULT_RULE, ObjectRule, card_rule
+
+__all__ = ["DEFAULT_RULE", "FoundObject", "ObjectRule", "card_rule", "find_objects", "rule_for"]
 
 NMS_IOU = 0.5
 """Boxes overlapping a higher-scoring box by more than this IoU are dropped."""
 
 
-@dataclass(frozen=True)
-class ObjectRule:
-    """How :func:`find_objects` makes boxes: the map's method and options, the analysis side
-    (longer side, pixels), the threshold as a fraction of the map's maximum, and the least
-    probability of a class that is looked for when no classes are given, read at
-    ``evidence_side`` pixels (None: at ``side``)."""
-
-    method: str = "gradcam"
-    options: dict = field(default_factory=dict)
-    side: int = 96
-    fraction: float = 0.15
-    min_probability: float = 0.5
-    evidence_side: int | None = None
-
-
-DEFAULT_RULE = ObjectRule()
-"""The rule chosen on 120 validation scenes (``python benchmarks/tune_localisation.py``, see
-``benchmarks/README.md``): Grad-CAM tied the best pointing and had the best mass, class
-discrimination and CorLoc; sides 96, 112 and 128 were within a standard error on pointing and
-96 was best on CorLoc and MaxBoxAcc; 0.15 maximised CorLoc of the strongest box."""
-
-
 def rule_for(model) -> ObjectRule:
-    """The rule of ``model``'s card (:attr:`sensitivity.model.cards.ModelCard.object_rule`), else
-    :data:`DEFAULT_RULE`."""
+    """The rule of ``model``'s card (:func:`card_rule`)."""
     from sensitivity.model.cards import model_card
 
-    pairs = dict(model_card(model).object_rule)
-    if not pairs:
-        return DEFAULT_RULE
-    return ObjectRule(**{**pairs, "options": dict(pairs.get("options", ()))})
+    return card_rule(model_card(model))
 
 
 class FoundObject(NamedTuple):

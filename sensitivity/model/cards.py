@@ -19,8 +19,10 @@ graph ends in.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+
+from sensitivity.imaging.rules import ObjectRule
 
 INPUT_RANGE = (0.0, 255.0)
 """The pixel values every model takes (the library feeds them; normalisation is the model's)."""
@@ -124,15 +126,14 @@ def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
     )
 
 
-_RULE_KEYS = {"method", "side", "evidence_side", "fraction", "min_probability", "options",
-              "chosen_on"}
+_RULE_KEYS = {f.name for f in fields(ObjectRule)} | {"chosen_on"}
 
 
 def _object_rule(raw, where: str) -> tuple[tuple[str, object], ...]:
     """The card's ``localisation`` rule as sorted ``(key, value)`` pairs; ValueError if bad."""
     if raw is None:
         return ()
-    from sensitivity.engine.choices import METHODS
+    from sensitivity.engine.choices import MAX_SIDE, METHODS, MIN_SIDE
 
     if not isinstance(raw, dict) or set(raw) - _RULE_KEYS:
         raise ValueError(f"{where}: 'localisation' must be an object with keys among "
@@ -143,9 +144,9 @@ def _object_rule(raw, where: str) -> tuple[tuple[str, object], ...]:
     for key in ("side", "evidence_side"):  # a key the card leaves out takes ObjectRule's default
         side = rule.get(key)
         if key in rule and (isinstance(side, bool) or not isinstance(side, int)
-                            or not 8 <= side <= 1024):
-            raise ValueError(
-                f"{where}: the localisation {key!r} must be 8..1024 pixels, got {side!r}")
+                            or not MIN_SIDE <= side <= MAX_SIDE):
+            raise ValueError(f"{where}: the localisation {key!r} must be "
+                             f"{MIN_SIDE}..{MAX_SIDE} pixels, got {side!r}")
     for key in ("fraction", "min_probability"):
         value = rule.get(key)
         if key in rule and (isinstance(value, bool) or not isinstance(value, (int, float))

@@ -129,15 +129,20 @@ def completeness_note(score: float, baseline_score: float, total: float) -> str:
     return text + f": gap {100 * gap / abs(change):.1f}% (more steps make it smaller)."
 
 
-def flat_map_note(saliency_map) -> str:
+def flat_map_note(saliency_map, rule_side: int | None = None) -> str:
     """What to say of an ``(H, W)`` map that is the same everywhere
     (:func:`sensitivity.imaging.postprocess.is_flat`, an all-zero Grad-CAM, say); "" for any
-    other map."""
+    other map. ``rule_side``: the analysis side the model's ``find_objects`` rule was chosen at,
+    named when the map is of another size."""
     from sensitivity.imaging.postprocess import is_flat
 
     if not is_flat(saliency_map):
         return ""
     value = float(np.asarray(saliency_map).flat[0])
-    return (f"The map is {value:.3g} everywhere: no pixel stands out for this class here, so the "
+    note = (f"The map is {value:.3g} everywhere: no pixel stands out for this class here, so the "
             "top-k pixels are only the first ones in reading order. Another class, method or "
-            "analysis size may show more.")
+            "analysis size may show more")
+    if rule_side and rule_side != max(np.shape(saliency_map)):
+        return (f"{note}: this model's boxes were chosen on maps of {rule_side} px, an analysis "
+                "size it offers.")
+    return note + "."

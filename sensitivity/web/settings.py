@@ -20,7 +20,9 @@ from sensitivity.engine.choices import CHANNEL_REDUCTIONS as _ENGINE_CHANNEL_RED
 from sensitivity.engine.choices import (
     COMMON_OPTIONS,
     DEFAULT_METHOD,
+    MAX_SIDE,
     METHODS,
+    MIN_SIDE,
     OUTPUT_TARGETS,
     Option,
     shown_options,
@@ -42,7 +44,7 @@ VIEW_OPTIONS: dict[str, Option] = {
     "reduce_channels": Option("max", "how RGB becomes one value", kind="choice",
                               choices=CHANNEL_REDUCTIONS),
     "size": Option(None, "side of the network's input (none: the model's native size)",
-                   kind="int", minimum=8, maximum=1024, optional=True),
+                   kind="int", minimum=MIN_SIDE, maximum=MAX_SIDE, optional=True),
     "k": Option(100, "pixels in the top-k mask", kind="int", minimum=1, maximum=1024),
     "opacity": Option(0.5, "overlay opacity", kind="float", minimum=0.0, maximum=1.0,
                       step=0.05),
@@ -122,10 +124,14 @@ class ViewSettings:
         return query
 
 
-def page_sizes(native_size: int, fixed: bool = False) -> tuple[int, ...]:
+def page_sizes(native_size: int, fixed: bool = False,
+               rule_side: int | None = None) -> tuple[int, ...]:
     """The analysis sizes the page offers a model of ``native_size``: that side alone for a
-    model that takes no other (``fixed``), else :data:`SIZES` and the native size, ascending."""
-    return (native_size,) if fixed else tuple(sorted({*SIZES, native_size}))
+    model that takes no other (``fixed``), else :data:`SIZES`, the native size and
+    ``rule_side`` (the side its card's ``find_objects`` rule was chosen at), ascending."""
+    if fixed:
+        return (native_size,)
+    return tuple(sorted({*SIZES, native_size} | ({rule_side} if rule_side else set())))
 
 
 def offered_size(size: int | None, sizes: tuple[int, ...], native_size: int) -> int:

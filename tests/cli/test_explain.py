@@ -369,3 +369,21 @@ def test_the_record_carries_the_out_of_distribution_score_flag_and_threshold(tmp
         assert record["out_of_distribution_score"] == pytest.approx(value, rel=1e-4, abs=1e-4)
         assert record["out_of_distribution"] is bool(value > threshold)
         assert record["out_of_distribution_threshold"] == pytest.approx(threshold)
+
+
+def test_a_map_comes_with_the_notes_the_page_would_show(tmp_path, model_file, capsys):
+    """The vanilla gradient above the model's native size: its caveat is recorded in the JSON
+    and printed; at the native size, and for Grad-CAM above it, there is none."""
+    from sensitivity.engine.choices import METHODS
+
+    image = _image(tmp_path / "a.png")
+    native = CIFAR_CARD["input_size"]
+    runs = {"native": ("--size", str(native)), "above": ("--size", str(2 * native)),
+            "gradcam": ("--size", str(2 * native), "--method", "gradcam")}
+    for name, extra in runs.items():  # not _explain, which sets the size
+        assert main(["explain", str(image), "--model", str(model_file), "--out",
+                     str(tmp_path / name), *extra]) == 0
+    printed = capsys.readouterr().out
+    notes = {name: json.loads((tmp_path / name / "a.json").read_text())["notes"] for name in runs}
+    assert notes == {"native": [], "above": [METHODS["gradient"].caveat], "gradcam": []}
+    assert printed.count("note: ") == 1 and METHODS["gradient"].caveat in printed

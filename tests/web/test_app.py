@@ -460,18 +460,22 @@ def test_a_models_card_rule_makes_its_boxes_on_the_page(dog_app, drawn_photos):
 
 def test_a_map_that_is_the_same_everywhere_is_called_so(dog_app):
     """The localising model's Grad-CAM of the dog in dog.jpg's 32 px square is zero everywhere:
-    the page says that no pixel stands out; the WRN-16-3's map of the same class does not get
-    that note."""
+    the page says that no pixel stands out and names the side its card's boxes were chosen at,
+    which the size control then offers; the WRN-16-3's map of the same class gets no note."""
     from sensitivity.render.report import flat_map_note
 
+    card = json.loads((ROOT / "models" / "wrn-16-3-scenes.json").read_text())
+    side = card["localisation"]["side"]
     at = dog_app
-    note = flat_map_note(np.zeros((2, 2)))
+    note = flat_map_note(np.zeros((32, 32)), rule_side=side)
     widget(at, "multiselect", "Class mask").set_value(["dog"])
     at.run()
     assert not at.exception and note not in [w.value for w in at.warning]
     widget(at, "selectbox", "Model").set_value("wrn-16-3-scenes")
     at.run()
     assert not at.exception and note in [w.value for w in at.warning]
+    assert f"maps of {side} px" in note
+    assert str(side) in widget(at, "select_slider", "Analysis size").options
 
 
 def test_boxes_are_find_objects_on_the_photo_and_their_parts_in_the_square(dog_app,

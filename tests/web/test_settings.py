@@ -70,6 +70,10 @@ def test_the_size_follows_the_models_native_size_unless_the_link_sets_it():
     assert page_sizes(32) == SIZES
     assert page_sizes(299) == (*SIZES, 299)
     assert page_sizes(224, fixed=True) == (224,)
+    # The side a card's find_objects rule was chosen at is offered too (not to a fixed input).
+    assert page_sizes(32, rule_side=144) == (32, 64, 96, 128, 144, 160, 224)
+    assert page_sizes(32, rule_side=96) == SIZES
+    assert page_sizes(224, fixed=True, rule_side=144) == (224,)
     assert offered_size(None, page_sizes(48), 48) == 48
     assert offered_size(50, page_sizes(48), 48) == 48
     assert offered_size(80, SIZES, 32) == 64  # a tie: the smaller

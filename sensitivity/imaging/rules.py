@@ -1,0 +1,40 @@
+"""How :func:`sensitivity.imaging.objects.find_objects` makes boxes: :class:`ObjectRule`, the
+default rule and a model card's. Dataclasses alone (no NumPy, SciPy or TensorFlow), so that the
+page's controls can read a card's rule before the libraries are imported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ObjectRule:
+    """How :func:`sensitivity.imaging.objects.find_objects` makes boxes: the map's method and
+    options, the analysis side (longer side, pixels), the threshold as a fraction of the map's
+    maximum, and the least probability of a class that is looked for when no classes are given,
+    read at ``evidence_side`` pixels (None: at ``side``)."""
+
+    method: str = "gradcam"
+    options: dict = field(default_factory=dict)
+    side: int = 96
+    fraction: float = 0.15
+    min_probability: float = 0.5
+    evidence_side: int | None = None
+
+
+DEFAULT_RULE = ObjectRule()
+"""The rule chosen on 120 validation scenes (``python benchmarks/tune_localisation.py``, see
+``benchmarks/README.md``): Grad-CAM tied the best pointing and had the best mass, class
+discrimination and CorLoc; sides 96, 112 and 128 were within a standard error on pointing and
+96 was best on CorLoc and MaxBoxAcc; 0.15 maximised CorLoc of the strongest box."""
+
+
+def card_rule(card) -> ObjectRule:
+    """The rule of a :class:`sensitivity.model.cards.ModelCard` (its ``object_rule``), else
+    :data:`DEFAULT_RULE`; TensorFlow-free, for the page's controls."""
+    pairs = dict(card.object_rule)
+    if not pairs:
+        return DEFAULT_RULE
+    return ObjectRule(**{**pairs, "options": dict(pairs.get("options", ()))})
+
+
