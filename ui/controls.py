@@ -63,8 +63,8 @@ def chosen_model_path() -> str:
 
 
 class ModelSizes(NamedTuple):
-    """The analysis sizes the page offers a model, its native size and the side its card's
-    ``find_objects`` rule was chosen at."""
+    """The analysis sizes the page offers a model, its native size and the side of its
+    ``find_objects`` rule (its card's, else the default)."""
 
     sizes: tuple[int, ...]
     native: int
@@ -240,7 +240,7 @@ def sidebar(place) -> tuple:
                          help=f"{native} is this model's native size (its card's)"
                               + (", the only one it takes." if len(sizes) == 1 else
                                  "; a fully convolutional model takes larger inputs too, "
-                                 "which show finer maps."))
+                                 f"which show finer maps; its boxes are made at {rule_side}."))
 
         st.header("How to show it")
         k, opacity = VIEW_OPTIONS["k"], VIEW_OPTIONS["opacity"]

@@ -132,8 +132,8 @@ def completeness_note(score: float, baseline_score: float, total: float) -> str:
 def flat_map_note(saliency_map, rule_side: int | None = None) -> str:
     """What to say of an ``(H, W)`` map that is the same everywhere
     (:func:`sensitivity.imaging.postprocess.is_flat`, an all-zero Grad-CAM, say); "" for any
-    other map. ``rule_side``: the analysis side the model's ``find_objects`` rule was chosen at,
-    named when the map is of another size."""
+    other map. ``rule_side``: the analysis side of the model's ``find_objects`` rule, named when
+    the map is of another size."""
     from sensitivity.imaging.postprocess import is_flat
 
     if not is_flat(saliency_map):
@@ -143,6 +143,6 @@ def flat_map_note(saliency_map, rule_side: int | None = None) -> str:
             "top-k pixels are only the first ones in reading order. Another class, method or "
             "analysis size may show more")
     if rule_side and rule_side != max(np.shape(saliency_map)):
-        return (f"{note}: this model's boxes were chosen on maps of {rule_side} px, an analysis "
-                "size it offers.")
+        return (f"{note}: find_objects makes this model's boxes at {rule_side} px, an analysis "
+                "size offered here.")
     return note + "."

@@ -128,7 +128,7 @@ def page_sizes(native_size: int, fixed: bool = False,
                rule_side: int | None = None) -> tuple[int, ...]:
     """The analysis sizes the page offers a model of ``native_size``: that side alone for a
     model that takes no other (``fixed``), else :data:`SIZES`, the native size and
-    ``rule_side`` (the side its card's ``find_objects`` rule was chosen at), ascending."""
+    ``rule_side`` (the side of its ``find_objects`` rule), ascending."""
     if fixed:
         return (native_size,)
     return tuple(sorted({*SIZES, native_size} | ({rule_side} if rule_side else set())))

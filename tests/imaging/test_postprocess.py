@@ -102,7 +102,7 @@ def test_a_map_is_flat_only_when_every_value_is_the_same():
     assert flat_map_note(np.zeros((4, 5))).startswith("The map is 0 everywhere")
     assert "144 px" not in flat_map_note(np.zeros((4, 5)))
     # The side the model's boxes were chosen at is named when the map is of another size.
-    assert "maps of 144 px" in flat_map_note(np.zeros((32, 32)), rule_side=144)
+    assert "boxes at 144 px" in flat_map_note(np.zeros((32, 32)), rule_side=144)
     assert flat_map_note(np.zeros((144, 144)), rule_side=144) == flat_map_note(np.zeros((4, 5)))
     assert flat_map_note(one_off, rule_side=144) == ""
     with pytest.raises(ValueError, match="NaN or infinite"):

@@ -474,7 +474,7 @@ def test_a_map_that_is_the_same_everywhere_is_called_so(dog_app):
     widget(at, "selectbox", "Model").set_value("wrn-16-3-scenes")
     at.run()
     assert not at.exception and note in [w.value for w in at.warning]
-    assert f"maps of {side} px" in note
+    assert f"boxes at {side} px" in note
     assert str(side) in widget(at, "select_slider", "Analysis size").options
 
 
