@@ -143,6 +143,5 @@ def flat_map_note(saliency_map, rule_side: int | None = None) -> str:
             "top-k pixels are only the first ones in reading order. Another class, method or "
             "analysis size may show more")
     if rule_side and rule_side != max(np.shape(saliency_map)):
-        return (f"{note}: find_objects makes this model's boxes at {rule_side} px, an analysis "
-                "size offered here.")
+        return f"{note}: find_objects makes this model's boxes at {rule_side} px."
     return note + "."
