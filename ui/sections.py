@@ -146,7 +146,7 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray, settings: Vie
     caveat = METHODS[settings.method].caveat_at(settings.size, sizes.native)
     if caveat:
         st.warning(f"{settings.method} at {settings.size} px: {caveat}")
-    flat = flat_map_note(saliency_map, sizes.rule_side)
+    flat = flat_map_note(saliency_map, sizes.rule_side if sizes.rule_side in sizes.sizes else None)
     if flat:
         st.warning(flat)
     if result.baseline_scores is not None:

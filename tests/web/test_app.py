@@ -460,8 +460,9 @@ def test_a_models_card_rule_makes_its_boxes_on_the_page(dog_app, drawn_photos):
 
 def test_a_map_that_is_the_same_everywhere_is_called_so(dog_app):
     """The localising model's Grad-CAM of the dog in dog.jpg's 32 px square is zero everywhere:
-    the page says that no pixel stands out and names the side its card's boxes were chosen at,
-    which the size control then offers; the WRN-16-3's map of the same class gets no note."""
+    the page says that no pixel stands out and names the side at which find_objects makes its
+    boxes (its card's rule), which the size control offers; the WRN-16-3's map of the same class
+    gets no note."""
     from sensitivity.render.report import flat_map_note
 
     card = json.loads((ROOT / "models" / "wrn-16-3-scenes.json").read_text())
