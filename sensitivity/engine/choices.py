@@ -173,7 +173,7 @@ class Option:
 
 MIN_SIDE, MAX_SIDE = 8, 1024
 """The least and the largest analysis side, pixels, that the page's links, ``explain --size``
-and a card's ``localisation`` rule accept."""
+and a card's ``localisation`` rule accept; no resize for analysis goes below ``MIN_SIDE``."""
 
 NATIVE_SIZE = 32
 """Side of the images the shipped models were trained on (CIFAR-10), pixels: the default native

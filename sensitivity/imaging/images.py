@@ -189,11 +189,11 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def analysis_shape(height: int, width: int, side: int | None) -> tuple[int, int]:
     """``(h, w)`` of an image resized so that its longer side is ``side`` (aspect kept, at
-    least 8 pixels a side); ``side=None`` keeps the size."""
+    least :data:`MIN_SIDE` pixels a side); ``side=None`` keeps the size."""
     if side is None:
         return int(height), int(width)
     scale = side / max(height, width)
-    return max(8, round(height * scale)), max(8, round(width * scale))
+    return max(MIN_SIDE, round(height * scale)), max(MIN_SIDE, round(width * scale))
 
 
 def resize_to_side(image: np.ndarray, side: int | None) -> np.ndarray:

@@ -36,5 +36,3 @@ def card_rule(card) -> ObjectRule:
     if not pairs:
         return DEFAULT_RULE
     return ObjectRule(**{**pairs, "options": dict(pairs.get("options", ()))})
-
-
