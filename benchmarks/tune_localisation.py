@@ -6,8 +6,9 @@ scenes (objects from the validation part of the training split); thresholds are 
 same validation rows (the optimistic MaxBoxAcc: this script only chooses). Prints one Markdown
 table per side and writes them to ``--out``. With ``--class-thresholds``, also the precision,
 recall and F1 of the classes ``find_objects`` looks for when no class mask is given (those whose
-evidence reaches each threshold, read at each of ``--evidence-sides``, by default the rule's)
-against the scenes' classes: the rule's ``min_probability`` and ``evidence_side``.
+evidence reaches each threshold, read at each of ``--evidence-sides`` through each of
+``--evidence-activations``, by default the rule's) against the scenes' classes: the rule's
+``min_probability``, ``evidence_side`` and ``evidence_activation``.
 
     python benchmarks/tune_localisation.py --n 120 --sides 96,128,160 --out tune.md
 """
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evidence-sides", default=None,
                         help="sides at which to read the class evidence for --class-thresholds, "
                              "comma-separated (default: the rule's evidence side)")
+    parser.add_argument("--evidence-activations", default=None,
+                        help="per-position activations of the class evidence for "
+                             "--class-thresholds, comma-separated among softmax, sigmoid "
+                             "(default: the rule's)")
     parser.add_argument("--out", default=None, help="write the tables to this Markdown file")
     args = parser.parse_args(argv)
 
@@ -69,10 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         thresholds = [float(t) for t in args.class_thresholds.split(",")]
         rule = rule_for(model)
         evidence_sides = args.evidence_sides or str(rule.evidence_side or rule.side)
+        activations = (args.evidence_activations.split(",") if args.evidence_activations
+                       else [rule.evidence_activation])
         for side in (int(s) for s in evidence_sides.split(",")):
-            part = class_table(model, scenes, thresholds, side)
-            print(part, flush=True)
-            parts.append(part)
+            for activation in activations:
+                part = class_table(model, scenes, thresholds, side, activation)
+                print(part, flush=True)
+                parts.append(part)
     if args.out:
         Path(args.out).write_text("\n".join(parts), encoding="utf-8")
     return 0
@@ -87,18 +95,22 @@ def class_scores(found: list[set[int]], truth: list[set[int]]) -> tuple[float, f
     return precision, recall, 2 * precision * recall / max(precision + recall, 1e-12)
 
 
-def class_table(model, scenes, thresholds: list[float], side: int) -> str:
+def class_table(model, scenes, thresholds: list[float], side: int,
+                activation: str | None = None) -> str:
     """Markdown: per threshold, the scores of :func:`class_scores` for the classes
     ``find_objects`` looks for with no class mask (:func:`candidate_classes`, at most 3), the
-    evidence read with the scene's longer side at ``side`` pixels."""
+    evidence read with the scene's longer side at ``side`` pixels through ``activation`` per
+    position (None: the head's)."""
 
     from sensitivity.imaging.images import resize_to_side
     from sensitivity.imaging.objects import candidate_classes, class_evidence
 
-    evidence = [class_evidence(model, resize_to_side(scene.image, side)) for scene in scenes]
+    evidence = [class_evidence(model, resize_to_side(scene.image, side), activation)
+                for scene in scenes]
     truth = [set(scene.labels) for scene in scenes]
-    lines = [f"### classes looked for with no class mask (side {side}, {len(scenes)} validation "
-             "scenes)\n", "| min_probability | precision | recall | F1 |",
+    how = activation or "the head's"
+    lines = [f"### classes looked for with no class mask (side {side}, {how} activation, "
+             f"{len(scenes)} validation scenes)\n", "| min_probability | precision | recall | F1 |",
              "| --- | --- | --- | --- |"]
     for threshold in thresholds:
         found = [set(candidate_classes(e, 3, threshold)) for e in evidence]

@@ -21,13 +21,14 @@ def test_tune_localisation_runs_to_the_end(tmp_path, cifar_dir, photos_dir, caps
     assert module.main(["--data-dir", str(cifar_dir), "--photos-dir", str(photos_dir),
                         "--n", "2", "--sides", "64", "--methods", "gradcam", "center",
                         "--class-thresholds", "0.5,1", "--evidence-sides", "48,64",
-                        "--out", str(out)]) == 0
+                        "--evidence-activations", "softmax,sigmoid", "--out", str(out)]) == 0
     text = out.read_text()
     assert text.startswith("### side 64 (2 validation scenes")
     assert "| gradcam |" in text and "| center |" in text
     assert "| 0.5 | " in text and "| 1.0 | " in text  # the class thresholds' rows
     for side in (48, 64):
-        assert f"no class mask (side {side}, 2 validation scenes)" in text
+        for activation in ("softmax", "sigmoid"):
+            assert f"no class mask (side {side}, {activation} activation, 2 validation" in text
     assert text.strip() in capsys.readouterr().out
     # Found {1, 2}, {3}, {} against true {1}, {3, 4}, {5}: 2 hits of 3 found and of 4 true.
     assert module.class_scores([{1, 2}, {3}, set()], [{1}, {3, 4}, {5}]) == pytest.approx(

@@ -428,7 +428,13 @@ METHODS: dict[str, MethodInfo] = {
         "before global average pooling, sum_k W[k, c] f_k, signed (no ReLU, bias ignored; its "
         "mean is the logit less the bias), upsampled bilinearly; needs a head feature map -> "
         "global average pooling -> Dense logits; one forward pass",
-        {},
+        {"probability": Option(
+            False, "the head with its bias applied to each position and each class's logit "
+            "through a sigmoid, sigmoid(b_c + sum_k W[k, c] f_k), 0..1: for a model trained per "
+            "position (wrn-16-3-scenes) the share of that position the class covers; with "
+            "it on photo-like test scenes at side 144: pointing 0.90, CorLoc 0.79 (fused over "
+            "scales 0.67-1.5, its find_objects rule: 0.91, 0.82)",
+            kind="bool", shown=True, label="per-position probability")},
         channels=False,
         cost=lambda options, h, w, c: Passes(1),
     ),

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sensitivity.imaging.discovery import Box, as_map, iou, mass_boxes
-from sensitivity.imaging.rules import DEFAULT_RULE, ObjectRule, card_rule
+from sensitivity.imaging.rules import DEFAULT_RULE, EVIDENCE_ACTIVATIONS, ObjectRule, card_rule
 
 __all__ = ["DEFAULT_RULE", "FoundObject", "ObjectRule", "card_rule", "find_objects", "rule_for"]
 
@@ -76,10 +76,11 @@ def _to_image(box: Box, scale_y: float, scale_x: float, height: int, width: int)
     )
 
 
-def class_evidence(model, image: np.ndarray) -> np.ndarray:
+def class_evidence(model, image: np.ndarray, activation: str | None = None) -> np.ndarray:
     """``(K,)`` float64: how sure the model is that each class is somewhere in ``image``
-    ``(H, W, 3)`` (0..255): for a CAM head the largest per-position probability (softmax, or
-    sigmoid for a sigmoid head; see the module docstring), else the image's probabilities
+    ``(H, W, 3)`` (0..255): for a CAM head the largest per-position probability (``activation``
+    of :data:`EVIDENCE_ACTIVATIONS`; None: sigmoid for a sigmoid head, else softmax; see the
+    module docstring), else the image's probabilities
     (:func:`sensitivity.engine.inference.predict`)."""
     from scipy.special import expit
 
@@ -87,15 +88,18 @@ def class_evidence(model, image: np.ndarray) -> np.ndarray:
     from sensitivity.engine.inference import predict, softmax
     from sensitivity.methods.localising import cam_head
 
+    if activation not in (None, *EVIDENCE_ACTIVATIONS):
+        raise ValueError(f"activation must be one of {EVIDENCE_ACTIVATIONS} or None, "
+                         f"got {activation!r}")
     try:
-        layer, kernel = cam_head(model)
+        layer, kernel, bias = cam_head(model)
     except ValueError:
         return predict(model, image[None])[0].astype(np.float64)
-    features, logits = engine.feature_forward(model, layer, image[None].astype(np.float32))
-    dense = np.einsum("nhwk,kc->nhwc", features.astype(np.float64), kernel)[0]
-    bias = logits[0] - dense.mean(axis=(0, 1))  # the head's mean is the logit less the bias
-    per_position = dense + bias
-    if engine.head_of(model) == "sigmoid":  # one independent probability per class
+    features, _ = engine.feature_forward(model, layer, image[None].astype(np.float32))
+    per_position = np.einsum("nhwk,kc->nhwc", features.astype(np.float64), kernel)[0] + bias
+    if activation is None:
+        activation = "sigmoid" if engine.head_of(model) == "sigmoid" else "softmax"
+    if activation == "sigmoid":  # one independent probability per class
         return expit(per_position).reshape(-1, kernel.shape[1]).max(axis=0)
     return softmax(per_position).reshape(-1, kernel.shape[1]).max(axis=0)
 
@@ -140,7 +144,8 @@ def find_objects(
     h, w = x.shape[:2]
     evidence_side = rule.evidence_side or rule.side
     evidence = class_evidence(
-        model, x if evidence_side == rule.side else resize_to_side(rgb, evidence_side))
+        model, x if evidence_side == rule.side else resize_to_side(rgb, evidence_side),
+        rule.evidence_activation)
     num_classes = len(evidence)
     if classes is None:
         chosen = candidate_classes(evidence, max_objects, rule.min_probability)

@@ -6,13 +6,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+EVIDENCE_ACTIVATIONS = ("softmax", "sigmoid")
+"""How a position's class logits become probabilities for a class's evidence: a softmax over
+the classes, or each class's own sigmoid (for a model trained per position with a binary loss,
+such as wrn-16-3-scenes, even though its whole-image head is a softmax)."""
+
 
 @dataclass(frozen=True)
 class ObjectRule:
     """How :func:`sensitivity.imaging.objects.find_objects` makes boxes: the map's method and
     options, the analysis side (longer side, pixels), the threshold as a fraction of the map's
     maximum, and the least probability of a class that is looked for when no classes are given,
-    read at ``evidence_side`` pixels (None: at ``side``)."""
+    read at ``evidence_side`` pixels (None: at ``side``) through ``evidence_activation`` per
+    position (:data:`EVIDENCE_ACTIVATIONS`; None: the head's, sigmoid for a sigmoid head and
+    else softmax)."""
 
     method: str = "gradcam"
     options: dict = field(default_factory=dict)
@@ -20,6 +27,7 @@ class ObjectRule:
     fraction: float = 0.15
     min_probability: float = 0.5
     evidence_side: int | None = None
+    evidence_activation: str | None = None
 
 
 DEFAULT_RULE = ObjectRule()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 
 from sensitivity.engine import gradients as engine
 from sensitivity.methods.base import Job, Runner, spatial
@@ -12,13 +13,18 @@ from sensitivity.methods.localising import cam_head, upsample
 def run(job: Job) -> dict:
     """CAM from one forward pass to the head's feature map (:func:`cam_head`): ``sum_c w_c sum_k
     W[k, c] f_k(i, j)``, signed, bias ignored, upsampled bilinearly; score units (its mean over
-    the feature map's positions is the score less the bias term)."""
+    the feature map's positions is the score less the bias term). With option ``probability``
+    the head is applied to each position with its bias and each class's logit goes through a
+    sigmoid: ``sum_c w_c sigmoid(b_c + sum_k W[k, c] f_k(i, j))``, 0..1 per class."""
     if job.target.layer != "logits":
         raise ValueError(
             f"CAM explains logits (layer='logits'), not {job.target.layer!r}; method='gradcam' "
             "differentiates any target"
         )
-    layer, kernel = cam_head(job.model)
+    probability = job.options["probability"]
+    if not isinstance(probability, (bool, np.bool_)):
+        raise ValueError(f"probability must be True or False, got {probability!r}")
+    layer, kernel, bias = cam_head(job.model)
     features, logits = engine.feature_forward(
         job.model, layer, job.images, max_batch=job.max_batch
     )
@@ -29,10 +35,15 @@ def run(job: Job) -> dict:
         weights = result["weights"] = np.eye(kernel.shape[1], dtype=logits.dtype)[
             logits.argmax(axis=1)]
     result["scores"] = engine.output_scores(job.target, logits, weights)
-    class_kernel = np.asarray(weights, np.float64) @ kernel.T  # (N, C): sum_c w_c W[k, c]
-    cam = np.einsum("nhwk,nk->nhw", features, class_kernel)
+    weights = np.asarray(weights, np.float64)
+    if probability:
+        per_position = expit(np.einsum("nhwk,kc->nhwc", features, kernel) + bias)
+        cam = np.einsum("nhwc,nc->nhw", per_position, weights)
+    else:
+        cam = np.einsum("nhwk,nk->nhw", features, weights @ kernel.T)  # sum_c w_c W[k, c]
     result["values"] = upsample(cam, *job.images.shape[1:3])
     return result
 
 
-RUNNER = Runner(run, one_pass=True, finds_class=True)
+RUNNER = Runner(run, one_pass=True, finds_class=True,
+                absolute=lambda options: bool(options["probability"]))

@@ -36,8 +36,9 @@ def _single_input(node, layer, what: str):
     return inputs[0]
 
 
-def cam_head(model) -> tuple[str, np.ndarray]:
-    """``(feature layer name, dense kernel (C, K) float64)`` of a model ending in a 4-D feature
+def cam_head(model) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(feature layer name, dense kernel (C, K) float64, dense bias (K,) float64)`` (zeros for
+    a dense layer without bias) of a model ending in a 4-D feature
     map -> ``GlobalAveragePooling2D`` (channels last) -> ``Dense`` with a linear activation
     (or a softmax or sigmoid one: the maps are then those of the logits before it).
 
@@ -69,7 +70,9 @@ def cam_head(model) -> tuple[str, np.ndarray]:
     source, _ = _producer(_single_input(node, pool, "pooling layer"), "pooling layer's input")
     if isinstance(source, keras.layers.InputLayer):
         raise ValueError(f"CAM needs a feature layer before the pooling, not the input{_CAM_HINT}")
-    return source.name, np.asarray(dense.kernel, np.float64)
+    kernel = np.asarray(dense.kernel, np.float64)
+    bias = np.zeros(kernel.shape[1]) if dense.bias is None else np.asarray(dense.bias, np.float64)
+    return source.name, kernel, bias
 
 
 def resize(values: np.ndarray, height: int, width: int, antialias: bool = False) -> np.ndarray:

@@ -6,9 +6,9 @@ takes images of that side only (``input_fixed``, default false: fully convolutio
 the pixel values it takes (``input_range``: always ``[0, 255]``, any normalisation is inside the
 model), optionally its head (``head``, :data:`HEADS`) and the rule by which
 :func:`sensitivity.imaging.objects.find_objects` boxes objects with it (``localisation``:
-``method``, ``side``, ``fraction``, ``min_probability``, optional ``evidence_side`` and
-``options``, chosen on validation scenes for that model), besides its data, accuracy and
-sha256.
+``method``, ``side``, ``fraction``, ``min_probability``, optional ``evidence_side``,
+``evidence_activation`` and ``options``, chosen on validation scenes for that model), besides
+its data, accuracy and sha256.
 :func:`sensitivity.model.io.load_model` reads it into a :class:`ModelCard` and attaches that
 to the model it loads; :func:`model_card` is what the library asks. A model built in memory
 has a default card: ``"class 0"``, ``"class 1"``, ... for its outputs, the side of its input
@@ -22,7 +22,7 @@ import weakref
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from sensitivity.imaging.rules import ObjectRule
+from sensitivity.imaging.rules import EVIDENCE_ACTIVATIONS, ObjectRule
 
 INPUT_RANGE = (0.0, 255.0)
 """The pixel values every model takes (the library feeds them; normalisation is the model's)."""
@@ -152,6 +152,9 @@ def _object_rule(raw, where: str) -> tuple[tuple[str, object], ...]:
         if key in rule and (isinstance(value, bool) or not isinstance(value, (int, float))
                             or not 0 <= value <= 1):
             raise ValueError(f"{where}: the localisation {key!r} must be in 0..1, got {value!r}")
+    if rule.get("evidence_activation") not in (None, *EVIDENCE_ACTIVATIONS):
+        raise ValueError(f"{where}: the localisation 'evidence_activation' must be one of "
+                         f"{', '.join(EVIDENCE_ACTIVATIONS)}")
     options = rule.get("options", {})
     if not isinstance(options, dict):
         raise ValueError(f"{where}: the localisation 'options' must be an object")

@@ -71,6 +71,11 @@ def test_find_objects_boxes_the_squares_in_image_coordinates(model, method):
     e = np.exp(25.5)
     np.testing.assert_allclose(evidence, [e / (2 * e + 8), e / (e + 9), e / (2 * e + 8)]
                                + [0.1] * 7, rtol=1e-6)
+    # Per class (sigmoid): the colour's classes reach 1 / (1 + e^-25.5), the rest 1/2.
+    np.testing.assert_allclose(class_evidence(model, image.astype(np.float32), "sigmoid"),
+                               [1 / (1 + 1 / e)] * 3 + [0.5] * 7, rtol=1e-6)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        class_evidence(model, image.astype(np.float32), "relu")
     # classes=None: classes 1, 0 and 2 are looked for; class 2's box is class 0's box (its
     # map is the same), so the cross-class NMS keeps only one of them.
     assert len(found) == 2
@@ -151,15 +156,19 @@ def test_class_evidence_is_read_at_the_rules_evidence_side(model, monkeypatch):
     image, _, blue = two_squares()
     seen = []
 
-    def recording_evidence(model, x):
-        seen.append(x.shape[:2])
-        return class_evidence(model, x)
+    def recording_evidence(model, x, activation):
+        seen.append((x.shape[:2], activation))
+        return class_evidence(model, x, activation)
 
     monkeypatch.setattr(objects, "class_evidence", recording_evidence)
     rule = ObjectRule(method="cam", side=100, fraction=0.5, evidence_side=50)
     (found,) = find_objects(model, image, rule=rule, max_objects=1)
     # The classes are read at 50 px, the boxes made at 100 px, both from the whole image.
-    assert max(seen.pop()) == 50 and not seen
+    (shape, activation), = seen
+    assert max(shape) == 50 and activation is None  # the head's: softmax
     assert found.side == 100 and found.class_index == 1 and iou(found.box, blue) >= 0.5
-    find_objects(model, image, rule=ObjectRule(method="cam", side=100, fraction=0.5))
-    assert max(seen.pop()) == 100
+    seen.clear()
+    find_objects(model, image, rule=ObjectRule(method="cam", side=100, fraction=0.5,
+                                               evidence_activation="sigmoid"))
+    (shape, activation), = seen
+    assert max(shape) == 100 and activation == "sigmoid"

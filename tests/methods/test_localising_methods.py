@@ -87,6 +87,39 @@ def test_cam_is_the_dense_weights_applied_to_the_feature_map(images, stride):
     assert (h, w) == ((12, 10) if stride == 1 else (6, 5))
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_cam_probability_is_the_sigmoid_of_each_positions_logits(images, stride):
+    model, kernel, bias = _head_model(stride)
+    features = _features(model, "features", images)
+    per_position = 1.0 / (1.0 + np.exp(-(np.einsum("nhwk,kc->nhwc", features, kernel) + bias)))
+    for weights in (np.eye(K)[3], np.eye(K)[[1, 4]].sum(axis=0)):
+        low = np.einsum("nhwc,c->nhw", per_position, weights)
+        expected = _bilinear(low, 12, 10) if stride > 1 else low
+        result = attribute(model, images, method="cam", class_mask=weights.astype(np.float32),
+                           probability=True)
+        _close(result.values, expected)
+        assert result.values.min() >= 0.0 and result.values.max() <= weights.sum()
+    # the bias counts: a class with a large bias is likely everywhere
+    model.get_layer("logits").set_weights([kernel.astype(np.float32),
+                                           np.where(np.arange(K) == 3, 20.0, -20.0)])
+    likely = saliency(model, images, method="cam", class_mask=3, probability=True)
+    unlikely = saliency(model, images, method="cam", class_mask=2, probability=True)
+    assert likely.min() > 0.99 and unlikely.max() < 0.01
+
+
+def test_cam_probability_without_a_bias_and_bad_values(images):
+    inputs = keras.Input((12, 10, 3))
+    features = keras.layers.Conv2D(C, 3, padding="same", name="features")(inputs)
+    dense = keras.layers.Dense(K, use_bias=False)
+    model = keras.Model(inputs, dense(keras.layers.GlobalAveragePooling2D()(features)))
+    low = np.einsum("nhwk,kc->nhwc", _features(model, "features", images),
+                    np.asarray(dense.kernel, np.float64))[..., 5]
+    _close(saliency(model, images, method="cam", class_mask=5, probability=True),
+           1.0 / (1.0 + np.exp(-low)))
+    with pytest.raises(ValueError, match="probability must be True or False"):
+        saliency(model, images, method="cam", class_mask=5, probability="yes")
+
+
 def test_cam_of_the_predicted_class_needs_one_pass(images, monkeypatch):
     from sensitivity.engine import gradients as engine
 
@@ -334,6 +367,19 @@ def test_two_scales_average_the_normalised_maps(images):
         logits = model(images, training=False).numpy()
         _close(result.scores, logits[:, 3])  # the scores at scale 1
         _close(result.logits, logits)
+
+
+def test_two_scales_average_probabilities_as_they_are(images):
+    model, kernel, bias = _head_model()
+    x2 = tf.image.resize(images, (24, 20), method="bilinear", antialias=True).numpy()
+    maps = []
+    for x in (images, x2):
+        logits = np.einsum("nhwk,k->nhw", _features(model, "features", x), kernel[:, 3]) + bias[3]
+        maps.append(_bilinear(1.0 / (1.0 + np.exp(-logits)), 12, 10, antialias=True))
+    assert not np.allclose(maps[1].max(axis=(1, 2)), 1.0)  # a peak normalisation would show
+    result = attribute(model, images, method="cam", class_mask=3, probability=True,
+                       scales=(1, 2))
+    _close(result.values, (maps[0] + maps[1]) / 2)
 
 
 def test_fusion_explains_the_reference_scales_class_at_every_scale(images):

@@ -125,6 +125,8 @@ def test_a_missing_or_wrong_card_is_refused_naming_the_file(tmp_path):
     assert "'fraction' must be in 0..1" in refused(localisation={**rule, "fraction": 1.5})
     assert "'min_probability' must be in 0..1" in refused(
         localisation={**rule, "min_probability": "high"})
+    assert "'evidence_activation' must be one of softmax, sigmoid" in refused(
+        localisation={**rule, "evidence_activation": "tanh"})
     assert "keys among" in refused(localisation={**rule, "colour": "red"})
     assert "keys among" in refused(localisation=["gradcam"])
     assert "'options' must be an object" in refused(localisation={**rule, "options": [1]})
@@ -163,11 +165,12 @@ def test_a_cards_localisation_rule_is_what_find_objects_uses(tmp_path):
     path = _write(model, tmp_path / "free.keras", ["a", "b", "c"], 32)
     card = read_model_card(path)
     rule = {"method": "cam", "side": 40, "fraction": 0.3, "min_probability": 0.2,
-            "evidence_side": 24, "options": {"sign": "positive"}, "chosen_on": "nothing: a test"}
+            "evidence_side": 24, "evidence_activation": "sigmoid", "options": {"sign": "positive"},
+            "chosen_on": "nothing: a test"}
     path.with_suffix(".json").write_text(json.dumps({**card, "localisation": rule}))
     loaded = load_model(path)
     expected = ObjectRule(method="cam", options={"sign": "positive"}, side=40, fraction=0.3,
-                          min_probability=0.2, evidence_side=24)
+                          min_probability=0.2, evidence_side=24, evidence_activation="sigmoid")
     assert rule_for(loaded) == expected
     assert rule_for(load_model(_write(model, tmp_path / "plain.keras", ["a", "b", "c"], 32))) \
         == DEFAULT_RULE
