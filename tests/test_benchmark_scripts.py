@@ -36,6 +36,17 @@ def test_tune_localisation_runs_to_the_end(tmp_path, cifar_dir, photos_dir, caps
     assert module.class_scores([{1}], [{2}]) == (0.0, 0.0, 0.0)
 
 
+def test_find_objects_speed_runs_to_the_end(photos_dir, capsys):
+    module = benchmark_script("find_objects_speed")
+    assert module.main(["--photos-dir", str(photos_dir), "--photos", "dog.jpg",
+                        "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| dog.jpg |")]
+    assert [row[1] for row in rows] == ["card's rule", "baseline"]
+    assert all(float(row[2]) > 0 for row in rows) and rows[1][3] == "1.00 |"
+    assert "card's rule: ObjectRule(method='cam'" in out
+
+
 def test_rise_masks_runs_to_the_end(cifar_dir, capsys, default_model_shared):
     module = benchmark_script("rise_masks")
     assert module.main(["--data-dir", str(cifar_dir), "--n", "2", "--counts", "10,20",
