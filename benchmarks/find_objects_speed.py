@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                                side=144, fraction=0.01, min_probability=0.98,
                                evidence_side=112),
     }
-    lines = ["| photo | rule | median seconds | ratio to the baseline |", "| --- | --- | --- | --- |"]
+    lines = ["| photo | rule | median seconds | ratio to the baseline |",
+             "| --- | --- | --- | --- |"]
     for name in args.photos.split(","):
         image = load_image((Path(args.photos_dir) / name).read_bytes())
         seconds = {label: [] for label in rules}
