@@ -304,8 +304,9 @@ def explain_image(
         explained = np.flatnonzero(result.weights[0]).tolist()
         facts["explained_classes"] = [names[i] for i in explained]
     facts["score"] = float(result.scores[0])
+    rule_side = None if card.fixed_size else rule_for(model).side  # else --size cannot take it
     notes = (METHODS[method].caveat_at(image.shape[0], card.native_size),
-             flat_map_note(saliency_map, rule_for(model).side))
+             flat_map_note(saliency_map, rule_side))
     facts["notes"] = [note for note in notes if note]
     if result.completeness_gap is not None:
         gap = float(result.completeness_gap[0])

@@ -387,3 +387,28 @@ def test_a_map_comes_with_the_notes_the_page_would_show(tmp_path, model_file, ca
     notes = {name: json.loads((tmp_path / name / "a.json").read_text())["notes"] for name in runs}
     assert notes == {"native": [], "above": [METHODS["gradient"].caveat], "gradcam": []}
     assert printed.count("note: ") == 1 and METHODS["gradient"].caveat in printed
+
+
+@pytest.mark.parametrize("size", [None, 32])
+def test_a_flat_map_names_the_rule_side_only_where_the_model_takes_it(size):
+    """A model whose logits ignore the image gives a map that is zero everywhere; the note names
+    the side of its find_objects rule for a fully convolutional model, never for one whose
+    input is fixed at 32 px (explain's --size could not take that side)."""
+    import keras
+
+    from sensitivity.cli.explain import explain_image
+    from sensitivity.imaging.objects import rule_for
+    from sensitivity.render.report import flat_map_note
+
+    inputs = keras.Input((size, size, 3))
+    features = keras.layers.Conv2D(2, 3, padding="same", kernel_initializer="zeros")(inputs)
+    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(features))
+    model = keras.Model(inputs, outputs)
+    image = np.full((32, 32, 3), 100.0, np.float32)
+    saliency_map, facts = explain_image(model, image, method="gradient", layer="logits",
+                                        classes=[1], sign="abs", reduce_channels="max")
+    side = rule_for(model).side
+    assert side != 32 and not saliency_map.any()
+    expected = flat_map_note(saliency_map, None if size else side)
+    assert facts["notes"] == [expected]
+    assert (f"boxes at {side} px" in expected) is (size is None)
