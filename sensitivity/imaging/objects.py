@@ -12,9 +12,10 @@ Overlapping boxes (IoU > :data:`NMS_IOU`) keep only the higher score.
 A class's evidence (:func:`class_evidence`): for a model with a "feature map -> global
 average pooling -> Dense" head (the shipped WRN), each position of the feature map is
 classified on its own (the head applied to that position's features, a softmax per
-position), and a class's evidence is its largest per-position probability. When no classes
-are given, those whose evidence (read with the longer side at ``rule.evidence_side`` pixels,
-by default ``rule.side``) reaches ``rule.min_probability`` are looked for
+position, or a sigmoid per class where ``rule.evidence_activation`` says so, as for a model
+trained per position), and a class's evidence is its largest per-position probability. When no
+classes are given, those whose evidence (read with the longer side at ``rule.evidence_side``
+pixels, by default ``rule.side``) reaches ``rule.min_probability`` are looked for
 (:func:`candidate_classes`); on the validation scenes this found the objects' classes
 with F1 0.55 against 0.36 for the whole image's softmax, which a picture of several small
 objects spreads thin. Other models fall back to the whole image's softmax.
