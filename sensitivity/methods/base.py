@@ -221,7 +221,7 @@ class Runner:
     finds_class: bool = False
     """Whether that pass also finds each image's predicted class (the job's weights are None
     when no class mask is given)."""
-    absolute: Callable[[dict], bool] = lambda options: False
+    same_units: Callable[[dict], bool] = lambda options: False
     """Whether, with these completed options, the values are in the same units at every image
     size (probabilities), so that multi-scale fusion averages them as they are."""
 

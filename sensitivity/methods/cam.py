@@ -46,4 +46,4 @@ def run(job: Job) -> dict:
 
 
 RUNNER = Runner(run, one_pass=True, finds_class=True,
-                absolute=lambda options: bool(options["probability"]))
+                same_units=lambda options: bool(options["probability"]))

@@ -241,7 +241,7 @@ def _fused(model, images, method: str, layer: str, class_mask, opts: dict) -> At
     resized back to ``(H, W)``. With one scale those are the values, in the method's units.
     With several, each scale's values are divided by their largest magnitude per image (an
     all-zero attribution stays zero) and averaged: unitless, at most 1 in magnitude; values in
-    the same units at every size (the runner's ``absolute``: CAM's probabilities) are averaged
+    the same units at every size (the runner's ``same_units``: CAM's probabilities) are averaged
     as they are.
 
     The reference scale is 1 if listed, else the first: it runs first, and its scores,
@@ -273,7 +273,7 @@ def _fused(model, images, method: str, layer: str, class_mask, opts: dict) -> At
             first = result
             if layer in OUTPUT_TARGETS:
                 class_mask = result.weights.astype(np.float64)
-        if len(factors) > 1 and not RUNNERS[method].absolute(opts):
+        if len(factors) > 1 and not RUNNERS[method].same_units(opts):
             peak = np.abs(values).reshape(n, -1).max(axis=1)
             values = values / np.where(peak > 0, peak, 1.0).reshape((n,) + (1,) * (values.ndim - 1))
         fused = values if fused is None else fused + values
