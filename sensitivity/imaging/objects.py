@@ -45,8 +45,8 @@ def rule_for(model) -> ObjectRule:
 
 class FoundObject(NamedTuple):
     """A box in the image's own pixel coordinates (``x1``, ``y1`` exclusive), its class,
-    the class's name, a score (0..1), the method whose map made it and the side (pixels) the
-    image was analysed at."""
+    the class's name, a score (0..1), the method whose map made it (with its options:
+    :attr:`ObjectRule.label`) and the side (pixels) the image was analysed at."""
 
     box: Box
     class_index: int
@@ -162,7 +162,7 @@ def find_objects(
             c,
             names[c] if c < len(names) else str(c),
             float(box.score * evidence[c]),
-            rule.method,
+            rule.label,
             rule.side,
         )
         for c, class_map in zip(chosen, maps, strict=True)

@@ -29,6 +29,24 @@ class ObjectRule:
     evidence_side: int | None = None
     evidence_activation: str | None = None
 
+    @property
+    def label(self) -> str:
+        """The map's method with its options (:func:`method_label`)."""
+        return method_label(self.method, self.options)
+
+
+def method_label(method: str, options: dict) -> str:
+    """``method``, or ``method:key=value,...`` with the options sorted and a tuple's values
+    joined by ``/`` (``cam:probability=True,scales=0.8/1.0``): the form in which
+    ``benchmark-maps --methods`` reads a method."""
+
+    def text(value) -> str:
+        return "/".join(text(v) for v in value) if isinstance(value, tuple) else str(value)
+
+    if not options:
+        return method
+    return method + ":" + ",".join(f"{key}={text(value)}" for key, value in sorted(options.items()))
+
 
 DEFAULT_RULE = ObjectRule()
 """The rule chosen on 120 validation scenes (``python benchmarks/tune_localisation.py``, see

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sensitivity.imaging.rules import method_label
+
 CONTROLS = ("random", "center", "edge")
 """Maps that ignore the model: uniform noise, a centred Gaussian bump, Sobel edges."""
 
@@ -60,18 +62,9 @@ class MethodSpec:
 
     @property
     def label(self) -> str:
-        """The spec as written, options in sorted order."""
-        if not self.options:
-            return self.name
-        return self.name + ":" + ",".join(
-            f"{k}={_format(v)}" for k, v in sorted(self.options.items())
-        )
-
-
-def _format(value) -> str:
-    if isinstance(value, tuple):
-        return "/".join(_format(v) for v in value)
-    return str(value)
+        """The spec as written, options in sorted order
+        (:func:`sensitivity.imaging.rules.method_label`)."""
+        return method_label(self.name, self.options)
 
 
 def _parse_value(name: str, key: str, text: str):

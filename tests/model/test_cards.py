@@ -176,7 +176,7 @@ def test_a_cards_localisation_rule_is_what_find_objects_uses(tmp_path):
         == DEFAULT_RULE
     image = _images(1, 64)[0]
     found = find_objects(loaded, image, classes=[0, 1, 2])
-    assert found and {(f.method, f.side) for f in found} == {("cam", 40)}
+    assert found and {(f.method, f.side) for f in found} == {("cam:sign=positive", 40)}
     assert found == find_objects(loaded, image, classes=[0, 1, 2], rule=expected)
     other = find_objects(loaded, image, classes=[0, 1, 2], rule=DEFAULT_RULE)
     assert {(f.method, f.side) for f in other} == {(DEFAULT_RULE.method, DEFAULT_RULE.side)}

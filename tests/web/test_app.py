@@ -451,11 +451,11 @@ def test_a_models_card_rule_makes_its_boxes_on_the_page(dog_app, drawn_photos):
     assert rule.side != DEFAULT_RULE.side and len(rule.options["scales"]) > 1  # the card's
     photo = load_image((PHOTOS_DIR / "dog.jpg").read_bytes())
     found = find_objects(model, photo, classes=[CLASS_NAMES.index("dog")])
-    assert found and {(f.method, f.side) for f in found} == {(rule.method, rule.side)}
+    assert found and {(f.method, f.side) for f in found} == {(rule.label, rule.side)}
     image, boxes = next((i, b) for i, b in reversed(drawn_photos) if i.shape == photo.shape)
     assert boxes == [f.box for f in found]
     listed = ", ".join(f"{f.label} {f.score:.2f}" for f in found)
-    assert f"boxes by {rule.method} at {rule.side} px: {listed}" in captions(at)
+    assert f"boxes by {rule.label} at {rule.side} px: {listed}" in captions(at)
 
 
 def test_a_map_that_is_the_same_everywhere_is_called_so(dog_app):
