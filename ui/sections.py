@@ -10,7 +10,7 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-from sensitivity.engine.choices import METHODS, OUTPUT_TARGETS
+from sensitivity.engine.choices import OUTPUT_TARGETS
 from sensitivity.engine.saliency import to_map
 from sensitivity.imaging import gallery
 from sensitivity.imaging.discovery import Box, boxes_to_map
@@ -24,6 +24,7 @@ from sensitivity.render import export, figures, pictures
 from sensitivity.render.report import (
     completeness_note,
     flat_map_note,
+    method_note,
     out_of_distribution_note,
     out_of_distribution_notice,
     probability_bars_html,
@@ -143,9 +144,9 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray, settings: Vie
         target = f"{settings.layer_reduction} of {settings.layer}"
     st.caption(f"{settings.method} of {settings.layer} ({target}), sign {settings.sign}")
     sizes = size_choices()
-    caveat = METHODS[settings.method].caveat_at(settings.size, sizes.native)
+    caveat = method_note(settings.method, settings.size, sizes.native)
     if caveat:
-        st.warning(f"{settings.method} at {settings.size} px: {caveat}")
+        st.warning(caveat)
     flat = flat_map_note(saliency_map, sizes.rule_side if sizes.rule_side in sizes.sizes else None)
     if flat:
         st.warning(flat)

@@ -277,10 +277,10 @@ def explain_image(
     ``options``: the method's options (:func:`method_option_values`; default: its defaults).
     """
     from sensitivity.engine.inference import probabilities as calibrated
-    from sensitivity.engine.saliency import METHODS, attribute, to_map
+    from sensitivity.engine.saliency import attribute, to_map
     from sensitivity.imaging.objects import rule_for
     from sensitivity.model.cards import model_card
-    from sensitivity.render.report import flat_map_note
+    from sensitivity.render.report import flat_map_note, method_note
     from sensitivity.trust.ood import assess
 
     result = attribute(
@@ -305,7 +305,7 @@ def explain_image(
         facts["explained_classes"] = [names[i] for i in explained]
     facts["score"] = float(result.scores[0])
     rule_side = None if card.fixed_size else rule_for(model).side  # else --size cannot take it
-    notes = (METHODS[method].caveat_at(image.shape[0], card.native_size),
+    notes = (method_note(method, image.shape[0], card.native_size),
              flat_map_note(saliency_map, rule_side))
     facts["notes"] = [note for note in notes if note]
     if result.completeness_gap is not None:

@@ -129,6 +129,17 @@ def completeness_note(score: float, baseline_score: float, total: float) -> str:
     return text + f": gap {100 * gap / abs(change):.1f}% (more steps make it smaller)."
 
 
+def method_note(method: str, size: int, native_size: int) -> str:
+    """What to say beside a map of ``method`` made at ``size`` pixels by a model of
+    ``native_size``, where the method is known to fail there
+    (:meth:`sensitivity.engine.choices.MethodInfo.caveat_at`): "METHOD at N px: caveat"; ""
+    elsewhere."""
+    from sensitivity.engine.choices import METHODS
+
+    caveat = METHODS[method].caveat_at(size, native_size)
+    return f"{method} at {size} px: {caveat}" if caveat else ""
+
+
 def flat_map_note(saliency_map, rule_side: int | None = None) -> str:
     """What to say of an ``(H, W)`` map that is the same everywhere
     (:func:`sensitivity.imaging.postprocess.is_flat`, an all-zero Grad-CAM, say); "" for any

@@ -385,7 +385,8 @@ def test_a_map_comes_with_the_notes_the_page_would_show(tmp_path, model_file, ca
                      str(tmp_path / name), *extra]) == 0
     printed = capsys.readouterr().out
     notes = {name: json.loads((tmp_path / name / "a.json").read_text())["notes"] for name in runs}
-    assert notes == {"native": [], "above": [METHODS["gradient"].caveat], "gradcam": []}
+    above = f"gradient at {2 * native} px: {METHODS['gradient'].caveat}"  # as the page says it
+    assert notes == {"native": [], "above": [above], "gradcam": []}
     assert printed.count("note: ") == 1 and METHODS["gradient"].caveat in printed
 
 
