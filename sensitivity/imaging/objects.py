@@ -87,7 +87,7 @@ def class_evidence(model, image: np.ndarray, activation: str | None = None) -> n
 
     from sensitivity.engine import gradients as engine
     from sensitivity.engine.inference import predict, softmax
-    from sensitivity.methods.localising import cam_head
+    from sensitivity.methods.localising import cam_head, position_logits
 
     if activation not in (None, *EVIDENCE_ACTIVATIONS):
         raise ValueError(f"activation must be one of {EVIDENCE_ACTIVATIONS} or None, "
@@ -97,7 +97,7 @@ def class_evidence(model, image: np.ndarray, activation: str | None = None) -> n
     except ValueError:
         return predict(model, image[None])[0].astype(np.float64)
     features, _ = engine.feature_forward(model, layer, image[None].astype(np.float32))
-    per_position = np.einsum("nhwk,kc->nhwc", features.astype(np.float64), kernel)[0] + bias
+    per_position = position_logits(features, kernel, bias)[0]
     if activation is None:
         activation = "sigmoid" if engine.head_of(model) == "sigmoid" else "softmax"
     if activation == "sigmoid":  # one independent probability per class

@@ -119,6 +119,13 @@ def positive_int(name: str, value) -> int:
     return int(value)
 
 
+def boolean(name: str, value) -> bool:
+    """``value`` as a bool; ValueError unless it is True or False (``np.bool_`` too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def choice(name: str, value, choices: tuple) -> str:
     """``value``; ValueError unless it is one of ``choices``."""
     if value not in choices:

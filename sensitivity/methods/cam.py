@@ -6,8 +6,8 @@ import numpy as np
 from scipy.special import expit
 
 from sensitivity.engine import gradients as engine
-from sensitivity.methods.base import Job, Runner, spatial
-from sensitivity.methods.localising import cam_head, upsample
+from sensitivity.methods.base import Job, Runner, boolean, spatial
+from sensitivity.methods.localising import cam_head, position_logits, upsample
 
 
 def run(job: Job) -> dict:
@@ -21,9 +21,7 @@ def run(job: Job) -> dict:
             f"CAM explains logits (layer='logits'), not {job.target.layer!r}; method='gradcam' "
             "differentiates any target"
         )
-    probability = job.options["probability"]
-    if not isinstance(probability, (bool, np.bool_)):
-        raise ValueError(f"probability must be True or False, got {probability!r}")
+    probability = boolean("probability", job.options["probability"])
     layer, kernel, bias = cam_head(job.model)
     features, logits = engine.feature_forward(
         job.model, layer, job.images, max_batch=job.max_batch
@@ -37,7 +35,7 @@ def run(job: Job) -> dict:
     result["scores"] = engine.output_scores(job.target, logits, weights)
     weights = np.asarray(weights, np.float64)
     if probability:
-        per_position = expit(np.einsum("nhwk,kc->nhwc", features, kernel) + bias)
+        per_position = expit(position_logits(features, kernel, bias))
         cam = np.einsum("nhwc,nc->nhw", per_position, weights)
     else:
         cam = np.einsum("nhwk,nk->nhw", features, weights @ kernel.T)  # sum_c w_c W[k, c]

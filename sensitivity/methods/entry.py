@@ -20,6 +20,7 @@ from sensitivity.methods.base import (
     Attribution,
     Job,
     Runner,
+    boolean,
     channel_weights,
     class_weights,
     part_progress,
@@ -110,9 +111,7 @@ def _mirrored(model, images, method: str, layer: str, class_mask, opts: dict) ->
     right, that map flipped back and the two averaged. The images' own result gives the scores,
     weights, logits and extras, and its class weights (the predicted classes when
     ``class_mask`` is None) are the ones explained in the mirror image."""
-    if not isinstance(opts["mirror"], (bool, np.bool_)):
-        raise ValueError(f"mirror must be True or False, got {opts['mirror']!r}")
-    if not opts["mirror"]:
+    if not boolean("mirror", opts["mirror"]):
         return _smoothed_or_plain(model, images, method, layer, class_mask, opts)
     batch = _images(model, images)
     progress = opts["progress"]

@@ -75,6 +75,13 @@ def cam_head(model) -> tuple[str, np.ndarray, np.ndarray]:
     return source.name, kernel, bias
 
 
+def position_logits(features: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The head of :func:`cam_head` applied to each position: ``(N, h, w, C)`` features,
+    ``(C, K)`` kernel and ``(K,)`` bias give ``(N, h, w, K)`` float64 logits (their mean over
+    positions is the model's logits)."""
+    return np.einsum("nhwk,kc->nhwc", np.asarray(features, np.float64), kernel) + bias
+
+
 def resize(values: np.ndarray, height: int, width: int, antialias: bool = False) -> np.ndarray:
     """``(N, h, w, C)`` float arrays resized bilinearly to ``(N, height, width, C)`` float64
     (computed in float32; ``antialias`` low-passes when shrinking); the same size returns a
