@@ -39,11 +39,14 @@ def test_tune_localisation_runs_to_the_end(tmp_path, cifar_dir, photos_dir, caps
 def test_find_objects_speed_runs_to_the_end(photos_dir, capsys):
     module = benchmark_script("find_objects_speed")
     assert module.main(["--photos-dir", str(photos_dir), "--photos", "dog.jpg",
-                        "--repeats", "1"]) == 0
+                        "--repeats", "1", "--masks", "5", "5,9"]) == 0
     out = capsys.readouterr().out
     rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| dog.jpg |")]
-    assert [row[1] for row in rows] == ["card's rule", "baseline"]
-    assert all(float(row[2]) > 0 for row in rows) and rows[1][3] == "1.00 |"
+    assert [row[1] for row in rows] == ["card's rule", "baseline", "card's rule, classes 5",
+                                        "card's rule, classes 5,9"]
+    assert all(float(row[2]) > 0 for row in rows)
+    assert rows[1][3:] == ["1.00", "baseline |"] and rows[2][3] == "1.00"
+    assert rows[3][4] == "card's rule, classes 5 |"
     assert "card's rule: ObjectRule(method='cam'" in out
 
 

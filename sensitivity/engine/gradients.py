@@ -597,11 +597,30 @@ def layers_forward(
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """The outputs of each of ``layers`` (paths or unique names; any rank, batch first) and the
     logits ``(N, K)`` of ``(N, H, W, 3)`` images from one forward pass, no gradients, in batches
-    of ``max_batch``."""
+    of ``max_batch``. An image equal to the one before it is not passed again: its outputs are
+    copied (``find_objects`` repeats an image once per class it boxes)."""
     dtype = input_signature(model).dtype
     paths = tuple(resolve_layer(model, layer) for layer in layers)
-    *outputs, logits = _run(_layers_forward_function(model, paths), images, None, max_batch, dtype)
+    images = np.asarray(images)
+    run = repeat_runs(images)
+    distinct = images if run is None else images[np.flatnonzero(np.diff(run, prepend=-1))]
+    *outputs, logits = _run(_layers_forward_function(model, paths), distinct, None, max_batch,
+                            dtype)
+    if run is not None:
+        outputs, logits = [o[run] for o in outputs], logits[run]
     return outputs, logits
+
+
+def repeat_runs(images: np.ndarray) -> np.ndarray | None:
+    """For ``(N, ...)`` images, the ``(N,)`` int index of each one's run of equal consecutive
+    images (0, 0, 1, ... for an image given twice then another), or None when no image equals
+    the one before it."""
+    if len(images) < 2:
+        return None
+    repeats = (images[1:] == images[:-1]).reshape(len(images) - 1, -1).all(axis=1)
+    if not repeats.any():
+        return None
+    return np.concatenate([[0], np.cumsum(~repeats)])
 
 
 def feature_forward(

@@ -885,3 +885,34 @@ def test_guided_backprop_of_a_wrn_matches_a_tape_over_guided_relus(wrn, images):
     ours = _raw(wrn, images, method="guided_backprop", class_mask=7)
     _close(ours, expected, rtol=1e-4)
     assert not np.allclose(_raw(wrn, images, class_mask=7), expected, rtol=1e-3, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# Forward passes without gradients.
+
+
+def test_repeat_runs_by_hand():
+    a, b = np.zeros((2, 2, 3)), np.ones((2, 2, 3))
+    np.testing.assert_array_equal(engine.repeat_runs(np.stack([a, a, b, a, a])), [0, 0, 1, 2, 2])
+    assert engine.repeat_runs(np.stack([a, b, a])) is None  # equal, but not consecutive
+    assert engine.repeat_runs(a[None]) is None
+
+
+def test_layers_forward_passes_a_repeated_image_once(wrn, images, monkeypatch):
+    """``find_objects`` repeats its image once per class: the network sees it once, and every
+    copy gets the outputs that image alone gets."""
+    batch = images[[0, 0, 0, 1, 1, 0]]
+    seen = []
+    run = engine._run
+
+    def counted(fn, x, *rest):
+        seen.append(len(x))
+        return run(fn, x, *rest)
+
+    monkeypatch.setattr(engine, "_run", counted)
+    (features,), logits = engine.layers_forward(wrn, ["final_relu"], batch)
+    assert seen == [3]
+    for k, image in enumerate(batch):
+        (alone,), alone_logits = engine.layers_forward(wrn, ["final_relu"], image[None])
+        _close(features[k], alone[0])
+        _close(logits[k], alone_logits[0])
