@@ -14,12 +14,12 @@ from sensitivity.engine.choices import (
     METHODS,
     NATIVE_SIZE,
     OUTPUT_TARGETS,
-    localisation_note,
     shown_options,
 )
 from sensitivity.imaging.rules import DEFAULT_RULE, card_rule
-from sensitivity.model.cards import card_from_json
+from sensitivity.model.cards import ModelCard, card_from_json
 from sensitivity.model.io import ModelError, list_models, model_path, models_dir, read_model_card
+from sensitivity.render.report import localisation_note
 from sensitivity.web.serving import MODELS_HELD
 from sensitivity.web.settings import (
     CHANNEL_REDUCTIONS,
@@ -78,14 +78,27 @@ def size_choices(path: str | None = None) -> ModelSizes:
     return _size_choices(path or chosen_model_path())
 
 
-@st.cache_data(ttl=30, show_spinner=False)
 def _size_choices(path: str) -> ModelSizes:
-    try:
-        card = card_from_json(read_model_card(path), path)
-    except (ModelError, ValueError):
+    card = picked_card(path)
+    if card is None:
         return ModelSizes(page_sizes(NATIVE_SIZE), NATIVE_SIZE, DEFAULT_RULE.side)
     side = card_rule(card).side
     return ModelSizes(page_sizes(card.native_size, card.fixed_size, side), card.native_size, side)
+
+
+def picked_card(path: str | None = None) -> ModelCard | None:
+    """The card of the model at ``path`` (default: the picked one), read alone
+    (TensorFlow-free); None when it cannot be read (the page says why when the model fails to
+    load)."""
+    return _card(path or chosen_model_path())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _card(path: str) -> ModelCard | None:
+    try:
+        return card_from_json(read_model_card(path), path)
+    except (ModelError, ValueError):
+        return None
 
 
 def follow_the_model_size(problems: list[str] | None = None) -> None:
@@ -219,7 +232,9 @@ def sidebar(place) -> tuple:
         st.selectbox("Method", list(METHODS), key="w_method",
                      help="How the attribution is computed; see the README for each method.")
         method = st.session_state["w_method"]
-        note = localisation_note(method)
+        card = picked_card()
+        options = {name: st.session_state[option_key(name)] for name in shown_options()}
+        note = localisation_note(card, method, options) if card else ""
         st.caption(METHODS[method].description + (f"; {note}" if note else ""))
         if method == "guided_backprop":
             st.warning("Guided backpropagation fails the model-randomisation sanity check "

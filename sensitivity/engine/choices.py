@@ -431,9 +431,7 @@ METHODS: dict[str, MethodInfo] = {
         {"probability": Option(
             False, "the head with its bias applied to each position and each class's logit "
             "through a sigmoid, sigmoid(b_c + sum_k W[k, c] f_k), 0..1: for a model trained per "
-            "position (wrn-16-3-scenes) the share of that position the class covers; with "
-            "it on photo-like test scenes at side 144: pointing 0.90, CorLoc 0.79 (fused over "
-            "scales 0.67-1.5, its find_objects rule: 0.91, 0.82)",
+            "position (wrn-16-3-scenes) the share of that position the class covers",
             kind="bool", shown=True, label="per-position probability")},
         channels=False,
         cost=lambda options, h, w, c: Passes(1),
@@ -495,39 +493,6 @@ DEFAULT_METHOD = "gradcam"
 ``benchmarks/tune-localisation.md``): Grad-CAM tied the best pointing (0.79-0.80 at sides 96 to
 128) and had the best mass in the box, class discrimination and CorLoc, at the cost of a
 fraction of one gradient."""
-
-_UNMEASURED = (math.nan, math.nan)
-
-LOCALISATION: dict[str, tuple[float, float]] = {
-    "gradient": (0.342, 0.180),
-    "gradient_x_input": (0.329, 0.142),
-    "guided_backprop": (0.611, 0.344),
-    "smoothgrad": (0.475, 0.232),
-    "integrated_gradients": (0.505, 0.162),
-    "gradcam": (0.761, 0.419),
-    "cam": (0.761, 0.414),
-    "layercam": (0.768, 0.351),
-    "scorecam": (0.298, 0.071),
-    "rise": (0.537, 0.269),
-}
-"""Method -> (pointing game accuracy, CorLoc), both 0..1, class-masked, on the photo-like test
-scenes of ``python -m sensitivity benchmark-maps --data-dir ../shared/datasets/cifar10-jpeg``
-(session 24: 300 test scenes, 599 objects, analysis side 96; SmoothGrad 16 samples,
-integrated gradients 16 steps and Score-CAM 48 channels on 100 scenes, RISE 200 masks on 50;
-CAM by its positive part). Standard errors 0.014 to 0.05: see benchmarks/README.md, which
-also gives the model-free controls (random 0.112 / 0.042, centre 0.139 / 0.020, edges 0.314
-/ 0.169). A method missing here (occlusion) was not measured."""
-
-
-def localisation_note(method: str) -> str:
-    """The measured localisation of ``method`` in words ("" when not measured), e.g.
-    "with the shipped WRN-16-3 on photo-like test scenes: pointing 0.84, CorLoc 0.30"."""
-    pointing, corloc = LOCALISATION.get(method, _UNMEASURED)
-    if math.isnan(pointing) or math.isnan(corloc):
-        return ""
-    return (f"with the shipped WRN-16-3 on photo-like test scenes: pointing {pointing:.2f}, "
-            f"CorLoc {corloc:.2f}")
-
 
 def method_option_specs(method: str) -> dict[str, Option]:
     """Every option ``method`` takes: :data:`COMMON_OPTIONS` and its own (ValueError for an

@@ -7,8 +7,9 @@ the pixel values it takes (``input_range``: always ``[0, 255]``, any normalisati
 model), optionally its head (``head``, :data:`HEADS`) and the rule by which
 :func:`sensitivity.imaging.objects.find_objects` boxes objects with it (``localisation``:
 ``method``, ``side``, ``fraction``, ``min_probability``, optional ``evidence_side``,
-``evidence_activation`` and ``options``, chosen on validation scenes for that model), besides
-its data, accuracy and sha256.
+``evidence_activation`` and ``options``, chosen on validation scenes for that model) and how
+well each method's maps localise with it (``measured_localisation``: ``side``, ``scenes`` and
+``methods``, :class:`MeasuredLocalisation`), besides its data, accuracy and sha256.
 :func:`sensitivity.model.io.load_model` reads it into a :class:`ModelCard` and attaches that
 to the model it loads; :func:`model_card` is what the library asks. A model built in memory
 has a default card: ``"class 0"``, ``"class 1"``, ... for its outputs, the side of its input
@@ -31,6 +32,24 @@ _CARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
+class MeasuredLocalisation:
+    """A card's ``measured_localisation``: the pointing game accuracy and CorLoc (both 0..1,
+    class-masked) of methods' maps on the test scenes of ``python -m sensitivity
+    benchmark-maps``, the images analysed at ``side`` pixels. ``methods``: ``(label, pointing,
+    CorLoc)`` triples, a label being a method, or a method and its options in the form of
+    :func:`sensitivity.imaging.rules.method_label` (``cam:probability=True``). ``scenes``: how
+    they were measured, in words (how many scenes, the methods' settings)."""
+
+    side: int
+    scenes: str
+    methods: tuple[tuple[str, float, float], ...]
+
+    def figures(self, label: str) -> tuple[float, float] | None:
+        """``(pointing, CorLoc)`` of the method ``label``, None if not measured."""
+        return next(((p, c) for name, p, c in self.methods if name == label), None)
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """The facts about a model the library uses, and those it reports."""
 
@@ -50,6 +69,8 @@ class ModelCard:
     object_rule: tuple[tuple[str, object], ...] = ()
     """The card's ``localisation`` rule as ``(key, value)`` pairs (options as pairs too);
     empty: :data:`sensitivity.imaging.objects.DEFAULT_RULE`."""
+    measured: MeasuredLocalisation | None = None
+    """How well the methods' maps localise with this model, when the card says."""
 
     @property
     def num_classes(self) -> int:
@@ -113,6 +134,7 @@ def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
     data = raw.get("data", "")
     accuracy = raw.get("test_accuracy", raw.get("accuracy"))
     object_rule = _object_rule(raw.get("localisation"), where)
+    measured = _measured(raw.get("measured_localisation"), where)
     return ModelCard(
         class_names=tuple(classes),
         native_size=size,
@@ -123,6 +145,7 @@ def card_from_json(raw: dict, model_file: str | Path, model=None) -> ModelCard:
         accuracy=None if accuracy is None else float(accuracy),
         sha256=raw.get("sha256"),
         object_rule=object_rule,
+        measured=measured,
     )
 
 
@@ -161,6 +184,36 @@ def _object_rule(raw, where: str) -> tuple[tuple[str, object], ...]:
     rule["options"] = tuple(sorted((key, tuple(value) if isinstance(value, list) else value)
                                    for key, value in options.items()))
     return tuple(sorted(rule.items()))
+
+
+def _measured(raw, where: str) -> MeasuredLocalisation | None:
+    """The card's ``measured_localisation``; ValueError if bad."""
+    if raw is None:
+        return None
+    from sensitivity.engine.choices import MAX_SIDE, METHODS, MIN_SIDE
+
+    what = f"{where}: 'measured_localisation'"
+    if not isinstance(raw, dict) or set(raw) != {"side", "scenes", "methods"}:
+        raise ValueError(f"{what} must be an object with keys methods, scenes and side")
+    side, scenes, methods = raw["side"], raw["scenes"], raw["methods"]
+    if isinstance(side, bool) or not isinstance(side, int) or not MIN_SIDE <= side <= MAX_SIDE:
+        raise ValueError(f"{what}: 'side' must be {MIN_SIDE}..{MAX_SIDE} pixels, got {side!r}")
+    if not isinstance(scenes, str) or not scenes.strip():
+        raise ValueError(f"{what}: 'scenes' must say how the figures were measured")
+    if not isinstance(methods, dict) or not methods:
+        raise ValueError(f"{what}: 'methods' must map method labels to their figures")
+    rows = []
+    for label, figures in methods.items():
+        if label.split(":")[0] not in METHODS:
+            raise ValueError(f"{what}: {label!r} is not a method among {', '.join(METHODS)}")
+        values = figures.values() if isinstance(figures, dict) else ()
+        if (not isinstance(figures, dict) or set(figures) != {"pointing", "corloc"}
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                           and 0 <= v <= 1 for v in values)):
+            raise ValueError(f"{what}: {label!r} needs 'pointing' and 'corloc' in 0..1, "
+                             f"got {figures!r}")
+        rows.append((label, float(figures["pointing"]), float(figures["corloc"])))
+    return MeasuredLocalisation(side, scenes.strip(), tuple(rows))
 
 
 def attach_card(model, card: ModelCard) -> None:

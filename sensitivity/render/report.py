@@ -140,6 +140,32 @@ def method_note(method: str, size: int, native_size: int) -> str:
     return f"{method} at {size} px: {caveat}" if caveat else ""
 
 
+def figures_label(method: str, options: dict) -> str:
+    """The label under which a model card's ``measured_localisation`` lists ``method`` with
+    ``options``: the method and those of its switches (true/false and choice options) that
+    differ from their defaults (``cam:probability=True``); quantities such as a sample count
+    keep the label of the method as measured."""
+    from sensitivity.engine.choices import METHODS
+    from sensitivity.imaging.rules import method_label
+
+    declared = METHODS[method].options
+    switches = {name: value for name, value in options.items() if name in declared
+                and declared[name].kind in ("bool", "choice") and value != declared[name].default}
+    return method_label(method, switches)
+
+
+def localisation_note(card, method: str, options: dict) -> str:
+    """How well ``method``'s maps (with ``options``) localise with the model of ``card`` (a
+    :class:`sensitivity.model.cards.ModelCard`), from its ``measured_localisation``: "with
+    wrn-16-3 on photo-like test scenes at 96 px: pointing 0.76, CorLoc 0.42"; "" when the card
+    does not say."""
+    figures = card.measured.figures(figures_label(method, options)) if card.measured else None
+    if figures is None:
+        return ""
+    return (f"with {card.name} on photo-like test scenes at {card.measured.side} px: pointing "
+            f"{figures[0]:.2f}, CorLoc {figures[1]:.2f}")
+
+
 def flat_map_note(saliency_map, rule_side: int | None = None) -> str:
     """What to say of an ``(H, W)`` map that is the same everywhere
     (:func:`sensitivity.imaging.postprocess.is_flat`, an all-zero Grad-CAM, say); "" for any

@@ -20,8 +20,10 @@ from sensitivity.engine import gradients as engine
 from sensitivity.engine.inference import logits as model_logits
 from sensitivity.engine.inference import predict
 from sensitivity.engine.saliency import saliency
+from sensitivity.imaging.rules import card_rule
+from sensitivity.metrics.localisation_benchmark import parse_spec
 from sensitivity.model.cards import ModelCard, attach_card, card_from_json, model_card
-from sensitivity.model.io import ModelError, load_model, read_model_card
+from sensitivity.model.io import MODELS_DIR, ModelError, load_model, read_model_card
 from tests.helpers import nested_backbone
 
 METHODS_TRIED = ("gradient", "gradcam", "integrated_gradients", "occlusion")
@@ -130,6 +132,26 @@ def test_a_missing_or_wrong_card_is_refused_naming_the_file(tmp_path):
     assert "keys among" in refused(localisation={**rule, "colour": "red"})
     assert "keys among" in refused(localisation=["gradcam"])
     assert "'options' must be an object" in refused(localisation={**rule, "options": [1]})
+    measured = {"side": 96, "scenes": "300 test scenes", "methods": {
+        "gradcam": {"pointing": 0.8, "corloc": 0.5}}}
+
+    def figures(**changes) -> dict:
+        return {**measured, "methods": {"gradcam": {"pointing": 0.8, "corloc": 0.5, **changes}}}
+
+    assert "keys methods, scenes and side" in refused(
+        measured_localisation={**measured, "colour": "red"})
+    assert "keys methods, scenes and side" in refused(measured_localisation=[0.8])
+    assert "'side' must be 8..1024" in refused(measured_localisation={**measured, "side": 2})
+    assert "'scenes' must say how" in refused(measured_localisation={**measured, "scenes": " "})
+    assert "'methods' must map" in refused(measured_localisation={**measured, "methods": {}})
+    assert "'magic' is not a method" in refused(
+        measured_localisation={**measured, "methods": {"magic": {"pointing": 1, "corloc": 1}}})
+    assert "needs 'pointing' and 'corloc' in 0..1" in refused(
+        measured_localisation=figures(corloc=1.5))
+    assert "needs 'pointing' and 'corloc' in 0..1" in refused(
+        measured_localisation=figures(corloc=True))
+    assert "needs 'pointing' and 'corloc' in 0..1" in refused(
+        measured_localisation=figures(mass=0.3))
     path.with_suffix(".json").unlink()
     missing = f"model card not found: {path.with_suffix('.json')}"
     with pytest.raises(ModelError, match=re.escape(missing)):
@@ -156,6 +178,15 @@ def test_card_from_json_reads_the_shipped_cards_fields():
     assert not card.fixed_size  # fully convolutional: any analysis size
     assert card.accuracy == pytest.approx(0.9166) and not card.multi_label
     assert card.object_rule == ()  # find_objects' default rule
+    assert card.measured.side == 96 and "300 photo-like test scenes" in card.measured.scenes
+    assert card.measured.figures("gradcam") == pytest.approx((0.761, 0.419))
+    assert card.measured.figures("cam:probability=True") is None  # not measured on test scenes
+    scenes = card_from_json(read_model_card(MODELS_DIR / "wrn-16-3-scenes.keras"), "scenes")
+    assert scenes.measured.side == card_rule(scenes).side == 144
+    assert scenes.measured.figures("cam:probability=True") == pytest.approx((0.902, 0.793))
+    # Every method the shipped cards measured is one the library has, with its options.
+    for label, _, _ in card.measured.methods + scenes.measured.methods:
+        assert parse_spec(label).label == label
 
 
 def test_a_cards_localisation_rule_is_what_find_objects_uses(tmp_path):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from sensitivity.engine.choices import METHODS
-from sensitivity.render.report import method_note
+from sensitivity.model.cards import MeasuredLocalisation, ModelCard
+from sensitivity.render.report import figures_label, localisation_note, method_note
 
 
 def test_a_methods_caveat_names_the_method_and_size_where_it_fails():
@@ -12,3 +13,27 @@ def test_a_methods_caveat_names_the_method_and_size_where_it_fails():
     assert method_note("gradient", 32, 32) == ""  # at the native size it does not fail
     assert method_note("gradient", 64, 64) == ""
     assert method_note("gradcam", 64, 32) == ""
+
+
+def test_figures_label_keeps_the_switches_that_make_another_map():
+    assert figures_label("cam", {"probability": False}) == "cam"
+    assert figures_label("cam", {"probability": True}) == "cam:probability=True"
+    # Quantities keep the method's label; a choice away from its default changes it.
+    assert figures_label("smoothgrad", {"samples": 32, "noise": 0.2}) == "smoothgrad"
+    assert figures_label("integrated_gradients", {"steps": 16, "baseline": "blurred"}) == (
+        "integrated_gradients:baseline=blurred")
+    assert figures_label("gradcam", {"layer_reduction": "mean", "plus_plus": True}) == (
+        "gradcam:plus_plus=True")  # an option of every method is no switch of this one
+
+
+def test_localisation_note_quotes_the_picked_models_figures():
+    measured = MeasuredLocalisation(144, "300 test scenes", (
+        ("gradcam", 0.8412, 0.3), ("cam:probability=True", 0.905, 0.79)))
+    card = ModelCard(("a", "b"), 32, name="scenes-model", measured=measured)
+    assert localisation_note(card, "gradcam", {"plus_plus": False}) == (
+        "with scenes-model on photo-like test scenes at 144 px: pointing 0.84, CorLoc 0.30")
+    assert localisation_note(card, "cam", {"probability": True}).endswith(
+        "pointing 0.91, CorLoc 0.79")
+    assert localisation_note(card, "cam", {"probability": False}) == ""  # not measured
+    assert localisation_note(card, "gradcam", {"plus_plus": True}) == ""
+    assert localisation_note(ModelCard(("a", "b"), 32), "gradcam", {}) == ""  # no figures

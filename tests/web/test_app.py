@@ -398,19 +398,33 @@ def test_a_fresh_page_starts_at_the_default_method(app):
     assert "method" not in app.query_params  # the default is never written into the link
 
 
-def test_the_method_caption_quotes_its_measured_localisation(monkeypatch):
-    from sensitivity.engine import choices
+def test_the_method_caption_quotes_the_picked_models_measured_localisation():
+    """The caption under the method quotes the figures of the model picked (its card's
+    ``measured_localisation``), those of CAM's per-position probability when it is on, and
+    none for a method the card did not measure."""
+    from sensitivity.model.cards import card_from_json
+    from sensitivity.render.report import localisation_note
 
-    monkeypatch.setitem(choices.LOCALISATION, "cam", (0.8412, 0.3))
-    monkeypatch.setitem(choices.LOCALISATION, "gradient", (math.nan, math.nan))
+    cards = {name: card_from_json(json.loads((ROOT / "models" / f"{name}.json").read_text()),
+                                  name) for name in ("wrn-16-3", "wrn-16-3-scenes")}
     at = AppTest.from_file(APP, default_timeout=300)
     at.query_params["method"] = "cam"
     at.run()
     assert not at.exception
-    note = "with the shipped WRN-16-3 on photo-like test scenes: pointing 0.84, CorLoc 0.30"
-    assert f"{METHODS['cam'].description}; {note}" in [c.value for c in at.caption]
-    widget(at, "selectbox", "Method").set_value("gradient").run()
-    assert METHODS["gradient"].description in [c.value for c in at.caption]
+
+    def note(model: str, probability: bool = False) -> str:
+        text = localisation_note(cards[model], "cam", {"probability": probability})
+        assert text.startswith(f"with {model} on photo-like test scenes at ")  # measured
+        return f"{METHODS['cam'].description}; {text}"
+
+    assert note("wrn-16-3") in [c.value for c in at.caption]
+    widget(at, "selectbox", "Model").set_value("wrn-16-3-scenes").run()
+    assert note("wrn-16-3-scenes") in [c.value for c in at.caption]
+    assert note("wrn-16-3-scenes") != note("wrn-16-3")
+    widget(at, "checkbox", "per-position probability").check().run()
+    assert note("wrn-16-3-scenes", True) in [c.value for c in at.caption]
+    widget(at, "selectbox", "Method").set_value("occlusion").run()
+    assert METHODS["occlusion"].description in [c.value for c in at.caption]
     assert not any("pointing" in c.value for c in at.caption)  # not measured: no figures
 
 

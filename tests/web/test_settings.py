@@ -15,7 +15,6 @@ from sensitivity.engine.choices import (
     METHODS,
     MethodInfo,
     Option,
-    localisation_note,
     shown_options,
 )
 from sensitivity.web.settings import (
@@ -163,17 +162,6 @@ def test_page_defaults_are_declared_once_in_the_registry():
     # Another method is linked; the default one never is.
     other = next(m for m in METHODS if m != DEFAULT_METHOD)
     assert ViewSettings(method=other).to_query() == {"method": other}
-
-
-def test_localisation_note_quotes_the_measured_figures(monkeypatch):
-    monkeypatch.setitem(choices.LOCALISATION, "gradcam", (0.8412, 0.3))
-    assert localisation_note("gradcam") == (
-        "with the shipped WRN-16-3 on photo-like test scenes: pointing 0.84, CorLoc 0.30")
-    monkeypatch.setitem(choices.LOCALISATION, "gradcam", (0.84, math.nan))
-    assert localisation_note("gradcam") == ""  # not measured yet
-    monkeypatch.delitem(choices.LOCALISATION, "gradcam")
-    assert localisation_note("gradcam") == ""
-    assert set(choices.LOCALISATION) <= set(METHODS)
 
 
 def test_caveats_above_the_native_size_and_slow_methods():
