@@ -4,9 +4,10 @@ For each photograph of ``--photos``, :func:`sensitivity.find_objects` with no cl
 once to warm up (traces, kernels), then ``--repeats`` times with each rule, alternating; the
 median wall time per rule and the ratio to the baseline rule (same process, same photo) are
 printed as a Markdown table. The baseline defaults to ``wrn-16-3-scenes``' session-29 rule:
-Grad-CAM fused over scales 0.8, 1 and 1.25 at side 144, softmax evidence at side 112. With
-``--masks``, the card's rule also runs with each class mask given (class indices,
-comma-separated), its ratio to the card's rule with the first mask.
+Grad-CAM fused over scales 0.8, 1 and 1.25 at side 144, softmax evidence at side 112. A
+card's rule with ``sides`` also runs at its ``side`` alone. With ``--masks``, the card's rule
+also runs with each class mask given (class indices, comma-separated), its ratio to the card's
+rule with the first mask.
 
     python benchmarks/find_objects_speed.py --model models/wrn-16-3-scenes.keras --repeats 7
     python benchmarks/find_objects_speed.py --masks 5 5,9 5,9,1
@@ -15,6 +16,7 @@ comma-separated), its ratio to the card's rule with the first mask.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
                           fraction=0.01, min_probability=0.98, evidence_side=112)
     # label: (rule, classes, label of the row it is divided by)
     runs = {"card's rule": (card, None, "baseline"), "baseline": (baseline, None, "baseline")}
+    if card.sides:
+        runs["card's rule at its side alone"] = (dataclasses.replace(card, sides=()), None,
+                                                 "baseline")
     for mask in args.masks:
         runs[f"card's rule, classes {mask}"] = (
             card, [int(c) for c in mask.split(",")], f"card's rule, classes {args.masks[0]}")

@@ -27,11 +27,10 @@ DEFAULT_SPECS = ("gradient", "gradient_x_input", "gradcam", "cam", "layercam",
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sensitivity.cli.args import add_scene_sources
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared/datasets/cifar10-jpeg"))
-    parser.add_argument("--photos-dir", default=str(ROOT.parent / "shared/datasets/photos"))
-    parser.add_argument("--model", default=None, help="a .keras file with its card (default: "
-                        "the shipped default model)")
+    add_scene_sources(parser)
     parser.add_argument("--n", type=int, default=120, help="validation scenes")
     parser.add_argument("--sides", default="96,128,160", help="analysis sides, comma-separated")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_SPECS))

@@ -36,17 +36,54 @@ def test_tune_localisation_runs_to_the_end(tmp_path, cifar_dir, photos_dir, caps
     assert module.class_scores([{1}], [{2}]) == (0.0, 0.0, 0.0)
 
 
+def test_tune_sides_runs_to_the_end_and_picks_sides_as_find_objects_does(
+        tmp_path, cifar_dir, photos_dir, capsys, default_model):
+    module = benchmark_script("tune_sides")
+    out = tmp_path / "sides.md"
+    assert module.main(["--data-dir", str(cifar_dir), "--photos-dir", str(photos_dir),
+                        "--n", "1", "--sides", "32,96", "--candidates", "96", "96/32",
+                        "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("### validation scenes, 1 per kind, the default model")
+    assert text.strip() in capsys.readouterr().out
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| 96")}
+    assert set(rows) == {"| 96", "| 96/32"}
+    assert all(len(re.findall(r"\d\.\d{3} \(", row)) == len(module.KINDS) + 1
+               for row in rows.values())
+    # The script's choice of side is find_objects' own: the same first box for each object.
+    import dataclasses
+
+    from sensitivity.imaging.discovery import iou
+    from sensitivity.imaging.objects import find_objects, rule_for
+    from sensitivity.metrics.scenes import photo_like_scene, scene_pool
+
+    images, labels, _ = scene_pool("validation", cifar_dir)
+    scenes = [("big", photo_like_scene(images, labels, seed=(5, k), canvas=(96, 112),
+                                       object_size=(72, 96), num_objects=1)) for k in range(3)]
+    scenes.append(("benchmark", photo_like_scene(images, labels, seed=9, num_objects=3)))
+    measured = module.measure_sides(default_model, scenes, [32, 96])
+    rule = dataclasses.replace(rule_for(default_model), side=96, sides=(32,))
+
+    def hit(image, box, label) -> float:
+        found = find_objects(default_model, image, classes=[label], max_objects=1, rule=rule)
+        return float(bool(found) and iou(found[0].box, box) >= 0.5)
+
+    expected = [hit(scene.image, box, label) for _, scene in scenes
+                for box, label in zip(scene.boxes, scene.labels, strict=True)]
+    assert list(module.corloc(measured, (96, 32))) == expected
+
+
 def test_find_objects_speed_runs_to_the_end(photos_dir, capsys):
     module = benchmark_script("find_objects_speed")
     assert module.main(["--photos-dir", str(photos_dir), "--photos", "dog.jpg",
                         "--repeats", "1", "--masks", "5", "5,9"]) == 0
     out = capsys.readouterr().out
     rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| dog.jpg |")]
-    assert [row[1] for row in rows] == ["card's rule", "baseline", "card's rule, classes 5",
-                                        "card's rule, classes 5,9"]
+    assert [row[1] for row in rows] == ["card's rule", "baseline", "card's rule at its side alone",
+                                        "card's rule, classes 5", "card's rule, classes 5,9"]
     assert all(float(row[2]) > 0 for row in rows)
-    assert rows[1][3:] == ["1.00", "baseline |"] and rows[2][3] == "1.00"
-    assert rows[3][4] == "card's rule, classes 5 |"
+    assert rows[1][3:] == ["1.00", "baseline |"] and rows[3][3] == "1.00"
+    assert rows[4][4] == "card's rule, classes 5 |"
     assert "card's rule: ObjectRule(method='cam'" in out
 
 

@@ -255,7 +255,9 @@ def sidebar(place) -> tuple:
                          help=f"{native} is this model's native size (its card's)"
                               + (", the only one it takes." if len(sizes) == 1 else
                                  "; a fully convolutional model takes larger inputs too, "
-                                 f"which show finer maps; its boxes are made at {rule_side}."))
+                                 f"which show finer maps; its boxes are made at {rule_side} px, or "
+                                 "at another side its card lists where a class is seen better "
+                                 "there (the photo's caption names the side)."))
 
         st.header("How to show it")
         k, opacity = VIEW_OPTIONS["k"], VIEW_OPTIONS["opacity"]

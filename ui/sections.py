@@ -15,7 +15,6 @@ from sensitivity.engine.saliency import to_map
 from sensitivity.imaging import gallery
 from sensitivity.imaging.discovery import Box, boxes_to_map
 from sensitivity.imaging.images import center_square_box
-from sensitivity.imaging.objects import FoundObject
 from sensitivity.imaging.postprocess import strongest_pixels
 from sensitivity.metrics.sanity import RANDOMIZATION_THRESHOLD, spearman
 from sensitivity.metrics.scenes import make_scene
@@ -25,6 +24,7 @@ from sensitivity.render.report import (
     completeness_note,
     flat_map_note,
     method_note,
+    objects_note,
     out_of_distribution_note,
     out_of_distribution_notice,
     probability_bars_html,
@@ -113,14 +113,6 @@ def probability_table(probabilities: np.ndarray, names: tuple[str, ...]) -> None
     """The classes' probabilities, sorted, with bars: one plain HTML table built only from
     the numbers and the model's class names."""
     st.html(probability_bars_html(probabilities, names))
-
-
-def objects_caption(found: list[FoundObject]) -> str:
-    """E.g. "boxes by gradcam at 128 px: dog 0.61, truck 0.22"."""
-    if not found:
-        return "boxes: no object found"
-    listed = ", ".join(f"{f.label} {f.score:.2f}" for f in found)
-    return f"boxes by {found[0].method} at {found[0].side} px: {listed}"
 
 
 def target_class(probabilities: np.ndarray, settings: ViewSettings) -> int:
@@ -309,7 +301,7 @@ def show_image(index: int, name: str, image: np.ndarray, settings: ViewSettings,
         caption = "your image (the network sees the orange square)"
     else:
         outlines = [f.box for f in found]
-        caption = objects_caption(found)
+        caption = objects_note(found)
     first.image(pictures.data_url(pictures.photo(image, boxes=outlines), "JPEG"),
                 caption=caption)
     second.image(pictures.data_url(pictures.enlarged(x)),

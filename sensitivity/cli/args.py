@@ -33,3 +33,15 @@ def method_limit(text: str) -> tuple[str, int]:
     if not sep:
         raise argparse.ArgumentTypeError(f"expected METHOD=N, got {text!r}")
     return name.strip(), positive_int(count)
+
+
+def add_scene_sources(parser: argparse.ArgumentParser) -> None:
+    """Add ``--data-dir`` (CIFAR-10 class folders) and ``--photos-dir`` (photographs for the
+    scenes' backgrounds), by default in the shared datasets beside the project, and ``--model``
+    (a .keras file with its card; default: the default model) to a scene script's parser."""
+    from sensitivity.metrics.maps_benchmark import SHARED_DATASETS
+
+    parser.add_argument("--data-dir", default=str(SHARED_DATASETS / "cifar10-jpeg"))
+    parser.add_argument("--photos-dir", default=str(SHARED_DATASETS / "photos"))
+    parser.add_argument("--model", default=None, help="a .keras file with its card (default: "
+                        "the shipped default model)")

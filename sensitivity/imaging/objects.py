@@ -3,10 +3,11 @@
 The rule is the model card's (``localisation``, :func:`rule_for`), else :data:`DEFAULT_RULE`,
 each chosen on the validation scenes of the localisation benchmark (``python -m sensitivity
 benchmark-maps``, see ``benchmarks/README.md``): the whole image is resized so that its longer
-side is ``rule.side`` pixels, a class-masked map of ``rule.method`` is computed for each class,
+side is ``rule.side`` pixels (or, with ``rule.sides``, for each class whichever of those sides
+its evidence is highest at), a class-masked map of ``rule.method`` is computed for each class,
 its positive part is thresholded at ``rule.fraction`` of its maximum, and each 8-connected
 component of the kept pixels gives a box, scored by the share of the map's positive mass on it
-times the class's evidence (:func:`class_evidence`).
+times the class's evidence (:func:`class_evidence`, read at ``rule.evidence_side``).
 Overlapping boxes (IoU > :data:`NMS_IOU`) keep only the higher score.
 
 A class's evidence (:func:`class_evidence`): for a model with a "feature map -> global
@@ -30,7 +31,8 @@ import numpy as np
 from sensitivity.imaging.discovery import Box, as_map, iou, mass_boxes
 from sensitivity.imaging.rules import DEFAULT_RULE, EVIDENCE_ACTIVATIONS, ObjectRule, card_rule
 
-__all__ = ["DEFAULT_RULE", "FoundObject", "ObjectRule", "card_rule", "find_objects", "rule_for"]
+__all__ = ["DEFAULT_RULE", "FoundObject", "ObjectRule", "best_side", "card_rule", "find_objects",
+           "rule_for"]
 
 NMS_IOU = 0.5
 """Boxes overlapping a higher-scoring box by more than this IoU are dropped."""
@@ -112,6 +114,12 @@ def candidate_classes(evidence: np.ndarray, count: int, min_probability: float) 
     return [int(c) for c in order if evidence[c] >= min_probability] or [int(order[0])]
 
 
+def best_side(evidence_by_side: dict[int, np.ndarray], class_index: int) -> int:
+    """The side (a key of ``evidence_by_side``, side -> ``(K,)`` :func:`class_evidence` read
+    there) at which class ``class_index``'s evidence is highest; the first such on a tie."""
+    return max(evidence_by_side, key=lambda side: evidence_by_side[side][class_index])
+
+
 def find_objects(
     model,
     image: np.ndarray,
@@ -141,33 +149,46 @@ def find_objects(
     rule = rule_for(model) if rule is None else rule
     rgb = as_rgb_array(np.asarray(image))
     height, width = rgb.shape[:2]
-    x = resize_to_side(rgb, rule.side)
-    h, w = x.shape[:2]
-    evidence_side = rule.evidence_side or rule.side
-    evidence = class_evidence(
-        model, x if evidence_side == rule.side else resize_to_side(rgb, evidence_side),
-        rule.evidence_activation)
-    num_classes = len(evidence)
+    analysed = {side: resize_to_side(rgb, side) for side in rule.analysis_sides}
+    evidence_at = {}  # side -> (K,) class evidence read there
+
+    def evidence(side: int) -> np.ndarray:
+        if side not in evidence_at:
+            x = analysed[side] if side in analysed else resize_to_side(rgb, side)
+            evidence_at[side] = class_evidence(model, x, rule.evidence_activation)
+        return evidence_at[side]
+
+    sure = evidence(rule.evidence_side or rule.side)
     if classes is None:
-        chosen = candidate_classes(evidence, max_objects, rule.min_probability)
+        chosen = candidate_classes(sure, max_objects, rule.min_probability)
     else:
-        chosen = _asked_classes(classes, num_classes)
+        chosen = _asked_classes(classes, len(sure))
     names = list(class_names or model_card(model).class_names)
-    weights = np.eye(num_classes, dtype=np.float32)[chosen]
-    maps = saliency(model, np.repeat(x[None], len(chosen), axis=0), method=rule.method,
-                    class_mask=weights, **rule.options)
-    candidates = [
-        FoundObject(
-            _to_image(box, height / h, width / w, height, width),
-            c,
-            names[c] if c < len(names) else str(c),
-            float(box.score * evidence[c]),
-            rule.label,
-            rule.side,
-        )
-        for c, class_map in zip(chosen, maps, strict=True)
-        for box in map_boxes(class_map, rule.fraction)[:max_objects]
-    ]
+    if len(analysed) > 1:
+        by_side = {side: evidence(side) for side in analysed}
+        side_of = {c: best_side(by_side, c) for c in chosen}
+    else:
+        side_of = dict.fromkeys(chosen, rule.side)
+    candidates = []
+    for side, x in analysed.items():
+        here = [c for c in chosen if side_of[c] == side]
+        if not here:
+            continue
+        maps = saliency(model, np.repeat(x[None], len(here), axis=0), method=rule.method,
+                        class_mask=np.eye(len(sure), dtype=np.float32)[here], **rule.options)
+        h, w = x.shape[:2]
+        candidates += [
+            FoundObject(
+                _to_image(box, height / h, width / w, height, width),
+                c,
+                names[c] if c < len(names) else str(c),
+                float(box.score * sure[c]),
+                rule.label,
+                side,
+            )
+            for c, class_map in zip(here, maps, strict=True)
+            for box in map_boxes(class_map, rule.fraction)[:max_objects]
+        ]
     return _suppressed(candidates)[:max_objects]
 
 

@@ -19,7 +19,9 @@ class ObjectRule:
     maximum, and the least probability of a class that is looked for when no classes are given,
     read at ``evidence_side`` pixels (None: at ``side``) through ``evidence_activation`` per
     position (:data:`EVIDENCE_ACTIVATIONS`; None: the head's, sigmoid for a sigmoid head and
-    else softmax)."""
+    else softmax). With ``sides``, each class is boxed at whichever of ``side`` and ``sides``
+    its evidence, read at each, is highest (an object far larger or smaller than the model's
+    training images is seen best at another side); ``()``: at ``side`` alone."""
 
     method: str = "gradcam"
     options: dict = field(default_factory=dict)
@@ -28,11 +30,17 @@ class ObjectRule:
     min_probability: float = 0.5
     evidence_side: int | None = None
     evidence_activation: str | None = None
+    sides: tuple[int, ...] = ()
 
     @property
     def label(self) -> str:
         """The map's method with its options (:func:`method_label`)."""
         return method_label(self.method, self.options)
+
+    @property
+    def analysis_sides(self) -> tuple[int, ...]:
+        """``side`` and ``sides``, each once, ``side`` first."""
+        return tuple(dict.fromkeys((self.side, *self.sides)))
 
 
 def method_label(method: str, options: dict) -> str:
@@ -61,4 +69,5 @@ def card_rule(card) -> ObjectRule:
     pairs = dict(card.object_rule)
     if not pairs:
         return DEFAULT_RULE
-    return ObjectRule(**{**pairs, "options": dict(pairs.get("options", ()))})
+    return ObjectRule(**{**pairs, "options": dict(pairs.get("options", ())),
+                         "sides": tuple(pairs.get("sides", ()))})

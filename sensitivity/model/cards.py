@@ -7,9 +7,10 @@ the pixel values it takes (``input_range``: always ``[0, 255]``, any normalisati
 model), optionally its head (``head``, :data:`HEADS`) and the rule by which
 :func:`sensitivity.imaging.objects.find_objects` boxes objects with it (``localisation``:
 ``method``, ``side``, ``fraction``, ``min_probability``, optional ``evidence_side``,
-``evidence_activation`` and ``options``, chosen on validation scenes for that model) and how
-well each method's maps localise with it (``measured_localisation``: ``side``, ``scenes`` and
-``methods``, :class:`MeasuredLocalisation`), besides its data, accuracy and sha256.
+``evidence_activation``, ``sides`` and ``options``, chosen on validation scenes for that model)
+and how well each method's maps localise with it (``measured_localisation``: ``side``,
+``scenes`` and ``methods``, :class:`MeasuredLocalisation`), besides its data, accuracy and
+sha256.
 :func:`sensitivity.model.io.load_model` reads it into a :class:`ModelCard` and attaches that
 to the model it loads; :func:`model_card` is what the library asks. A model built in memory
 has a default card: ``"class 0"``, ``"class 1"``, ... for its outputs, the side of its input
@@ -175,6 +176,14 @@ def _object_rule(raw, where: str) -> tuple[tuple[str, object], ...]:
         if key in rule and (isinstance(value, bool) or not isinstance(value, (int, float))
                             or not 0 <= value <= 1):
             raise ValueError(f"{where}: the localisation {key!r} must be in 0..1, got {value!r}")
+    sides = rule.get("sides", [])
+    if not isinstance(sides, list) or not all(
+            isinstance(side, int) and not isinstance(side, bool) and MIN_SIDE <= side <= MAX_SIDE
+            for side in sides):
+        raise ValueError(f"{where}: the localisation 'sides' must be a list of sides, each "
+                         f"{MIN_SIDE}..{MAX_SIDE} pixels, got {sides!r}")
+    if "sides" in rule:
+        rule["sides"] = tuple(sides)
     if rule.get("evidence_activation") not in (None, *EVIDENCE_ACTIVATIONS):
         raise ValueError(f"{where}: the localisation 'evidence_activation' must be one of "
                          f"{', '.join(EVIDENCE_ACTIVATIONS)}")

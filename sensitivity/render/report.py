@@ -166,6 +166,19 @@ def localisation_note(card, method: str, options: dict) -> str:
             f"{figures[0]:.2f}, CorLoc {figures[1]:.2f}")
 
 
+def objects_note(found) -> str:
+    """What :func:`sensitivity.find_objects` found (its ``FoundObject`` list), in words: "boxes
+    by gradcam at 96 px: dog 0.61, truck 0.22", each box's side named where they differ
+    ("boxes by gradcam: dog 0.61 at 32 px, truck 0.22 at 96 px")."""
+    if not found:
+        return "boxes: no object found"
+    if len({f.side for f in found}) == 1:
+        listed = ", ".join(f"{f.label} {f.score:.2f}" for f in found)
+        return f"boxes by {found[0].method} at {found[0].side} px: {listed}"
+    listed = ", ".join(f"{f.label} {f.score:.2f} at {f.side} px" for f in found)
+    return f"boxes by {found[0].method}: {listed}"
+
+
 def flat_map_note(saliency_map, rule_side: int | None = None) -> str:
     """What to say of an ``(H, W)`` map that is the same everywhere
     (:func:`sensitivity.imaging.postprocess.is_flat`, an all-zero Grad-CAM, say); "" for any

@@ -172,3 +172,36 @@ def test_class_evidence_is_read_at_the_rules_evidence_side(model, monkeypatch):
                                                evidence_activation="sigmoid"))
     (shape, activation), = seen
     assert max(shape) == 100 and activation == "sigmoid"
+
+
+def test_each_class_is_boxed_at_the_side_where_its_evidence_is_highest(model, monkeypatch):
+    """With ``sides``, a class's map is made at whichever side its evidence (read there) is
+    highest; its box is scaled back from that side, its score still uses the evidence at the
+    rule's ``evidence_side``, and each side is read once."""
+    objects = importlib.import_module("sensitivity.imaging.objects")
+    image, red, blue = two_squares()
+    seen = []
+
+    def side_dependent_evidence(model, x, activation):
+        side = max(x.shape[:2])
+        seen.append(side)
+        evidence = np.full(10, 0.1)
+        # Red (class 0) is surest at 50 px, blue (class 1) at 100, class 2 equally at both.
+        evidence[:3] = {50: [0.9, 0.3, 0.5], 100: [0.2, 0.8, 0.5], 150: [0.25, 0.4, 0.1]}[side]
+        return evidence
+
+    monkeypatch.setattr(objects, "class_evidence", side_dependent_evidence)
+    rule = ObjectRule(method="cam", side=100, fraction=0.5, sides=(50, 100),
+                      evidence_side=150)
+    assert rule.analysis_sides == (100, 50)
+    red_found, blue_found = sorted(find_objects(model, image, classes=[0, 1], rule=rule),
+                                   key=lambda f: f.class_index)
+    assert sorted(seen) == [50, 100, 150]  # each side read once
+    assert (red_found.side, blue_found.side) == (50, 100)
+    assert iou(red_found.box, red) >= 0.5 and iou(blue_found.box, blue) >= 0.5
+    # Score: the box's share of its map's mass (all of it at 100 px, 0.95 at 50 px, where
+    # the upsampled map blurs) times the class's evidence read at evidence_side.
+    assert blue_found.score == pytest.approx(0.4)
+    assert red_found.score == pytest.approx(0.25, rel=0.1)
+    (tie,) = find_objects(model, image, classes=[2], rule=rule)
+    assert tie.side == 100 and iou(tie.box, red) >= 0.5  # a tie goes to `side`

@@ -132,6 +132,9 @@ def test_a_missing_or_wrong_card_is_refused_naming_the_file(tmp_path):
     assert "keys among" in refused(localisation={**rule, "colour": "red"})
     assert "keys among" in refused(localisation=["gradcam"])
     assert "'options' must be an object" in refused(localisation={**rule, "options": [1]})
+    for bad in (96, [4], [96, True], "96"):
+        assert "'sides' must be a list of sides, each 8..1024" in refused(
+            localisation={**rule, "sides": bad})
     measured = {"side": 96, "scenes": "300 test scenes", "methods": {
         "gradcam": {"pointing": 0.8, "corloc": 0.5}}}
 
@@ -177,7 +180,8 @@ def test_card_from_json_reads_the_shipped_cards_fields():
     assert card.class_names[2] == "bird" and card.native_size == 32 and card.num_classes == 10
     assert not card.fixed_size  # fully convolutional: any analysis size
     assert card.accuracy == pytest.approx(0.9166) and not card.multi_label
-    assert card.object_rule == ()  # find_objects' default rule
+    rule = card_rule(card)  # the default rule, and the sides chosen for this model
+    assert rule.sides and rule.analysis_sides[0] == rule.side == 96
     assert card.measured.side == 96 and "300 photo-like test scenes" in card.measured.scenes
     assert card.measured.figures("gradcam") == pytest.approx((0.761, 0.419))
     assert card.measured.figures("cam:probability=True") is None  # not measured on test scenes
@@ -197,17 +201,19 @@ def test_a_cards_localisation_rule_is_what_find_objects_uses(tmp_path):
     card = read_model_card(path)
     rule = {"method": "cam", "side": 40, "fraction": 0.3, "min_probability": 0.2,
             "evidence_side": 24, "evidence_activation": "sigmoid", "options": {"sign": "positive"},
-            "chosen_on": "nothing: a test"}
+            "sides": [24, 56], "chosen_on": "nothing: a test"}
     path.with_suffix(".json").write_text(json.dumps({**card, "localisation": rule}))
     loaded = load_model(path)
     expected = ObjectRule(method="cam", options={"sign": "positive"}, side=40, fraction=0.3,
-                          min_probability=0.2, evidence_side=24, evidence_activation="sigmoid")
+                          min_probability=0.2, evidence_side=24, evidence_activation="sigmoid",
+                          sides=(24, 56))
     assert rule_for(loaded) == expected
     assert rule_for(load_model(_write(model, tmp_path / "plain.keras", ["a", "b", "c"], 32))) \
         == DEFAULT_RULE
     image = _images(1, 64)[0]
     found = find_objects(loaded, image, classes=[0, 1, 2])
-    assert found and {(f.method, f.side) for f in found} == {("cam:sign=positive", 40)}
+    assert found and {f.method for f in found} == {"cam:sign=positive"}
+    assert {f.side for f in found} <= {24, 40, 56}
     assert found == find_objects(loaded, image, classes=[0, 1, 2], rule=expected)
     other = find_objects(loaded, image, classes=[0, 1, 2], rule=DEFAULT_RULE)
     assert {(f.method, f.side) for f in other} == {(DEFAULT_RULE.method, DEFAULT_RULE.side)}

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from sensitivity.engine.choices import METHODS
+from sensitivity.imaging.discovery import Box
+from sensitivity.imaging.objects import FoundObject
 from sensitivity.model.cards import MeasuredLocalisation, ModelCard
-from sensitivity.render.report import figures_label, localisation_note, method_note
+from sensitivity.render.report import (
+    figures_label,
+    localisation_note,
+    method_note,
+    objects_note,
+)
 
 
 def test_a_methods_caveat_names_the_method_and_size_where_it_fails():
@@ -37,3 +44,13 @@ def test_localisation_note_quotes_the_picked_models_figures():
     assert localisation_note(card, "cam", {"probability": False}) == ""  # not measured
     assert localisation_note(card, "gradcam", {"plus_plus": True}) == ""
     assert localisation_note(ModelCard(("a", "b"), 32), "gradcam", {}) == ""  # no figures
+
+
+def test_objects_note_names_the_side_of_each_box_where_they_differ():
+    box = Box(0, 0, 4, 4, 1.0)
+    dog = FoundObject(box, 5, "dog", 0.614, "gradcam", 96)
+    truck = FoundObject(box, 9, "truck", 0.22, "gradcam", 96)
+    assert objects_note([]) == "boxes: no object found"
+    assert objects_note([dog, truck]) == "boxes by gradcam at 96 px: dog 0.61, truck 0.22"
+    assert objects_note([dog, truck._replace(side=32)]) == (
+        "boxes by gradcam: dog 0.61 at 96 px, truck 0.22 at 32 px")
