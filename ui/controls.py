@@ -75,10 +75,6 @@ def size_choices(path: str | None = None) -> ModelSizes:
     """The :class:`ModelSizes` of the model at ``path`` (default: the picked one), from its
     card alone (TensorFlow-free; a card that cannot be read gives the CIFAR-10 sizes, and the
     page says why when the model fails to load)."""
-    return _size_choices(path or chosen_model_path())
-
-
-def _size_choices(path: str) -> ModelSizes:
     card = picked_card(path)
     if card is None:
         return ModelSizes(page_sizes(NATIVE_SIZE), NATIVE_SIZE, DEFAULT_RULE.side)

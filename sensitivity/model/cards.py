@@ -166,20 +166,15 @@ def _object_rule(raw, where: str) -> tuple[tuple[str, object], ...]:
     if rule.get("method") not in METHODS:
         raise ValueError(f"{where}: 'localisation' needs a 'method' among {', '.join(METHODS)}")
     for key in ("side", "evidence_side"):  # a key the card leaves out takes ObjectRule's default
-        side = rule.get(key)
-        if key in rule and (isinstance(side, bool) or not isinstance(side, int)
-                            or not MIN_SIDE <= side <= MAX_SIDE):
+        if key in rule and not _is_side(rule[key]):
             raise ValueError(f"{where}: the localisation {key!r} must be "
-                             f"{MIN_SIDE}..{MAX_SIDE} pixels, got {side!r}")
+                             f"{MIN_SIDE}..{MAX_SIDE} pixels, got {rule[key]!r}")
     for key in ("fraction", "min_probability"):
-        value = rule.get(key)
-        if key in rule and (isinstance(value, bool) or not isinstance(value, (int, float))
-                            or not 0 <= value <= 1):
-            raise ValueError(f"{where}: the localisation {key!r} must be in 0..1, got {value!r}")
+        if key in rule and not _is_fraction(rule[key]):
+            raise ValueError(f"{where}: the localisation {key!r} must be in 0..1, "
+                             f"got {rule[key]!r}")
     sides = rule.get("sides", [])
-    if not isinstance(sides, list) or not all(
-            isinstance(side, int) and not isinstance(side, bool) and MIN_SIDE <= side <= MAX_SIDE
-            for side in sides):
+    if not isinstance(sides, list) or not all(_is_side(side) for side in sides):
         raise ValueError(f"{where}: the localisation 'sides' must be a list of sides, each "
                          f"{MIN_SIDE}..{MAX_SIDE} pixels, got {sides!r}")
     if "sides" in rule:
@@ -195,6 +190,18 @@ def _object_rule(raw, where: str) -> tuple[tuple[str, object], ...]:
     return tuple(sorted(rule.items()))
 
 
+def _is_side(value) -> bool:
+    """Whether ``value`` is a whole number of pixels an analysis side may be."""
+    from sensitivity.engine.choices import MAX_SIDE, MIN_SIDE
+
+    return isinstance(value, int) and not isinstance(value, bool) and MIN_SIDE <= value <= MAX_SIDE
+
+
+def _is_fraction(value) -> bool:
+    """Whether ``value`` is a number in 0..1."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
 def _measured(raw, where: str) -> MeasuredLocalisation | None:
     """The card's ``measured_localisation``; ValueError if bad."""
     if raw is None:
@@ -205,7 +212,7 @@ def _measured(raw, where: str) -> MeasuredLocalisation | None:
     if not isinstance(raw, dict) or set(raw) != {"side", "scenes", "methods"}:
         raise ValueError(f"{what} must be an object with keys methods, scenes and side")
     side, scenes, methods = raw["side"], raw["scenes"], raw["methods"]
-    if isinstance(side, bool) or not isinstance(side, int) or not MIN_SIDE <= side <= MAX_SIDE:
+    if not _is_side(side):
         raise ValueError(f"{what}: 'side' must be {MIN_SIDE}..{MAX_SIDE} pixels, got {side!r}")
     if not isinstance(scenes, str) or not scenes.strip():
         raise ValueError(f"{what}: 'scenes' must say how the figures were measured")
@@ -215,10 +222,8 @@ def _measured(raw, where: str) -> MeasuredLocalisation | None:
     for label, figures in methods.items():
         if label.split(":")[0] not in METHODS:
             raise ValueError(f"{what}: {label!r} is not a method among {', '.join(METHODS)}")
-        values = figures.values() if isinstance(figures, dict) else ()
         if (not isinstance(figures, dict) or set(figures) != {"pointing", "corloc"}
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                           and 0 <= v <= 1 for v in values)):
+                or not all(_is_fraction(v) for v in figures.values())):
             raise ValueError(f"{what}: {label!r} needs 'pointing' and 'corloc' in 0..1, "
                              f"got {figures!r}")
         rows.append((label, float(figures["pointing"]), float(figures["corloc"])))
