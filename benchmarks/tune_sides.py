@@ -94,21 +94,18 @@ def table(rows, candidates) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sensitivity.cli.args import add_scene_sources
+    from sensitivity.cli.args import add_scene_kind_arguments, add_scene_sources, print_kind_table
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_scene_sources(parser)
-    parser.add_argument("--split", choices=("validation", "test"), default="validation")
-    parser.add_argument("--n", type=int, default=40, help="scenes per kind")
+    add_scene_kind_arguments(parser)
     parser.add_argument("--sides", default="32,48,64,96,128", help="comma-separated")
     parser.add_argument("--candidates", nargs="+", default=["96", "96/32/48/64/128"],
                         help="sets of sides, each side/side/..., the rule's side first")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
 
     import sensitivity
-    from sensitivity.metrics.scenes import SPLIT_IDS, photo_like_scene, photo_regions, scene_pool
+    from sensitivity.metrics.scenes import kind_scenes
 
     sides = [int(s) for s in args.sides.split(",")]
     candidates = [tuple(int(s) for s in c.split("/")) for c in args.candidates]
@@ -116,21 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"candidates use sides not measured: {sorted(missing)}")
     model = sensitivity.load_model(args.model)
-    images, labels, _ = scene_pool(args.split, args.data_dir)
-    photos = photo_regions(args.photos_dir)
-    scenes = [
-        (kind, photo_like_scene(images, labels, photos=photos, **ranges,
-                                seed=(args.seed, SPLIT_IDS[args.split], 100 + k, i)))
-        for k, (kind, ranges) in enumerate(KINDS.items()) for i in range(args.n)
-    ]
+    scenes = kind_scenes(args.split, KINDS, args.n, data_dir=args.data_dir,
+                         photos_dir=args.photos_dir, seed=args.seed, stream=100)
     start = time.perf_counter()
     rows = measure_sides(model, scenes, sides)
-    text = (f"### {args.split} scenes, {args.n} per kind, "
-            f"{Path(args.model).stem if args.model else 'the default model'} "
-            f"({time.perf_counter() - start:.0f} s)\n\n" + table(rows, candidates))
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    print_kind_table(args, time.perf_counter() - start, table(rows, candidates))
     return 0
 
 

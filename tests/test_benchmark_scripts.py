@@ -73,6 +73,41 @@ def test_tune_sides_runs_to_the_end_and_picks_sides_as_find_objects_does(
     assert list(module.corloc(measured, (96, 32))) == expected
 
 
+def test_tune_box_floor_runs_to_the_end_and_floors_as_find_objects_does(
+        tmp_path, cifar_dir, photos_dir, capsys, default_model):
+    import dataclasses
+
+    from sensitivity.imaging.objects import find_objects, rule_for
+    from sensitivity.metrics.scenes import photo_like_scene, scene_pool
+
+    module = benchmark_script("tune_box_floor")
+    out = tmp_path / "floor.md"
+    assert module.main(["--data-dir", str(cifar_dir), "--photos-dir", str(photos_dir),
+                        "--n", "1", "--floors", "0,1", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("### validation scenes, 1 per kind, the default model")
+    assert text.strip() in capsys.readouterr().out
+    rows = [line for line in text.splitlines() if line.startswith(("| 0 |", "| 1 |"))]
+    assert len(rows) == 2 and all(row.count("F1") == len(module.KINDS) + 1 for row in rows)
+    # The script's floor keeps the boxes find_objects keeps with that floor.
+    images, labels, _ = scene_pool("validation", cifar_dir)
+    scenes = [("two", photo_like_scene(images, labels, seed=(3, k), num_objects=2,
+                                       same_class=True)) for k in range(3)]
+    found = module.class_boxes(default_model, scenes, 3)
+    for floor in (0.0, 0.3, 1.0):
+        rule = dataclasses.replace(rule_for(default_model), box_floor=floor)
+        for (_, scene), row in zip(scenes, found, strict=True):
+            kept = find_objects(default_model, scene.image, classes=[scene.labels[0]], rule=rule)
+            assert [f.box[:4] for f in kept] == [
+                b[:4] for b in module.strong_boxes_of(row, floor)]
+    # Counting by hand: one object; a hit, then a box on nothing.
+    from sensitivity.imaging.discovery import Box
+
+    row = {"kind": "k", "truth": [Box(0, 0, 10, 10)],
+           "found": [Box(0, 0, 10, 10, 0.8), Box(20, 20, 30, 30, 0.2)]}
+    assert module.counts([row], 0.0) == (1, 2, 1) and module.counts([row], 0.5) == (1, 1, 1)
+
+
 def test_find_objects_speed_runs_to_the_end(photos_dir, capsys):
     module = benchmark_script("find_objects_speed")
     assert module.main(["--photos-dir", str(photos_dir), "--photos", "dog.jpg",

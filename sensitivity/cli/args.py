@@ -45,3 +45,25 @@ def add_scene_sources(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--photos-dir", default=str(SHARED_DATASETS / "photos"))
     parser.add_argument("--model", default=None, help="a .keras file with its card (default: "
                         "the shipped default model)")
+
+
+def add_scene_kind_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--split`` (validation: to choose; test: to report), ``--n`` (scenes per kind),
+    ``--seed`` and ``--out`` (a file for the table) to a scene-kind script's parser."""
+    parser.add_argument("--split", choices=("validation", "test"), default="validation")
+    parser.add_argument("--n", type=int, default=40, help="scenes per kind")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="also write the table to this file")
+
+
+def print_kind_table(args: argparse.Namespace, seconds: float, table: str) -> None:
+    """Print a scene-kind script's Markdown ``table`` under a header naming the split, the
+    scenes per kind, the model and the ``seconds`` it took, and write it to ``args.out`` when
+    given (the arguments of :func:`add_scene_sources` and :func:`add_scene_kind_arguments`)."""
+    from pathlib import Path
+
+    model = Path(args.model).stem if args.model else "the default model"
+    text = f"### {args.split} scenes, {args.n} per kind, {model} ({seconds:.0f} s)\n\n{table}"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)

@@ -32,7 +32,7 @@ from sensitivity.imaging.discovery import Box, as_map, iou, mass_boxes
 from sensitivity.imaging.rules import DEFAULT_RULE, EVIDENCE_ACTIVATIONS, ObjectRule, card_rule
 
 __all__ = ["DEFAULT_RULE", "FoundObject", "ObjectRule", "best_side", "card_rule", "find_objects",
-           "rule_for"]
+           "rule_for", "strong_boxes"]
 
 NMS_IOU = 0.5
 """Boxes overlapping a higher-scoring box by more than this IoU are dropped."""
@@ -114,6 +114,12 @@ def candidate_classes(evidence: np.ndarray, count: int, min_probability: float) 
     return [int(c) for c in order if evidence[c] >= min_probability] or [int(order[0])]
 
 
+def strong_boxes(boxes: list[Box], floor: float) -> list[Box]:
+    """``boxes`` (one class's, strongest first) without those scoring under ``floor`` times the
+    first one's score."""
+    return [box for box in boxes if box.score >= floor * boxes[0].score]
+
+
 def best_side(evidence_by_side: dict[int, np.ndarray], class_index: int) -> int:
     """The side (a key of ``evidence_by_side``, side -> ``(K,)`` :func:`class_evidence` read
     there) at which class ``class_index``'s evidence is highest; the first such on a tie."""
@@ -187,7 +193,8 @@ def find_objects(
                 side,
             )
             for c, class_map in zip(here, maps, strict=True)
-            for box in map_boxes(class_map, rule.fraction)[:max_objects]
+            for box in strong_boxes(map_boxes(class_map, rule.fraction)[:max_objects],
+                                    rule.box_floor)
         ]
     return _suppressed(candidates)[:max_objects]
 

@@ -21,7 +21,9 @@ class ObjectRule:
     position (:data:`EVIDENCE_ACTIVATIONS`; None: the head's, sigmoid for a sigmoid head and
     else softmax). With ``sides``, each class is boxed at whichever of ``side`` and ``sides``
     its evidence, read at each, is highest (an object far larger or smaller than the model's
-    training images is seen best at another side); ``()``: at ``side`` alone."""
+    training images is seen best at another side); ``()``: at ``side`` alone. A class's boxes
+    scoring under ``box_floor`` times its strongest box's score are dropped (fragments beside
+    the object; 0: none)."""
 
     method: str = "gradcam"
     options: dict = field(default_factory=dict)
@@ -31,6 +33,7 @@ class ObjectRule:
     evidence_side: int | None = None
     evidence_activation: str | None = None
     sides: tuple[int, ...] = ()
+    box_floor: float = 0.0
 
     @property
     def label(self) -> str:

@@ -387,6 +387,7 @@ def photo_like_scene(
     num_objects: int | None = None,
     noise: tuple[float, float] = (2, 10),
     jpeg_quality: tuple[int, int] | None = (60, 95),
+    same_class: bool = False,
 ) -> Scene:
     """A scene that resembles a photograph, with objects from a pool of small images.
 
@@ -400,7 +401,8 @@ def photo_like_scene(
     :func:`feather_alpha` edges: the blend lies inside the boxes, outside them the canvas is
     the background. Then Gaussian noise of a std drawn in ``noise`` (pixel values) and JPEG at
     a quality drawn in ``jpeg_quality`` (None: no JPEG). ``seed``: anything
-    ``numpy.random.default_rng`` takes; the same seed gives the same scene.
+    ``numpy.random.default_rng`` takes; the same seed gives the same scene. ``same_class``:
+    the objects are different images of one class instead.
     """
     images = np.asarray(images)
     labels = np.asarray(labels).reshape(-1)
@@ -416,7 +418,7 @@ def photo_like_scene(
     rng = np.random.default_rng(seed)
     height, width = (int(v) for v in rng.integers(low_canvas, high_canvas + 1, 2))
     count = int(rng.integers(1, 4)) if num_objects is None else num_objects
-    chosen = _choose_objects(labels, count, rng)
+    chosen = _choose_objects(labels, count, rng, same_class)
     boxes = _place_squares(rng.integers(low_side, high_side + 1, count), low_side, height,
                            width, rng)
     kind, pixels = _photo_like_background(photos, height, width, rng)
@@ -425,9 +427,16 @@ def photo_like_scene(
     return Scene(image, tuple(boxes), tuple(int(labels[i]) for i in chosen), kind, tuple(chosen))
 
 
-def _choose_objects(labels: np.ndarray, count: int, rng: np.random.Generator) -> list[int]:
-    """Pool indices of ``count`` objects of different classes, drawn from ``rng``."""
+def _choose_objects(labels: np.ndarray, count: int, rng: np.random.Generator,
+                    same_class: bool = False) -> list[int]:
+    """Pool indices of ``count`` objects of different classes (or, ``same_class``, different
+    images of one class), drawn from ``rng``."""
     classes = np.unique(labels)
+    if same_class:
+        members = np.flatnonzero(labels == rng.choice(classes))
+        if count > members.size:
+            raise ValueError(f"{count} objects of one class need {count} images of it")
+        return [int(i) for i in rng.choice(members, count, replace=False)]
     if count > len(classes):
         raise ValueError(f"{count} objects of different classes need {count} classes in the pool")
     chosen = []
@@ -544,4 +553,28 @@ def scene_set(
     return [
         photo_like_scene(images, labels, seed=(seed, SPLIT_IDS[split], i), photos=photos)
         for i in range(n)
+    ]
+
+
+def kind_scenes(
+    split: str,
+    kinds: dict[str, dict],
+    n: int,
+    *,
+    data_dir: str | os.PathLike,
+    photos_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    stream: int = 100,
+) -> list[tuple[str, Scene]]:
+    """``n`` :func:`photo_like_scene` scenes of each kind of ``kinds`` (name -> the scene's
+    keyword arguments: ranges, ``num_objects``, ``same_class``), objects from
+    :func:`scene_pool` of ``split``, as ``(kind, scene)`` pairs; scene ``i`` of the ``k``-th
+    kind uses the seed ``(seed, SPLIT_IDS[split], stream + k, i)``, apart from
+    :func:`scene_set`'s and from another script's ``stream``."""
+    images, labels, _ = scene_pool(split, data_dir)
+    photos = photo_regions(photos_dir)
+    return [
+        (kind, photo_like_scene(images, labels, photos=photos, **options,
+                                seed=(seed, SPLIT_IDS[split], stream + k, i)))
+        for k, (kind, options) in enumerate(kinds.items()) for i in range(n)
     ]

@@ -7,10 +7,10 @@ the pixel values it takes (``input_range``: always ``[0, 255]``, any normalisati
 model), optionally its head (``head``, :data:`HEADS`) and the rule by which
 :func:`sensitivity.imaging.objects.find_objects` boxes objects with it (``localisation``:
 ``method``, ``side``, ``fraction``, ``min_probability``, optional ``evidence_side``,
-``evidence_activation``, ``sides`` and ``options``, chosen on validation scenes for that model)
-and how well each method's maps localise with it (``measured_localisation``: ``side``,
-``scenes`` and ``methods``, :class:`MeasuredLocalisation`), besides its data, accuracy and
-sha256.
+``evidence_activation``, ``sides``, ``box_floor`` and ``options``, chosen on validation scenes
+for that model) and how well each method's maps localise with it (``measured_localisation``:
+``side``, ``scenes`` and ``methods``, :class:`MeasuredLocalisation`), besides its data,
+accuracy and sha256.
 :func:`sensitivity.model.io.load_model` reads it into a :class:`ModelCard` and attaches that
 to the model it loads; :func:`model_card` is what the library asks. A model built in memory
 has a default card: ``"class 0"``, ``"class 1"``, ... for its outputs, the side of its input
@@ -169,7 +169,7 @@ def _object_rule(raw, where: str) -> tuple[tuple[str, object], ...]:
         if key in rule and not _is_side(rule[key]):
             raise ValueError(f"{where}: the localisation {key!r} must be "
                              f"{MIN_SIDE}..{MAX_SIDE} pixels, got {rule[key]!r}")
-    for key in ("fraction", "min_probability"):
+    for key in ("fraction", "min_probability", "box_floor"):
         if key in rule and not _is_fraction(rule[key]):
             raise ValueError(f"{where}: the localisation {key!r} must be in 0..1, "
                              f"got {rule[key]!r}")

@@ -14,6 +14,7 @@ from sensitivity.imaging.objects import (
     class_evidence,
     find_objects,
     map_boxes,
+    strong_boxes,
 )
 from tests.helpers import colour_model, two_squares
 
@@ -205,3 +206,26 @@ def test_each_class_is_boxed_at_the_side_where_its_evidence_is_highest(model, mo
     assert red_found.score == pytest.approx(0.25, rel=0.1)
     (tie,) = find_objects(model, image, classes=[2], rule=rule)
     assert tie.side == 100 and iou(tie.box, red) >= 0.5  # a tie goes to `side`
+
+
+def test_a_floor_drops_a_classs_fragments(model, monkeypatch):
+    """A class's map with a main blob (mass 10) and a fragment (mass 1): the fragment's box
+    scores 1/10 of the main one's, so a floor of 0.2 drops it and 0.05 keeps it."""
+    saliency_module = importlib.import_module("sensitivity.engine.saliency")
+
+    def fake_saliency(model, images, **kwargs):
+        maps = np.zeros(images.shape[:3], np.float32)
+        maps[:, 2:4, 2:7] = 1.0  # 10 pixels
+        maps[:, 20, 30] = 1.0  # 1 pixel
+        return maps
+
+    monkeypatch.setattr(saliency_module, "saliency", fake_saliency)
+    image = np.full((40, 40, 3), 128, np.uint8)
+    found = {floor: find_objects(model, image, classes=[3], rule=ObjectRule(
+        method="cam", side=40, fraction=0.5, box_floor=floor)) for floor in (0.0, 0.05, 0.2)}
+    assert [f.score for f in found[0.0]] == pytest.approx([0.1 * 10 / 11, 0.1 * 1 / 11])
+    assert found[0.05] == found[0.0]
+    assert found[0.2] == found[0.0][:1]
+    boxes = [f.box for f in found[0.0]]
+    assert strong_boxes(boxes, 0.11) == boxes[:1] and strong_boxes(boxes, 0.1) == boxes
+    assert strong_boxes(boxes, 0.0) == boxes

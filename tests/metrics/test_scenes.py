@@ -299,10 +299,19 @@ def test_missing_photos_folder_means_fractal_only(tmp_path):
     assert len(scenes) == 6 and {s.background for s in scenes} == {"fractal"}
 
 
+def test_photo_like_scene_of_one_class_holds_different_images_of_it():
+    images, labels = _textured_pool()
+    for seed in range(10):
+        scene = photo_like_scene(images, labels, seed=seed, num_objects=2, same_class=True)
+        assert len(set(scene.labels)) == 1 and len(set(scene.sources)) == 2
+
+
 def test_photo_like_scene_rejects_impossible_requests():
     images, labels = _textured_pool()
     with pytest.raises(ValueError, match="3 classes"):
         photo_like_scene(images[:2], np.array([0, 0]), seed=0, num_objects=3)
+    with pytest.raises(ValueError, match="3 objects of one class need 3 images"):
+        photo_like_scene(images[:2], np.array([0, 0]), seed=0, num_objects=3, same_class=True)
     with pytest.raises(ValueError, match="fit"):
         photo_like_scene(images, labels, seed=0, canvas=(50, 60), object_size=(40, 64))
     with pytest.raises(ValueError, match="1 to 3"):

@@ -132,6 +132,7 @@ def test_a_missing_or_wrong_card_is_refused_naming_the_file(tmp_path):
     assert "keys among" in refused(localisation={**rule, "colour": "red"})
     assert "keys among" in refused(localisation=["gradcam"])
     assert "'options' must be an object" in refused(localisation={**rule, "options": [1]})
+    assert "'box_floor' must be in 0..1" in refused(localisation={**rule, "box_floor": 2})
     for bad in (96, [4], [96, True], "96"):
         assert "'sides' must be a list of sides, each 8..1024" in refused(
             localisation={**rule, "sides": bad})
@@ -201,12 +202,12 @@ def test_a_cards_localisation_rule_is_what_find_objects_uses(tmp_path):
     card = read_model_card(path)
     rule = {"method": "cam", "side": 40, "fraction": 0.3, "min_probability": 0.2,
             "evidence_side": 24, "evidence_activation": "sigmoid", "options": {"sign": "positive"},
-            "sides": [24, 56], "chosen_on": "nothing: a test"}
+            "sides": [24, 56], "box_floor": 0.25, "chosen_on": "nothing: a test"}
     path.with_suffix(".json").write_text(json.dumps({**card, "localisation": rule}))
     loaded = load_model(path)
     expected = ObjectRule(method="cam", options={"sign": "positive"}, side=40, fraction=0.3,
                           min_probability=0.2, evidence_side=24, evidence_activation="sigmoid",
-                          sides=(24, 56))
+                          sides=(24, 56), box_floor=0.25)
     assert rule_for(loaded) == expected
     assert rule_for(load_model(_write(model, tmp_path / "plain.keras", ["a", "b", "c"], 32))) \
         == DEFAULT_RULE
