@@ -58,7 +58,7 @@ def strong_boxes_of(row: dict, floor: float) -> list:
     (:func:`sensitivity.imaging.objects.strong_boxes`)."""
     from sensitivity.imaging.objects import strong_boxes
 
-    return strong_boxes(row["found"], floor) if row["found"] else []
+    return strong_boxes(row["found"], floor)
 
 
 def counts(rows, floor: float) -> tuple[int, int, int]:

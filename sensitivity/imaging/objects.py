@@ -115,8 +115,8 @@ def candidate_classes(evidence: np.ndarray, count: int, min_probability: float) 
 
 
 def strong_boxes(boxes: list[Box], floor: float) -> list[Box]:
-    """``boxes`` (one class's, strongest first) without those scoring under ``floor`` times the
-    first one's score."""
+    """``boxes`` (one class's, strongest first; possibly none) without those scoring under
+    ``floor`` times the first one's score."""
     return [box for box in boxes if box.score >= floor * boxes[0].score]
 
 
