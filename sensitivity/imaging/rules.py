@@ -72,5 +72,4 @@ def card_rule(card) -> ObjectRule:
     pairs = dict(card.object_rule)
     if not pairs:
         return DEFAULT_RULE
-    return ObjectRule(**{**pairs, "options": dict(pairs.get("options", ())),
-                         "sides": tuple(pairs.get("sides", ()))})
+    return ObjectRule(**{**pairs, "options": dict(pairs.get("options", ()))})
