@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
 import time
 from pathlib import Path
@@ -82,21 +83,16 @@ def counts(rows, floor: float) -> tuple[int, int, int]:
 
 
 def table(rows, floors) -> str:
-    kinds = list(dict.fromkeys(row["kind"] for row in rows))
-    lines = ["| floor | " + " | ".join(kinds) + " | all kinds |",
-             "| --- |" + " --- |" * (len(kinds) + 1)]
-    for floor in floors:
-        cells = []
-        for kind in [*kinds, None]:
-            hits, kept, objects = counts([r for r in rows if kind is None or r["kind"] == kind],
-                                         floor)
-            precision, recall = hits / max(kept, 1), hits / max(objects, 1)
-            f1 = 2 * hits / max(kept + objects, 1)
-            cells.append(f"P {precision:.3f} R {recall:.3f} F1 {f1:.3f}")
-        lines.append(f"| {floor:g} | " + " | ".join(cells) + " |")
-    objects = ", ".join(f"{kind}: {sum(len(r['truth']) for r in rows if r['kind'] == kind)}"
-                        for kind in kinds)
-    return "\n".join(lines) + f"\n\nObjects: {objects}.\n"
+    from sensitivity.cli.args import kind_table
+
+    def cell(group, floor: float) -> str:
+        hits, kept, objects = counts(group, floor)
+        return (f"P {hits / max(kept, 1):.3f} R {hits / max(objects, 1):.3f} "
+                f"F1 {2 * hits / max(kept + objects, 1):.3f}")
+
+    return kind_table(rows, "floor",
+                      {f"{floor:g}": functools.partial(cell, floor=floor) for floor in floors},
+                      "Objects", lambda row: len(row["truth"]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
 import time
 from pathlib import Path
@@ -79,18 +80,15 @@ def corloc(rows, candidate: tuple[int, ...]) -> np.ndarray:
 
 
 def table(rows, candidates) -> str:
-    kinds = list(dict.fromkeys(row["kind"] for row in rows))
-    lines = ["| sides | " + " | ".join(kinds) + " | all kinds |",
-             "| --- |" + " --- |" * (len(kinds) + 1)]
-    for candidate in candidates:
-        cells = []
-        for kind in [*kinds, None]:
-            hits = corloc([r for r in rows if kind is None or r["kind"] == kind], candidate)
-            error = hits.std(ddof=1) / np.sqrt(len(hits)) if len(hits) > 1 else float("nan")
-            cells.append(f"{hits.mean():.3f} ({error:.3f})")
-        lines.append(f"| {'/'.join(map(str, candidate))} | " + " | ".join(cells) + " |")
-    counts = ", ".join(f"{kind}: {sum(r['kind'] == kind for r in rows)}" for kind in kinds)
-    return "\n".join(lines) + f"\n\nObjects: {counts}.\n"
+    from sensitivity.cli.args import kind_table
+
+    def cell(group, candidate) -> str:
+        hits = corloc(group, candidate)
+        error = hits.std(ddof=1) / np.sqrt(len(hits)) if len(hits) > 1 else float("nan")
+        return f"{hits.mean():.3f} ({error:.3f})"
+
+    return kind_table(rows, "sides", {"/".join(map(str, c)): functools.partial(cell, candidate=c)
+                                      for c in candidates}, "Objects")
 
 
 def main(argv: list[str] | None = None) -> int:

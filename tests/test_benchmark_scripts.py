@@ -108,6 +108,42 @@ def test_tune_box_floor_runs_to_the_end_and_floors_as_find_objects_does(
     assert module.counts([row], 0.0) == (1, 2, 1) and module.counts([row], 0.5) == (1, 1, 1)
 
 
+def test_tune_classes_runs_to_the_end_and_looks_for_find_objects_classes(
+        tmp_path, cifar_dir, photos_dir, capsys, default_model, monkeypatch):
+    import dataclasses
+
+    from sensitivity.imaging import objects
+    from sensitivity.metrics.scenes import photo_like_scene, scene_pool
+
+    module = benchmark_script("tune_classes")
+    out = tmp_path / "classes.md"
+    assert module.main(["--data-dir", str(cifar_dir), "--photos-dir", str(photos_dir),
+                        "--n", "1", "--thresholds", "0.5,0.9999999", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("### validation scenes, 1 per kind, the default model")
+    assert text.strip() in capsys.readouterr().out
+    rows = [line for line in text.splitlines() if line.startswith(("| at 96", "| highest"))]
+    assert len(rows) == 4 and all(row.count("F1") == 6 for row in rows)
+    assert "| 0.9999999 |" in text
+    # Read over all sides, the script's classes are those find_objects looks for.
+    images, labels, _ = scene_pool("validation", cifar_dir)
+    scenes = [("k", photo_like_scene(images, labels, seed=(4, k))) for k in range(3)]
+    rule = objects.rule_for(default_model)
+    evidence = module.scene_evidence(default_model, scenes, list(rule.evidence_sides))
+    candidates, looked_for = objects.candidate_classes, []
+    monkeypatch.setattr(objects, "candidate_classes",
+                        lambda *a: looked_for.append(candidates(*a)) or looked_for[-1])
+    for threshold in (0.5, 0.9999999):
+        strict = dataclasses.replace(rule, min_probability=threshold)
+        for (_, scene), row in zip(scenes, evidence, strict=True):
+            objects.find_objects(default_model, scene.image, rule=strict)
+            expected = candidates(row["evidence"], 3, threshold)
+            assert looked_for[-1] == expected
+            hits, looked, held = module.class_counts([row], slice(None), threshold, 3)
+            assert (hits, looked, held) == (len(set(expected) & set(scene.labels)),
+                                            len(expected), len(set(scene.labels)))
+
+
 def test_find_objects_speed_runs_to_the_end(photos_dir, capsys):
     module = benchmark_script("find_objects_speed")
     assert module.main(["--photos-dir", str(photos_dir), "--photos", "dog.jpg",

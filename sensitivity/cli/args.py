@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 def positive_int(text: str) -> int:
@@ -67,3 +68,22 @@ def print_kind_table(args: argparse.Namespace, seconds: float, table: str) -> No
     print(text)
     if args.out:
         Path(args.out).write_text(text)
+
+
+def kind_table(rows: list[dict], heading: str, lines: dict[str, Callable[[list[dict]], str]],
+               counted: str, count: Callable[[dict], int] = lambda row: 1) -> str:
+    """A scene-kind script's Markdown table: a column per scene kind of ``rows`` (each row a
+    dict with its ``kind``), in order of appearance, and one for all kinds; one line per entry
+    of ``lines`` (its first cells, then ``cell(rows of a kind)`` in each column).
+    ``heading``: the first cells' headings (``"floor"``, ``"evidence | threshold"``). Under it,
+    ``counted`` (``"Objects"``) per kind: the sum of ``count(row)`` over its rows."""
+    kinds = list(dict.fromkeys(row["kind"] for row in rows))
+    first = heading.count("|") + 1
+    text = ["| " + heading + " | " + " | ".join(kinds) + " | all kinds |",
+            "|" + " --- |" * (first + len(kinds) + 1)]
+    groups = [[r for r in rows if r["kind"] == kind] for kind in kinds] + [list(rows)]
+    for label, cell in lines.items():
+        text.append(f"| {label} | " + " | ".join(cell(group) for group in groups) + " |")
+    sizes = ", ".join(f"{kind}: {sum(count(r) for r in group)}"
+                      for kind, group in zip(kinds, groups, strict=False))
+    return "\n".join(text) + f"\n\n{counted}: {sizes}.\n"

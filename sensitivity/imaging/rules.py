@@ -17,13 +17,14 @@ class ObjectRule:
     """How :func:`sensitivity.imaging.objects.find_objects` makes boxes: the map's method and
     options, the analysis side (longer side, pixels), the threshold as a fraction of the map's
     maximum, and the least probability of a class that is looked for when no classes are given,
-    read at ``evidence_side`` pixels (None: at ``side``) through ``evidence_activation`` per
-    position (:data:`EVIDENCE_ACTIVATIONS`; None: the head's, sigmoid for a sigmoid head and
-    else softmax). With ``sides``, each class is boxed at whichever of ``side`` and ``sides``
-    its evidence, read at each, is highest (an object far larger or smaller than the model's
-    training images is seen best at another side); ``()``: at ``side`` alone. A class's boxes
-    scoring under ``box_floor`` times its strongest box's score are dropped (fragments beside
-    the object; 0: none)."""
+    read at ``evidence_side`` pixels (None: at ``side``), and with ``sides`` at each analysis
+    side too (:attr:`evidence_sides`, a class's highest counting), through
+    ``evidence_activation`` per position (:data:`EVIDENCE_ACTIVATIONS`; None: the head's,
+    sigmoid for a sigmoid head and else softmax). With ``sides``, each class is boxed at
+    whichever of ``side`` and ``sides`` its evidence, read at each, is highest (an object far
+    larger or smaller than the model's training images is seen best at another side); ``()``:
+    at ``side`` alone. A class's boxes scoring under ``box_floor`` times its strongest box's
+    score are dropped (fragments beside the object; 0: none)."""
 
     method: str = "gradcam"
     options: dict = field(default_factory=dict)
@@ -44,6 +45,13 @@ class ObjectRule:
     def analysis_sides(self) -> tuple[int, ...]:
         """``side`` and ``sides``, each once, ``side`` first."""
         return tuple(dict.fromkeys((self.side, *self.sides)))
+
+    @property
+    def evidence_sides(self) -> tuple[int, ...]:
+        """The sides at which the classes to look for are read: ``evidence_side`` (None:
+        ``side``) and, with ``sides``, each of :attr:`analysis_sides`; each once."""
+        first = self.evidence_side or self.side
+        return tuple(dict.fromkeys((first, *(self.analysis_sides if self.sides else ()))))
 
 
 def method_label(method: str, options: dict) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 import numpy as np
@@ -11,6 +12,7 @@ from sensitivity.imaging.discovery import iou
 from sensitivity.imaging.objects import (
     FoundObject,
     ObjectRule,
+    candidate_classes,
     class_evidence,
     find_objects,
     map_boxes,
@@ -111,6 +113,17 @@ def test_find_objects_classes_and_max_objects(model):
     assert [f.class_index for f in find_objects(model, image, rule=strict)] == [1]
 
 
+def test_candidate_classes_by_hand():
+    evidence = np.array([0.2, 0.7, 0.9, 0.6])
+    assert candidate_classes(evidence, 3, 0.65) == [2, 1]
+    assert candidate_classes(evidence, 1, 0.65) == [2]
+    assert candidate_classes(evidence, 3, 0.95) == [2]  # the most probable one always
+    # Read at two sides: a class's highest counts (class 3: 0.95 at the second side).
+    by_side = np.stack([evidence, [0.1, 0.1, 0.3, 0.95]])
+    assert candidate_classes(by_side, 3, 0.65) == [3, 2, 1]
+    assert candidate_classes(by_side, 2, 0.92) == [3]
+
+
 def test_find_objects_rejects_bad_arguments(model):
     image, _, _ = two_squares()
     rule = ObjectRule(method="cam", side=100, fraction=0.5)
@@ -206,6 +219,15 @@ def test_each_class_is_boxed_at_the_side_where_its_evidence_is_highest(model, mo
     assert red_found.score == pytest.approx(0.25, rel=0.1)
     (tie,) = find_objects(model, image, classes=[2], rule=rule)
     assert tie.side == 100 and iou(tie.box, red) >= 0.5  # a tie goes to `side`
+    # No class mask: a class is looked for when its highest evidence over the sides read
+    # (150, 100 and 50) reaches min_probability: classes 0 (0.9 at 50) and 1 (0.8 at 100), not
+    # class 2 (0.5); at evidence_side alone (150) none would, and only class 1 (0.4) be taken.
+    assert rule.evidence_sides == (150, 100, 50)
+    strict = dataclasses.replace(rule, min_probability=0.75)
+    assert {f.class_index for f in find_objects(model, image, rule=strict)} == {0, 1}
+    alone = dataclasses.replace(strict, sides=())
+    assert alone.evidence_sides == (150,)
+    assert [f.class_index for f in find_objects(model, image, rule=alone)] == [1]
 
 
 def test_a_floor_drops_a_classs_fragments(model, monkeypatch):
