@@ -1,6 +1,6 @@
 """Command line: ``python -m sensitivity COMMAND ...`` (serve, train, evaluate, explain,
-benchmark-maps, calibrate, card). The parsers are in :mod:`sensitivity.cli.parsers`, the
-commands in :mod:`sensitivity.cli.commands`."""
+benchmark-maps, calibrate, fit-positions, card). The parsers are in
+:mod:`sensitivity.cli.parsers`, the commands in :mod:`sensitivity.cli.commands`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from sensitivity.cli import commands, explain
 from sensitivity.cli.parsers import build_parser
 from sensitivity.metrics import maps_benchmark
+from sensitivity.model import position_head
 from sensitivity.trust import confidence
 
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         "explain": explain.run,
         "benchmark-maps": maps_benchmark.run,
         "calibrate": confidence.run,
+        "fit-positions": position_head.run,
         "card": commands.card,
     }
     try:

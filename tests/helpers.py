@@ -209,3 +209,26 @@ def nested_backbone(classes: int, widths: tuple[int, int]):
     pooled = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
     return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax",
                                                   name="head")(pooled))
+
+
+def copy_model(source, target):
+    """Copy a model file, its card and the files its card names beside it (the detector's
+    statistics, the position head) to ``target`` (a ``.keras`` path, same stem for all); returns
+    ``target``."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from sensitivity.model.io import SIDE_FILES
+
+    source, target = Path(source), Path(target)
+    shutil.copy(source, target)
+    card = json.loads(source.with_suffix(".json").read_text())
+    for section, (key, _, _) in SIDE_FILES.items():
+        if card.get(section):
+            name = card[section][key]
+            renamed = target.stem + name[len(source.stem):]
+            shutil.copy(source.with_name(name), target.with_name(renamed))
+            card[section][key] = renamed
+    target.with_suffix(".json").write_text(json.dumps(card))
+    return target

@@ -122,13 +122,16 @@ def test_tune_classes_runs_to_the_end_and_looks_for_find_objects_classes(
     text = out.read_text()
     assert text.startswith("### validation scenes, 1 per kind, the default model")
     assert text.strip() in capsys.readouterr().out
-    rows = [line for line in text.splitlines() if line.startswith(("| at 96", "| highest"))]
-    assert len(rows) == 4 and all(row.count("F1") == 6 for row in rows)
+    rule = objects.rule_for(default_model)
+    first = rule.evidence_side or rule.side
+    rows = [line for line in text.splitlines() if line.startswith((f"| at {first} alone",
+                                                                   "| highest"))]
+    # Two thresholds, read at the first side alone and, for a rule with sides, over all.
+    assert len(rows) == 2 * (1 + bool(rule.sides)) and all(r.count("F1") == 6 for r in rows)
     assert "| 0.9999999 |" in text
     # Read over all sides, the script's classes are those find_objects looks for.
     images, labels, _ = scene_pool("validation", cifar_dir)
     scenes = [("k", photo_like_scene(images, labels, seed=(4, k))) for k in range(3)]
-    rule = objects.rule_for(default_model)
     evidence = module.scene_evidence(default_model, scenes, list(rule.evidence_sides))
     candidates, looked_for = objects.candidate_classes, []
     monkeypatch.setattr(objects, "candidate_classes",

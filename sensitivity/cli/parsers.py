@@ -1,6 +1,6 @@
 """Every parser of ``python -m sensitivity COMMAND ...`` in one place: :func:`build_parser`
 and one function per subcommand (serve, train, evaluate, explain, benchmark-maps, calibrate,
-card). The commands that run them are in :mod:`sensitivity.cli.commands`."""
+fit-positions, card). The commands that run them are in :mod:`sensitivity.cli.commands`."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_explain_parser(commands)
     add_benchmark_maps_parser(commands)
     add_calibrate_parser(commands)
+    add_fit_positions_parser(commands)
     add_card_parser(commands)
     return parser
 
@@ -258,4 +259,23 @@ def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--report-test", action="store_true",
                         help="after fitting, measure on the test split and test outliers and "
                              "record the figures in the card")
+    return parser
+
+
+def add_fit_positions_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``fit-positions`` subcommand on ``subparsers``."""
+    from sensitivity.model import position_head
+
+    parser = subparsers.add_parser(
+        "fit-positions",
+        help="fit the model's position head on photo-like scenes (training objects only)",
+        description=position_head.__doc__.split("\n\n")[0],
+    )
+    parser.add_argument("--data-dir", required=True, help="CIFAR-10 class folders (train/)")
+    parser.add_argument("--photos-dir", default=None,
+                        help="photographs whose regions outside objects serve as backgrounds")
+    parser.add_argument("--model", default=None, help="a .keras file with its card")
+    parser.add_argument("--scenes", type=positive_int, default=4500, help="training scenes")
+    parser.add_argument("--epochs", type=positive_int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
     return parser

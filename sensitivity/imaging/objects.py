@@ -88,13 +88,12 @@ def class_evidence(model, image: np.ndarray, activation: str | None = None) -> n
     """``(K,)`` float64: how sure the model is that each class is somewhere in ``image``
     ``(H, W, 3)`` (0..255): for a CAM head the largest per-position probability (``activation``
     of :data:`EVIDENCE_ACTIVATIONS`; None: sigmoid for a sigmoid head, else softmax; see the
-    module docstring), else the image's probabilities
-    (:func:`sensitivity.engine.inference.predict`)."""
-    from scipy.special import expit
-
+    module docstring; a model's position head, when it has one, gives it whatever
+    ``activation``: :func:`sensitivity.methods.localising.position_probabilities`), else the
+    image's probabilities (:func:`sensitivity.engine.inference.predict`)."""
     from sensitivity.engine import gradients as engine
-    from sensitivity.engine.inference import predict, softmax
-    from sensitivity.methods.localising import cam_head, position_logits
+    from sensitivity.engine.inference import predict
+    from sensitivity.methods.localising import cam_head, position_probabilities
 
     if activation not in (None, *EVIDENCE_ACTIVATIONS):
         raise ValueError(f"activation must be one of {EVIDENCE_ACTIVATIONS} or None, "
@@ -104,12 +103,10 @@ def class_evidence(model, image: np.ndarray, activation: str | None = None) -> n
     except ValueError:
         return predict(model, image[None])[0].astype(np.float64)
     features, _ = engine.feature_forward(model, layer, image[None].astype(np.float32))
-    per_position = position_logits(features, kernel, bias)[0]
     if activation is None:
         activation = "sigmoid" if engine.head_of(model) == "sigmoid" else "softmax"
-    if activation == "sigmoid":  # one independent probability per class
-        return expit(per_position).reshape(-1, kernel.shape[1]).max(axis=0)
-    return softmax(per_position).reshape(-1, kernel.shape[1]).max(axis=0)
+    per_position = position_probabilities(model, features, kernel, bias, activation)[0]
+    return per_position.reshape(-1, kernel.shape[1]).max(axis=0)
 
 
 def candidate_classes(evidence: np.ndarray, count: int, min_probability: float) -> list[int]:

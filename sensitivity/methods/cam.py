@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
 from sensitivity.engine import gradients as engine
 from sensitivity.methods.base import Job, Runner, boolean, spatial
-from sensitivity.methods.localising import cam_head, position_logits, upsample
+from sensitivity.methods.localising import cam_head, position_probabilities, upsample
 
 
 def run(job: Job) -> dict:
@@ -15,7 +14,9 @@ def run(job: Job) -> dict:
     W[k, c] f_k(i, j)``, signed, bias ignored, upsampled bilinearly; score units (its mean over
     the feature map's positions is the score less the bias term). With option ``probability``
     the head is applied to each position with its bias and each class's logit goes through a
-    sigmoid: ``sum_c w_c sigmoid(b_c + sum_k W[k, c] f_k(i, j))``, 0..1 per class."""
+    sigmoid: ``sum_c w_c sigmoid(b_c + sum_k W[k, c] f_k(i, j))``, 0..1 per class; for a model
+    with a position head (:func:`sensitivity.model.position_head.position_head_of`), that head's
+    probabilities instead (:func:`position_probabilities`)."""
     if job.target.layer != "logits":
         raise ValueError(
             f"CAM explains logits (layer='logits'), not {job.target.layer!r}; method='gradcam' "
@@ -35,7 +36,7 @@ def run(job: Job) -> dict:
     result["scores"] = engine.output_scores(job.target, logits, weights)
     weights = np.asarray(weights, np.float64)
     if probability:
-        per_position = expit(position_logits(features, kernel, bias))
+        per_position = position_probabilities(job.model, features, kernel, bias)
         cam = np.einsum("nhwc,nc->nhw", per_position, weights)
     else:
         cam = np.einsum("nhwk,nk->nhw", features, weights @ kernel.T)  # sum_c w_c W[k, c]

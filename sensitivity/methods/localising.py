@@ -82,6 +82,24 @@ def position_logits(features: np.ndarray, kernel: np.ndarray, bias: np.ndarray) 
     return np.einsum("nhwk,kc->nhwc", np.asarray(features, np.float64), kernel) + bias
 
 
+def position_probabilities(model, features: np.ndarray, kernel: np.ndarray, bias: np.ndarray,
+                           activation: str = "sigmoid") -> np.ndarray:
+    """``(N, h, w, K)`` float64: each class's probability at each position of the
+    ``(N, h, w, C)`` features CAM reads: by ``model``'s position head when it has one
+    (:func:`sensitivity.model.position_head.position_head_of`), else by its dense head applied
+    to each position (:func:`position_logits` of :func:`cam_head`'s ``kernel`` and ``bias``)
+    through ``activation``, a sigmoid per class or a softmax over the classes."""
+    from scipy.special import expit, softmax
+
+    from sensitivity.model.position_head import position_head_of
+
+    head = position_head_of(model)
+    if head is not None:
+        return head.probabilities(features)
+    logits = position_logits(features, kernel, bias)
+    return expit(logits) if activation == "sigmoid" else softmax(logits, axis=-1)
+
+
 def resize(values: np.ndarray, height: int, width: int, antialias: bool = False) -> np.ndarray:
     """``(N, h, w, C)`` float arrays resized bilinearly to ``(N, height, width, C)`` float64
     (computed in float32; ``antialias`` low-passes when shrinking); the same size returns a

@@ -197,8 +197,9 @@ PHOTO_MARGIN = 8
 PHOTO_GAP = 8
 """Smallest distance in pixels between two objects of a photo-like scene."""
 
-SPLIT_IDS = {"validation": 1, "test": 2}
-"""Scene sets: the pool each split draws objects from, and its seed stream."""
+SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
+"""Scene sets: the pool each split draws objects from, and its seed stream ("train": for
+fitting, never for measuring)."""
 
 _FEATHER = (2, 6)  # range of the feather width in pixels (at most an eighth of the side)
 _SCALES = (0.4, 1.0)  # downscale of a photograph before a background is cut from it
@@ -511,9 +512,10 @@ def _pool(split: str, data_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
     else:
         paths, labels = data.list_images(data.split_dir(data_dir, "train"))
         # The trainer's own call, on positions instead of pixels: the same held-out rows.
-        _, (indices, _) = data.train_val_split(
+        training, held_out = data.train_val_split(
             np.arange(len(paths)), labels, TrainConfig.val_size, TrainConfig.seed
         )
+        indices = (training if split == "train" else held_out)[0]
         pool = (data.read_images([paths[i] for i in indices]), labels[indices], indices)
     for array in pool:
         array.flags.writeable = False
@@ -529,7 +531,8 @@ def scene_pool(
 
     "validation": the part of the training split the trainer holds out
     (:func:`sensitivity.model.data.train_val_split` with the trainer's default ``val_size`` and
-    ``seed``: 5,000 images), decoding only those files; "test": the CIFAR-10 test split.
+    ``seed``: 5,000 images), decoding only those files; "train": the rest of the training split
+    (45,000 images: for fitting); "test": the CIFAR-10 test split.
     """
     if split not in SPLIT_IDS:
         raise ValueError(f"unknown split {split!r}; choose one of {list(SPLIT_IDS)}")

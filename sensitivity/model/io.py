@@ -82,10 +82,10 @@ def verify_model_file(path: str | os.PathLike) -> dict:
         raise ModelError(f"model file not found: {path}{expected}")
     card = read_model_card(path)
     _check_sha256(path, card.get("sha256"), "model file")
-    statistics = _statistics_file(path, card)
-    if statistics is not None:
-        _check_sha256(statistics, card["out_of_distribution"].get("statistics_sha256"),
-                      "out-of-distribution statistics")
+    for section, (name_key, sha_key, what) in SIDE_FILES.items():
+        side_file = _side_file(path, card, section, name_key)
+        if side_file is not None:
+            _check_sha256(side_file, card[section].get(sha_key), what)
     return card
 
 
@@ -100,14 +100,23 @@ def _check_sha256(path: Path, expected: str | None, what: str) -> None:
         )
 
 
-def _statistics_file(model_file: Path, card: dict) -> Path | None:
-    section = card.get("out_of_distribution")
-    if not section:
+SIDE_FILES = {
+    "out_of_distribution": ("statistics", "statistics_sha256", "out-of-distribution statistics"),
+    "position_head": ("file", "sha256", "position head"),
+}
+"""Card section -> (key of its file's name, key of that file's sha256, what the file is): the
+files a card names beside its model, each checked against its sha256 before loading."""
+
+
+def _side_file(model_file: Path, card: dict, section: str, key: str) -> Path | None:
+    """The file card[section][key] names beside ``model_file`` (None: no such section)."""
+    entry = card.get(section)
+    if not entry:
         return None
-    name = Path(str(section.get("statistics", "")))
+    name = Path(str(entry.get(key, "")))
     if name.name != str(name) or not name.name:
-        raise ModelError(f"model card of {model_file}: the statistics must be a file name beside "
-                         f"the model, got {section.get('statistics')!r}")
+        raise ModelError(f"model card of {model_file}: {section}'s {key} must be a file name "
+                         f"beside the model, got {entry.get(key)!r}")
     return model_file.with_name(name.name)
 
 
@@ -140,7 +149,41 @@ def load_model(path: str | os.PathLike | None = None):
     except ValueError as exc:
         raise ModelError(str(exc)) from None
     _attach_confidence(model, path, card)
+    _attach_position_head(model, path, card)
     return model
+
+
+def _attach_position_head(model, path: Path, card: dict) -> None:
+    """Attach the position head the card names (:mod:`sensitivity.model.position_head`)."""
+    from sensitivity.methods.localising import cam_head
+    from sensitivity.model.position_head import attach_position_head, load_position_head
+
+    head_file = _side_file(path, card, "position_head", "file")
+    if head_file is None:
+        return
+    try:
+        head = load_position_head(head_file, str(card["position_head"].get("fitted_on", "")))
+        channels, classes = cam_head(model)[1].shape
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model card of {path}: its position head cannot be read: {exc}"
+                         ) from None
+    if (head.channels, head.classes) != (channels, classes):
+        raise ModelError(f"model card of {path}: its position head reads {head.channels} "
+                         f"channels into {head.classes} classes, the model's feature map has "
+                         f"{channels} channels and its head {classes} classes")
+    attach_position_head(model, head)
+
+
+def load_model_alone(path: str | os.PathLike):
+    """The model at ``path`` checked against its card's sha256 and loaded in safe mode, without
+    the files its card names beside it (for refitting them: an old one does not matter)."""
+    import keras
+
+    path = Path(path)
+    card = read_model_card(path)
+    if not path.is_file() or sha256_of(path) != card.get("sha256"):
+        raise ModelError(f"model file {path} is missing or does not match its card")
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
 
 
 def _attach_confidence(model, path: Path, card: dict) -> None:
@@ -150,7 +193,7 @@ def _attach_confidence(model, path: Path, card: dict) -> None:
 
     try:
         attach(model, card.get("calibration", {}).get("temperature", 1.0))
-        statistics = _statistics_file(path, card)
+        statistics = _side_file(path, card, "out_of_distribution", "statistics")
         if statistics is not None:
             attach_detector(model, load_detector(card["out_of_distribution"], statistics))
     except (KeyError, TypeError, ValueError, OSError) as exc:

@@ -232,10 +232,10 @@ def format_confidence(report: dict) -> str:
 def run(args) -> int:
     """Fit, store and (with ``--report-test``) measure, for parsed ``args``; returns 0. The
     validation part is the one the card's recipe held out (``val_size``, ``seed``)."""
-    from sensitivity.model.io import model_path, read_model_card
+    from sensitivity.model.io import load_model_alone, model_path, read_model_card
 
     path = Path(args.model) if args.model else model_path()
-    model = _load_plain(path)
+    model = load_model_alone(path)  # the old statistics are about to be replaced
     recipe = read_model_card(path).get("recipe") or {}
     confidence = fit_confidence(model, args.data_dir, args.photos_dir,
                                 layers=tuple(args.layers), train_limit=args.train_limit,
@@ -259,16 +259,3 @@ def run(args) -> int:
     write_confidence(path, confidence, test)
     print(f"written: {path.with_suffix('.json')} and {statistics_path(path)}")
     return 0
-
-
-def _load_plain(path: Path):
-    """The model at ``path`` checked against its card's model sha256 only (its confidence is
-    about to be refitted, so an old statistics file does not matter)."""
-    import keras
-
-    from sensitivity.model.io import ModelError, read_model_card, sha256_of
-
-    card = read_model_card(path)
-    if not path.is_file() or sha256_of(path) != card.get("sha256"):
-        raise ModelError(f"model file {path} is missing or does not match its card")
-    return keras.saving.load_model(path, compile=False, safe_mode=True)

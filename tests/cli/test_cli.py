@@ -142,3 +142,24 @@ def test_config_keeps_per_interaction_work_small():
     assert config["server"]["fileWatcherType"] == "none"
     assert config["runner"]["magicEnabled"] is False
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_fit_positions_fits_stores_and_attaches_a_head(tmp_path, cifar_dir, capsys):
+    """A few scenes on a tiny untrained WRN: the command writes the head and its card entry,
+    and the model loads with it."""
+    import sensitivity
+    from sensitivity.model.io import read_model_card, write_model_card
+    from sensitivity.model.position_head import position_head_of
+    from sensitivity.model.wrn import build_wrn
+    from tests.helpers import CIFAR_CARD
+
+    path = tmp_path / "tiny.keras"
+    build_wrn(10, 1).save(path)
+    write_model_card(path, {"name": "tiny", **CIFAR_CARD})
+    assert main(["fit-positions", "--data-dir", str(cifar_dir), "--model", str(path),
+                 "--scenes", "8", "--epochs", "1"]) == 0
+    assert "written: " in capsys.readouterr().out
+    entry = read_model_card(path)["position_head"]
+    assert entry["file"] == "tiny.positions.npz" and entry["fitted_on"].startswith("8 photo-like")
+    head = position_head_of(sensitivity.load_model(path))
+    assert head is not None and (head.channels, head.classes) == (64, 10)

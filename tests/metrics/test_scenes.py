@@ -317,7 +317,7 @@ def test_photo_like_scene_rejects_impossible_requests():
     with pytest.raises(ValueError, match="1 to 3"):
         photo_like_scene(images, labels, seed=0, num_objects=4)
     with pytest.raises(ValueError, match="unknown split"):
-        scene_set("train", 1, data_dir=".")
+        scene_set("holdout", 1, data_dir=".")
 
 
 def test_validation_pool_is_the_trainers_held_out_set(cifar_dir):
@@ -339,6 +339,11 @@ def test_validation_pool_is_the_trainers_held_out_set(cifar_dir):
     np.testing.assert_array_equal(test_pool, test_images)
     np.testing.assert_array_equal(test_pool_labels, test_labels)
     assert not {im.tobytes() for im in images} & {im.tobytes() for im in test_images}
+    # The pool position heads are fitted on: the rest of the training split, none of these.
+    _, train_labels, train_indices = scene_pool("train", cifar_dir)
+    assert len(train_indices) == len(paths) - 5000
+    assert not set(train_indices.tolist()) & set(indices.tolist())
+    np.testing.assert_array_equal(train_labels, labels[train_indices])
     validation = scene_set("validation", 4, data_dir=cifar_dir, photos_dir=None, seed=0)
     test = scene_set("test", 4, data_dir=cifar_dir, photos_dir=None, seed=0)
     for v, t in zip(validation, test, strict=True):

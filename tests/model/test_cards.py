@@ -181,11 +181,12 @@ def test_card_from_json_reads_the_shipped_cards_fields():
     assert card.class_names[2] == "bird" and card.native_size == 32 and card.num_classes == 10
     assert not card.fixed_size  # fully convolutional: any analysis size
     assert card.accuracy == pytest.approx(0.9166) and not card.multi_label
-    rule = card_rule(card)  # the default rule, and the sides chosen for this model
-    assert rule.sides and rule.analysis_sides[0] == rule.side == 96
-    assert card.measured.side == 96 and "300 photo-like test scenes" in card.measured.scenes
-    assert card.measured.figures("gradcam") == pytest.approx((0.761, 0.419))
-    assert card.measured.figures("cam:probability=True") is None  # not measured on test scenes
+    rule = card_rule(card)  # its position head's probability, fused over five scales
+    assert rule.method == "cam" and rule.options["probability"] and len(rule.options["scales"]) == 5
+    assert not rule.sides and rule.analysis_sides == (rule.side,) == (144,)
+    assert card.measured.side == 144 and "300 photo-like test scenes" in card.measured.scenes
+    assert card.measured.figures("cam:probability=True") == pytest.approx((0.895, 0.721))
+    assert card.measured.figures("rise") is None  # not measured on test scenes
     scenes = card_from_json(read_model_card(MODELS_DIR / "wrn-16-3-scenes.keras"), "scenes")
     assert scenes.measured.side == card_rule(scenes).side == 144
     assert scenes.measured.figures("cam:probability=True") == pytest.approx((0.902, 0.793))

@@ -171,3 +171,43 @@ def test_the_restored_wrn_16_2_loads_with_its_card_calibration_and_detector():
     assert card.sha256 == "40cb5b1051751d7c9a43d0de3b9da3560dd87b97801d25004516ef23a0da2075"
     assert card.class_names == tuple(sensitivity.CLASS_NAMES) and card.accuracy == 0.9058
     assert 0.3 < temperature_of(model) < 1 and detector_of(model) is not None
+
+
+def test_a_position_head_named_by_the_card_is_checked_and_attached(tmp_path):
+    from sensitivity.model.io import load_model_alone, read_model_card
+    from sensitivity.model.position_head import (
+        PositionHead,
+        position_head_of,
+        write_position_head,
+    )
+
+    path = _tiny_model_file(tmp_path)  # WRN-10-1: 64 channels in its last feature map
+
+    def head(channels: int) -> PositionHead:
+        rng = np.random.default_rng(0)
+        return PositionHead(*(rng.normal(0, 1, s).astype(np.float32) for s in
+                              ((3 * channels, 4), (4,), (4, 11), (11,))), fitted_on="by hand")
+
+    write_position_head(path, head(64))
+    card = read_model_card(path)
+    assert card["position_head"]["file"] == "tiny.positions.npz"
+    model = sensitivity.load_model(path)
+    assert position_head_of(model).fitted_on == "by hand"
+    assert position_head_of(load_model_alone(path)) is None  # for refitting: no head
+    # A head for another feature map is refused, naming both channel counts.
+    write_position_head(path, head(16))
+    with pytest.raises(ModelError, match="reads 16 channels into 10 classes, the model's "
+                                         "feature map has 64 channels"):
+        sensitivity.load_model(path)
+    # An altered or missing head file is refused before the model loads.
+    head_file = tmp_path / "tiny.positions.npz"
+    head_file.write_bytes(head_file.read_bytes()[:-7] + b"altered")
+    with pytest.raises(ModelError, match="position head .* does not match its card"):
+        sensitivity.load_model(path)
+    head_file.unlink()
+    with pytest.raises(ModelError, match="position head not found"):
+        sensitivity.load_model(path)
+    card["position_head"]["file"] = "../elsewhere.npz"
+    (tmp_path / "tiny.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="must be a file name beside the model"):
+        sensitivity.load_model(path)

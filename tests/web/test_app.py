@@ -19,7 +19,13 @@ from sensitivity.model.labels import CLASS_NAMES
 from sensitivity.render.report import out_of_distribution_note, out_of_distribution_notice
 from sensitivity.web.settings import option_controls
 from tests.conftest import PHOTOS_DIR, ROOT
-from tests.helpers import png_bytes, probability_bars_rows, text_picture, typical_cifar_image
+from tests.helpers import (
+    copy_model,
+    png_bytes,
+    probability_bars_rows,
+    text_picture,
+    typical_cifar_image,
+)
 from tests.web.test_settings import KEYS as LINK_KEYS
 from tests.web.test_settings import texts as link_texts
 
@@ -239,14 +245,12 @@ def test_a_picture_of_text_gets_the_notice_above_its_maps_and_a_cifar_image_does
 
 def test_a_model_without_a_detector_shows_no_notice_and_no_score(tmp_path, monkeypatch,
                                                                  default_model):
-    import shutil
 
     from sensitivity.model.io import model_path, read_model_card
 
     text, _ = text_picture(default_model)  # flagged by the committed model's detector
-    model = tmp_path / "model.keras"
-    shutil.copy(model_path(), model)
-    card = read_model_card(model_path())
+    model = copy_model(model_path(), tmp_path / "model.keras")
+    card = read_model_card(model)
     assert card.pop("out_of_distribution", None) is not None
     model.with_suffix(".json").write_text(json.dumps(card))
     monkeypatch.setenv("SENSITIVITY_MODEL_PATH", str(model))
@@ -417,12 +421,13 @@ def test_the_method_caption_quotes_the_picked_models_measured_localisation():
         assert text.startswith(f"with {model} on photo-like test scenes at ")  # measured
         return f"{METHODS['cam'].description}; {text}"
 
-    assert note("wrn-16-3") in [c.value for c in at.caption]
+    assert note("wrn-16-3", True) in [c.value for c in at.caption]  # the switch starts on
     widget(at, "selectbox", "Model").set_value("wrn-16-3-scenes").run()
-    assert note("wrn-16-3-scenes") in [c.value for c in at.caption]
-    assert note("wrn-16-3-scenes") != note("wrn-16-3")
-    widget(at, "checkbox", "per-position probability").check().run()
     assert note("wrn-16-3-scenes", True) in [c.value for c in at.caption]
+    assert note("wrn-16-3-scenes", True) != note("wrn-16-3", True)
+    widget(at, "checkbox", "per-position probability").uncheck().run()
+    assert note("wrn-16-3-scenes") in [c.value for c in at.caption]
+    assert note("wrn-16-3-scenes") != note("wrn-16-3-scenes", True)
     widget(at, "selectbox", "Method").set_value("occlusion").run()
     assert METHODS["occlusion"].description in [c.value for c in at.caption]
     assert not any("pointing" in c.value for c in at.caption)  # not measured: no figures
@@ -486,6 +491,7 @@ def test_a_map_that_is_the_same_everywhere_is_called_so(dog_app):
     at = dog_app
     note = flat_map_note(np.zeros((32, 32)), rule_side=side)
     widget(at, "multiselect", "Class mask").set_value(["dog"])
+    widget(at, "selectbox", "Method").set_value("gradcam")
     at.run()
     assert not at.exception and note not in [w.value for w in at.warning]
     widget(at, "selectbox", "Model").set_value("wrn-16-3-scenes")
@@ -578,7 +584,7 @@ def test_a_linked_size_the_model_is_not_offered_opens_at_the_nearest():
     assert not at.exception
     assert widget(at, "select_slider", "Analysis size").value == 64
     assert any(w.value.startswith("size=50 from the link is not offered for this model (32, "
-                                  "64, 96, 128, 160, 224): using 64") for w in at.warning)
+                                  "64, 96, 128, 144, 160, 224): using 64") for w in at.warning)
     assert at.query_params["size"] in ("64", ["64"])
     widget(at, "select_slider", "Analysis size").set_value(32).run()  # the native size
     assert "size" not in at.query_params
@@ -629,8 +635,15 @@ def test_no_link_breaks_the_page(method, query):
 
 SMALL_OPTIONS = {"smoothgrad": {"samples": 4}, "integrated_gradients": {"steps": 4},
                  "rise": {"masks": 10}}
-"""The sampling methods' options, kept small through the link (the page's other options start
-at the library's defaults)."""
+"""The sampling methods' options, kept small through the link."""
+
+
+def page_options(method: str) -> dict:
+    """The options the page starts ``method`` with: its shown options at their page defaults
+    (CAM's per-position probability on; the others the library's defaults)."""
+    from sensitivity.web.settings import ViewSettings, method_options
+
+    return method_options(ViewSettings(method=method))
 
 AGREEMENT_CASES = [
     *[pytest.param(method, {}, id=method) for method in METHODS],
@@ -665,7 +678,8 @@ def test_the_page_shows_the_library_map_and_probabilities(method, settings, defe
     assert not [w.value for w in at.warning if "from the link" in w.value]
 
     x = sensitivity.preprocess(sensitivity.load_image(path), 32)
-    expected = sensitivity.saliency(default_model, x, method=method, **settings, **options)[0]
+    expected = sensitivity.saliency(default_model, x, method=method, **settings,
+                                    **{**page_options(method), **options})[0]
     probabilities = sensitivity.predict(default_model, x[None])[0]
 
     tolerance = dict(rtol=1e-4, atol=1e-5 * float(np.abs(expected).max()))
@@ -847,7 +861,8 @@ def test_the_model_picker_explains_the_picked_model(dog_app, drawn_masks):
     assert not at.exception and not at.error
     other = sensitivity.load_model(MODELS_DIR / "wrn-16-2.keras")
     x = sensitivity.preprocess(sensitivity.load_image(PHOTOS_DIR / "dog.jpg"), 32)
-    expected = sensitivity.saliency(other, x, method=DEFAULT_METHOD)[0]
+    expected = sensitivity.saliency(other, x, method=DEFAULT_METHOD,
+                                    **page_options(DEFAULT_METHOD))[0]
     np.testing.assert_allclose(heat_values(at), expected, rtol=1e-4,
                                atol=1e-5 * float(np.abs(expected).max()))
     rows = probability_bars_rows([h.proto.body for h in at.get("html")][0])
@@ -883,8 +898,7 @@ def test_a_model_without_a_card_is_not_offered_and_the_others_work(tmp_path, mon
 
     from sensitivity.model.io import MODELS_DIR
 
-    for suffix in (".keras", ".json", ".ood.npz"):
-        shutil.copy(MODELS_DIR / f"wrn-16-2{suffix}", tmp_path / f"wrn-16-2{suffix}")
+    copy_model(MODELS_DIR / "wrn-16-2.keras", tmp_path / "wrn-16-2.keras")
     shutil.copy(MODELS_DIR / "wrn-16-2.keras", tmp_path / "orphan.keras")  # no card
     monkeypatch.setenv("SENSITIVITY_MODELS_DIR", str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=300)

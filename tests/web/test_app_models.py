@@ -19,7 +19,16 @@ from sensitivity.model.io import write_operator_card
 from sensitivity.web.serving import ready_model
 from tests.conftest import PHOTOS_DIR
 from tests.helpers import nested_backbone
-from tests.web.test_app import APP, SMALL_OPTIONS, array, charts, heat_values, predictions, widget
+from tests.web.test_app import (
+    APP,
+    SMALL_OPTIONS,
+    array,
+    charts,
+    heat_values,
+    page_options,
+    predictions,
+    widget,
+)
 
 PHOTO = PHOTOS_DIR / "dog.jpg"
 
@@ -111,8 +120,8 @@ def test_an_operators_model_through_the_page(name, models_dir, monkeypatch, defe
     for method in METHODS:
         widget(at, "selectbox", "Method").set_value(method).run()
         assert not at.exception and not at.error, method
-        expected = sensitivity.saliency(model, x, method=method,
-                                        **SMALL_OPTIONS.get(method, {}))[0]
+        options = {**page_options(method), **SMALL_OPTIONS.get(method, {})}
+        expected = sensitivity.saliency(model, x, method=method, **options)[0]
         _close(heat_values(at), expected)
 
     # A class mask, with the downloads of what is shown.

@@ -37,7 +37,7 @@ from tests.browser_support import (
 )
 from tests.conftest import PHOTOS_DIR
 from tests.helpers import benchmark_script, probability_bars_rows, text_picture
-from tests.web.test_app import array
+from tests.web.test_app import array, page_options
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +187,8 @@ def test_the_shipped_models_side_by_side(server, page, default_model, tmp_path):
                                    atol=0.051)
         np.testing.assert_allclose([r["bar"] for r in rows], 100 * probabilities[order],
                                    atol=0.0051)
-        expected = sensitivity.saliency(model, x, method=DEFAULT_METHOD, class_mask=top)[0]
+        expected = sensitivity.saliency(model, x, method=DEFAULT_METHOD, class_mask=top,
+                                        **page_options(DEFAULT_METHOD))[0]
         np.testing.assert_allclose(array(panel["z"]).astype(float), expected, rtol=1e-4,
                                    atol=1e-5 * float(np.abs(expected).max()))
     # Each model's own numbers: the two tables differ.
