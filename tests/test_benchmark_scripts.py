@@ -14,6 +14,18 @@ import pytest
 from tests.helpers import benchmark_script
 
 
+def kind_script_table(module, tmp_path, capsys, cifar_dir, photos_dir, *options: str) -> str:
+    """Run a scene-kind script's ``main`` on one validation scene per kind with ``options``;
+    check that it printed and wrote the same table under its header, and return it."""
+    out = tmp_path / "table.md"
+    assert module.main(["--data-dir", str(cifar_dir), "--photos-dir", str(photos_dir),
+                        "--n", "1", *options, "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("### validation scenes, 1 per kind, the default model")
+    assert text.strip() in capsys.readouterr().out
+    return text
+
+
 def test_tune_localisation_runs_to_the_end(tmp_path, cifar_dir, photos_dir, capsys,
                                            default_model_shared):
     module = benchmark_script("tune_localisation")
@@ -39,13 +51,8 @@ def test_tune_localisation_runs_to_the_end(tmp_path, cifar_dir, photos_dir, caps
 def test_tune_sides_runs_to_the_end_and_picks_sides_as_find_objects_does(
         tmp_path, cifar_dir, photos_dir, capsys, default_model):
     module = benchmark_script("tune_sides")
-    out = tmp_path / "sides.md"
-    assert module.main(["--data-dir", str(cifar_dir), "--photos-dir", str(photos_dir),
-                        "--n", "1", "--sides", "32,96", "--candidates", "96", "96/32",
-                        "--out", str(out)]) == 0
-    text = out.read_text()
-    assert text.startswith("### validation scenes, 1 per kind, the default model")
-    assert text.strip() in capsys.readouterr().out
+    text = kind_script_table(module, tmp_path, capsys, cifar_dir, photos_dir,
+                             "--sides", "32,96", "--candidates", "96", "96/32")
     rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| 96")}
     assert set(rows) == {"| 96", "| 96/32"}
     assert all(len(re.findall(r"\d\.\d{3} \(", row)) == len(module.KINDS) + 1
@@ -81,12 +88,8 @@ def test_tune_box_floor_runs_to_the_end_and_floors_as_find_objects_does(
     from sensitivity.metrics.scenes import photo_like_scene, scene_pool
 
     module = benchmark_script("tune_box_floor")
-    out = tmp_path / "floor.md"
-    assert module.main(["--data-dir", str(cifar_dir), "--photos-dir", str(photos_dir),
-                        "--n", "1", "--floors", "0,1", "--out", str(out)]) == 0
-    text = out.read_text()
-    assert text.startswith("### validation scenes, 1 per kind, the default model")
-    assert text.strip() in capsys.readouterr().out
+    text = kind_script_table(module, tmp_path, capsys, cifar_dir, photos_dir,
+                             "--floors", "0,1")
     rows = [line for line in text.splitlines() if line.startswith(("| 0 |", "| 1 |"))]
     assert len(rows) == 2 and all(row.count("F1") == len(module.KINDS) + 1 for row in rows)
     # The script's floor keeps the boxes find_objects keeps with that floor.
@@ -116,12 +119,8 @@ def test_tune_classes_runs_to_the_end_and_looks_for_find_objects_classes(
     from sensitivity.metrics.scenes import photo_like_scene, scene_pool
 
     module = benchmark_script("tune_classes")
-    out = tmp_path / "classes.md"
-    assert module.main(["--data-dir", str(cifar_dir), "--photos-dir", str(photos_dir),
-                        "--n", "1", "--thresholds", "0.5,0.9999999", "--out", str(out)]) == 0
-    text = out.read_text()
-    assert text.startswith("### validation scenes, 1 per kind, the default model")
-    assert text.strip() in capsys.readouterr().out
+    text = kind_script_table(module, tmp_path, capsys, cifar_dir, photos_dir,
+                             "--thresholds", "0.5,0.9999999")
     rule = objects.rule_for(default_model)
     first = rule.evidence_side or rule.side
     rows = [line for line in text.splitlines() if line.startswith((f"| at {first} alone",

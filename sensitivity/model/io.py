@@ -82,8 +82,8 @@ def verify_model_file(path: str | os.PathLike) -> dict:
         raise ModelError(f"model file not found: {path}{expected}")
     card = read_model_card(path)
     _check_sha256(path, card.get("sha256"), "model file")
-    for section, (name_key, sha_key, what) in SIDE_FILES.items():
-        side_file = _side_file(path, card, section, name_key)
+    for section, (_, sha_key, what) in SIDE_FILES.items():
+        side_file = _side_file(path, card, section)
         if side_file is not None:
             _check_sha256(side_file, card[section].get(sha_key), what)
     return card
@@ -108,8 +108,10 @@ SIDE_FILES = {
 files a card names beside its model, each checked against its sha256 before loading."""
 
 
-def _side_file(model_file: Path, card: dict, section: str, key: str) -> Path | None:
-    """The file card[section][key] names beside ``model_file`` (None: no such section)."""
+def _side_file(model_file: Path, card: dict, section: str) -> Path | None:
+    """The file the card's ``section`` (a key of :data:`SIDE_FILES`) names beside
+    ``model_file`` (None: the card has no such section)."""
+    key = SIDE_FILES[section][0]
     entry = card.get(section)
     if not entry:
         return None
@@ -158,7 +160,7 @@ def _attach_position_head(model, path: Path, card: dict) -> None:
     from sensitivity.methods.localising import cam_head
     from sensitivity.model.position_head import attach_position_head, load_position_head
 
-    head_file = _side_file(path, card, "position_head", "file")
+    head_file = _side_file(path, card, "position_head")
     if head_file is None:
         return
     try:
@@ -193,7 +195,7 @@ def _attach_confidence(model, path: Path, card: dict) -> None:
 
     try:
         attach(model, card.get("calibration", {}).get("temperature", 1.0))
-        statistics = _side_file(path, card, "out_of_distribution", "statistics")
+        statistics = _side_file(path, card, "out_of_distribution")
         if statistics is not None:
             attach_detector(model, load_detector(card["out_of_distribution"], statistics))
     except (KeyError, TypeError, ValueError, OSError) as exc:

@@ -11,7 +11,7 @@ from sensitivity.model.train import (
     downscale_batch,
 )
 from sensitivity.model.wrn import build_wrn
-from tests.helpers import class_pattern
+from tests.helpers import class_pattern, copy_model
 
 TINY = ["--depth", "10", "--width", "1", "--batch-size", "8", "--val-size", "10"]
 
@@ -20,7 +20,7 @@ TINY = ["--depth", "10", "--width", "1", "--batch-size", "8", "--val-size", "10"
 def trained(tmp_path_factory):
     """Class folders (3 images a class and split) and two tiny WRNs the CLI trained on them for
     one epoch, with seeds 0 and 1: ``(data, {0: path, 1: path})``. Tests that change a model
-    or its card change a copy (:func:`copy_model`)."""
+    or its card change a copy (:func:`tests.helpers.copy_model`)."""
     from sensitivity.__main__ import main
     from tests.helpers import write_class_folders
 
@@ -35,15 +35,6 @@ def trained(tmp_path_factory):
                          str(seed), "--out", str(models[seed]), "--checkpoint-dir",
                          str(root / f"c{seed}")]) == 0
     return data, models
-
-
-def copy_model(source, target):
-    """Copy a model and its card (``.keras`` and ``.json``) to ``target`` (a ``.keras`` path)."""
-    import shutil
-
-    for suffix in (".keras", ".json"):
-        shutil.copy(source.with_suffix(suffix), target.with_suffix(suffix))
-    return target
 
 
 def test_a_tiny_model_overfits_a_few_synthetic_images():
