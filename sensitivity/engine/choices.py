@@ -75,6 +75,11 @@ class Option:
     shown: bool = False
     label: str = ""
     page_default: object = _LIBRARY_DEFAULT
+    measured_apart: bool | None = None
+    """Whether a model card's ``measured_localisation`` lists the method with another value of
+    this option apart (:func:`sensitivity.render.report.figures_label`); None: switches (bool
+    and choice options) are, quantities such as a sample count, which make the same map more or
+    less precisely, are not."""
 
     def __post_init__(self) -> None:
         if self.kind is not None and self.kind not in OPTION_KINDS:
@@ -435,7 +440,14 @@ METHODS: dict[str, MethodInfo] = {
             "position and each class's logit through a sigmoid, sigmoid(b_c + sum_k W[k, c] f_k) "
             "(for a model trained per position, wrn-16-3-scenes, the share of that position the "
             "class covers)",
-            kind="bool", shown=True, label="per-position probability", page_default=True)},
+            kind="bool", shown=True, label="per-position probability", page_default=True),
+         "exponent": Option(
+            1, "per-position probability only: the map is the probability raised to this power; "
+            "above 1 it fades the positions where the class is unsure, so that the map's mass "
+            "stays on the object of the class and leaves an object of a look-alike class; the "
+            "page starts at 3, chosen on validation scenes (see DEFAULT_METHOD)",
+            kind="int", minimum=1, maximum=8, shown=True, label="probability exponent",
+            page_default=3, measured_apart=True)},
         channels=False,
         cost=lambda options, h, w, c: Passes(1),
     ),
@@ -492,12 +504,15 @@ METHODS: dict[str, MethodInfo] = {
 """Every method, with its description and its own options (besides :data:`COMMON_OPTIONS`)."""
 
 DEFAULT_METHOD = "cam"
-"""The page's method, with its ``probability`` switch on (that option's page default): each
-position's class probability by the model's position head. Chosen on 150 validation scenes
-(``benchmarks/tune_localisation.py``, ``benchmarks/tune-localisation.md``, session 32): for the
-WRN-16-3 with its position head it points at the asked object 0.906-0.919 of the time at sides
-112 to 144 and its first box finds it 0.752-0.779 of the time, against 0.733-0.798 and
-0.355-0.427 for Grad-CAM (the default before); one forward pass. ``sensitivity.saliency`` with
+"""The page's method, with its ``probability`` switch on and its ``exponent`` at 3 (those
+options' page defaults): each position's class probability by the model's position head, cubed.
+Chosen on 150 validation scenes (``benchmarks/tune_localisation.py``,
+``benchmarks/tune-localisation.md``, sessions 32 and 33): for the WRN-16-3 with its position head
+the probability points at the asked object 0.906-0.919 of the time at sides 112 to 144 and its
+first box finds it 0.752-0.779 of the time, against 0.733-0.798 and 0.355-0.427 for Grad-CAM
+(the default before); cubing it changes neither where its maximum lies nor the order of its
+pixels, but keeps its mass on the asked object when a second object is of a look-alike class
+(see ``benchmarks/tune-exponent.md``); one forward pass. ``sensitivity.saliency`` with
 ``method="cam"`` alone is plain CAM (the dense head's weights)."""
 
 

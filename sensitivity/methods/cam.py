@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sensitivity.engine import gradients as engine
-from sensitivity.methods.base import Job, Runner, boolean, spatial
+from sensitivity.methods.base import Job, Runner, boolean, positive_int, spatial
 from sensitivity.methods.localising import cam_head, position_probabilities, upsample
 
 
@@ -16,7 +16,8 @@ def run(job: Job) -> dict:
     the head is applied to each position with its bias and each class's logit goes through a
     sigmoid: ``sum_c w_c sigmoid(b_c + sum_k W[k, c] f_k(i, j))``, 0..1 per class; for a model
     with a position head (:func:`sensitivity.model.position_head.position_head_of`), that head's
-    probabilities instead (:func:`position_probabilities`)."""
+    probabilities instead (:func:`position_probabilities`), each raised to the power
+    ``exponent`` (ignored without ``probability``)."""
     if job.target.layer != "logits":
         raise ValueError(
             f"CAM explains logits (layer='logits'), not {job.target.layer!r}; method='gradcam' "
@@ -36,7 +37,8 @@ def run(job: Job) -> dict:
     result["scores"] = engine.output_scores(job.target, logits, weights)
     weights = np.asarray(weights, np.float64)
     if probability:
-        per_position = position_probabilities(job.model, features, kernel, bias)
+        exponent = positive_int("exponent", job.options["exponent"])
+        per_position = position_probabilities(job.model, features, kernel, bias) ** exponent
         cam = np.einsum("nhwc,nc->nhw", per_position, weights)
     else:
         cam = np.einsum("nhwk,nk->nhw", features, weights @ kernel.T)  # sum_c w_c W[k, c]

@@ -130,8 +130,15 @@ def test_cam_probability_and_the_evidence_read_the_position_head(model_with_head
     for activation in (None, "softmax"):
         np.testing.assert_allclose(class_evidence(model, image, activation), expected,
                                    rtol=1e-5)
+    # With an exponent, the probability raised to it; without the probability it is ignored.
+    cubed = attribute(model, x, method="cam", class_mask=4, probability=True, exponent=3)
+    np.testing.assert_allclose(cubed.values, per_position[..., 4] ** 3, rtol=1e-5, atol=1e-9)
+    with pytest.raises(ValueError, match="exponent must be a positive integer"):
+        attribute(model, x, method="cam", class_mask=4, probability=True, exponent=0)
     # Plain CAM still uses the dense head: feature map 1 for class 1 (identity head).
     plain = attribute(model, x, method="cam", class_mask=1)
+    np.testing.assert_allclose(attribute(model, x, method="cam", class_mask=1, exponent=3).values,
+                               plain.values)
     np.testing.assert_allclose(plain.values[0], features[0, ..., 1], rtol=1e-5, atol=1e-6)
     ph.attach_position_head(model, None)
     assert ph.position_head_of(model) is None

@@ -31,6 +31,10 @@ def test_figures_label_keeps_the_switches_that_make_another_map():
         "integrated_gradients:baseline=blurred")
     assert figures_label("gradcam", {"layer_reduction": "mean", "plus_plus": True}) == (
         "gradcam:plus_plus=True")  # an option of every method is no switch of this one
+    # A quantity declared measured apart (CAM's exponent) keeps its value in the label.
+    assert figures_label("cam", {"probability": True, "exponent": 3}) == (
+        "cam:exponent=3,probability=True")
+    assert figures_label("cam", {"probability": True, "exponent": 1}) == "cam:probability=True"
 
 
 def test_localisation_note_quotes_the_picked_models_figures():

@@ -404,8 +404,8 @@ def test_a_fresh_page_starts_at_the_default_method(app):
 
 def test_the_method_caption_quotes_the_picked_models_measured_localisation():
     """The caption under the method quotes the figures of the model picked (its card's
-    ``measured_localisation``), those of CAM's per-position probability when it is on, and
-    none for a method the card did not measure."""
+    ``measured_localisation``), those of CAM's per-position probability when it is on (with
+    its exponent), and none for a method the card did not measure."""
     from sensitivity.model.cards import card_from_json
     from sensitivity.render.report import localisation_note
 
@@ -416,13 +416,18 @@ def test_the_method_caption_quotes_the_picked_models_measured_localisation():
     at.run()
     assert not at.exception
 
-    def note(model: str, probability: bool = False) -> str:
-        text = localisation_note(cards[model], "cam", {"probability": probability})
+    def note(model: str, probability: bool = False, exponent: int = 1) -> str:
+        options = {"probability": probability, "exponent": exponent}
+        text = localisation_note(cards[model], "cam", options)
         assert text.startswith(f"with {model} on photo-like test scenes at ")  # measured
         return f"{METHODS['cam'].description}; {text}"
 
-    assert note("wrn-16-3", True) in [c.value for c in at.caption]  # the switch starts on
+    # The switch starts on, the probability cubed.
+    assert note("wrn-16-3", True, 3) in [c.value for c in at.caption]
     widget(at, "selectbox", "Model").set_value("wrn-16-3-scenes").run()
+    # That model's card has no figures of the cubed probability: the caption quotes none.
+    assert METHODS["cam"].description in [c.value for c in at.caption]
+    widget(at, "slider", "probability exponent").set_value(1).run()
     assert note("wrn-16-3-scenes", True) in [c.value for c in at.caption]
     assert note("wrn-16-3-scenes", True) != note("wrn-16-3", True)
     widget(at, "checkbox", "per-position probability").uncheck().run()
