@@ -275,7 +275,10 @@ def add_fit_positions_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--photos-dir", default=None,
                         help="photographs whose regions outside objects serve as backgrounds")
     parser.add_argument("--model", default=None, help="a .keras file with its card")
-    parser.add_argument("--scenes", type=positive_int, default=4500, help="training scenes")
+    parser.add_argument("--scenes", type=positive_int, default=4500,
+                        help="training scenes (more than about 5,000 on a 24 GB machine: run "
+                        "with TF_ENABLE_ONEDNN_OPTS=0, as oneDNN keeps gigabytes of kernels for "
+                        "the scenes' many shapes)")
     parser.add_argument("--epochs", type=positive_int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     return parser

@@ -168,13 +168,13 @@ def position_targets(shape: tuple[int, int], scale: tuple[float, float],
 
 
 def scene_positions(model, layer: str, scenes: Sequence, sides: Sequence[int], *,
-                    background_kept: float = 1.0, seed: int = 0,
+                    background_kept: float = 1.0, seed: int = 0, dtype=np.float32,
                     progress: Callable[[float], None] | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(``(M, 3C)`` float32 :func:`position_inputs`, ``(M,)`` int64 :func:`position_targets`)
-    of the positions of ``layer``'s feature map over ``scenes``, scene ``i`` resized to the
-    longer side ``sides[i % len(sides)]``: every position of an object, and each position of
-    none with probability ``background_kept`` (``seed``: which)."""
+    """(``(M, 3C)`` :func:`position_inputs` of ``dtype``, ``(M,)`` int64
+    :func:`position_targets`) of the positions of ``layer``'s feature map over ``scenes``, scene
+    ``i`` resized to the longer side ``sides[i % len(sides)]``: every position of an object, and
+    each position of none with probability ``background_kept`` (``seed``: which)."""
     from sensitivity.engine.gradients import feature_forward
     from sensitivity.imaging.images import resize_to_side
 
@@ -187,11 +187,25 @@ def scene_positions(model, layer: str, scenes: Sequence, sides: Sequence[int], *
         scale = (scene.image.shape[0] / h, scene.image.shape[1] / w)
         target = position_targets((h, w), scale, scene.boxes, scene.labels).reshape(-1)
         kept = (target >= 0) | (rng.random(target.size) < background_kept)
-        inputs.append(position_inputs(features)[0].reshape(h * w, -1)[kept])
+        inputs.append(position_inputs(features)[0].reshape(h * w, -1)[kept].astype(dtype))
         targets.append(target[kept])
         if progress is not None:
             progress((i + 1) / len(scenes))
-    return np.concatenate(inputs), np.concatenate(targets)
+    return _stacked(inputs), np.concatenate(targets)
+
+
+def _stacked(chunks: list[np.ndarray]) -> np.ndarray:
+    """The ``(m_i, D)`` ``chunks`` (at least one) stacked into one ``(sum m_i, D)`` array, each
+    freed once copied (the positions of thousands of scenes take gigabytes: never hold them
+    twice)."""
+    out = np.empty((sum(len(c) for c in chunks), chunks[0].shape[1]), chunks[0].dtype)
+    start = 0
+    chunks.reverse()
+    while chunks:
+        chunk = chunks.pop()
+        out[start:start + len(chunk)] = chunk
+        start += len(chunk)
+    return out
 
 
 def train_head(inputs: np.ndarray, targets: np.ndarray, num_classes: int, *,
@@ -200,23 +214,52 @@ def train_head(inputs: np.ndarray, targets: np.ndarray, num_classes: int, *,
                ) -> PositionHead:
     """Fit a :class:`PositionHead` (Keras, Adam, cross-entropy of a softmax over the
     ``num_classes`` classes and "none", dropout 0.2 on the hidden layer) to ``(M, 3C)``
-    ``inputs`` and ``(M,)`` ``targets`` (a class, or -1 for none), positions of none weighted by
-    ``background_weight``."""
+    ``inputs`` (float16 or float32, computed in float32) and ``(M,)`` ``targets`` (a class, or
+    -1 for none), positions of none weighted by ``background_weight``. The batches are read
+    from ``inputs`` in a new random order each epoch (:func:`_batches`), never copied whole."""
     import keras
 
     keras.utils.set_random_seed(seed)
     targets = np.asarray(targets)
-    weights = np.where(targets >= 0, 1.0, background_weight).astype(np.float32)
     first = keras.layers.Dense(hidden, activation="relu")
     last = keras.layers.Dense(num_classes + 1, activation="softmax")
     source = keras.Input((inputs.shape[1],))
     net = keras.Model(source, last(keras.layers.Dropout(0.2)(first(source))))
     net.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
-    net.fit(np.asarray(inputs, np.float32), np.where(targets >= 0, targets, num_classes),
-            sample_weight=weights, batch_size=batch_size, epochs=epochs, shuffle=True,
-            verbose=verbose)
+    net.fit(_batches(inputs, targets, num_classes, batch_size, background_weight, seed),
+            epochs=epochs, verbose=verbose)
     return PositionHead(*(np.asarray(v, np.float32) for v in
                           (first.kernel, first.bias, last.kernel, last.bias)))
+
+
+def _batches(inputs: np.ndarray, targets: np.ndarray, num_classes: int, batch_size: int,
+             background_weight: float, seed: int):
+    """A ``keras.utils.PyDataset`` of ``(inputs float32, labels, weights)`` batches of
+    :func:`train_head`: the rows of each batch gathered from ``inputs`` (a fit's inputs take
+    gigabytes: Keras would copy them whole, twice), in a new order each epoch; "none" is
+    label ``num_classes``."""
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(targets))
+
+        def __len__(self) -> int:
+            return -(-len(targets) // batch_size)
+
+        def __getitem__(self, index: int):
+            rows = np.sort(self.order[index * batch_size:(index + 1) * batch_size])
+            chosen = targets[rows]
+            return (np.asarray(inputs[rows], np.float32),
+                    np.where(chosen >= 0, chosen, num_classes),
+                    np.where(chosen >= 0, 1.0, background_weight).astype(np.float32))
+
+        def on_epoch_end(self) -> None:
+            self.order = self.rng.permutation(len(targets))
+
+    return Batches()
 
 
 BACKGROUND_KEPT = 0.4
@@ -244,9 +287,14 @@ def fit_position_head(model, data_dir: str | os.PathLike, *,
     # kind_scenes lists each kind's scenes together: interleave them so that sides and kinds
     # vary independently.
     order = [k * per_kind + i for i in range(per_kind) for k in range(len(kinds))][:scenes]
-    inputs, targets = scene_positions(model, layer, [made[i][1] for i in order],
-                                      TRAINING_SIDES, background_kept=BACKGROUND_KEPT,
-                                      seed=seed, progress=progress)
+    ordered = [made[i][1] for i in order]
+    del made
+    # float16: the positions of thousands of scenes take gigabytes (features after a ReLU, of
+    # a few units: float16 keeps three digits).
+    inputs, targets = scene_positions(model, layer, ordered, TRAINING_SIDES,
+                                      background_kept=BACKGROUND_KEPT, seed=seed,
+                                      dtype=np.float16, progress=progress)
+    del ordered
     head = train_head(inputs, targets, kernel.shape[1], hidden=hidden, epochs=epochs,
                       background_weight=1 / BACKGROUND_KEPT, seed=seed)
     described = (f"{len(order)} photo-like scenes (objects from the training part of the "

@@ -158,6 +158,9 @@ def test_scene_positions_keep_every_object_position_and_a_share_of_the_rest():
     inputs, targets = ph.scene_positions(model, "colours", [scene], [200])
     np.testing.assert_allclose(inputs, everything, rtol=1e-6)
     assert (targets == 0).sum() == 40 * 40 and (targets == 1).sum() == 40 * 50
+    half, _ = ph.scene_positions(model, "colours", [scene], [200], dtype=np.float16)
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half, everything, rtol=2e-3, atol=1e-3)
     only, only_targets = ph.scene_positions(model, "colours", [scene], [200],
                                             background_kept=0.0)
     assert len(only) == 3600 and (only_targets >= 0).all()
@@ -168,3 +171,21 @@ def test_scene_positions_keep_every_object_position_and_a_share_of_the_rest():
     # At half the side, each position covers 2x2 pixels: the targets follow the boxes.
     _, half = ph.scene_positions(model, "colours", [scene], [100])
     assert (half == 0).sum() == 20 * 20 and (half == 1).sum() == 20 * 25
+
+
+def test_training_batches_cover_every_position_once_an_epoch_in_float32():
+    inputs = np.arange(10 * 4, dtype=np.float16).reshape(10, 4)
+    targets = np.array([0, -1, 1, 1, -1, 0, 2, -1, 2, 0])
+    batches = ph._batches(inputs, targets, 3, 4, 2.5, seed=0)
+    assert len(batches) == 3
+    for _ in range(2):
+        seen = []
+        for i in range(len(batches)):
+            x, labels, weights = batches[i]
+            assert x.dtype == np.float32 and len(x) <= 4
+            rows = (x[:, 0] / 4).astype(int)  # row r starts with 4 r
+            np.testing.assert_array_equal(labels, np.where(targets[rows] >= 0, targets[rows], 3))
+            np.testing.assert_array_equal(weights, np.where(targets[rows] >= 0, 1.0, 2.5))
+            seen += list(rows)
+        assert sorted(seen) == list(range(10))
+        batches.on_epoch_end()
