@@ -102,6 +102,14 @@ class Option:
         return self.default if self.page_default is _LIBRARY_DEFAULT else self.page_default
 
     @property
+    def apart_in_figures(self) -> bool:
+        """:attr:`measured_apart`, or when None whether this option is a switch (bool or
+        choice)."""
+        if self.measured_apart is None:
+            return self.kind in ("bool", "choice")
+        return self.measured_apart
+
+    @property
     def caption(self) -> str:
         """The page control's label."""
         return self.label or self.description

@@ -138,14 +138,9 @@ def load_model(path: str | os.PathLike | None = None):
     Raises :class:`ModelError` with a clear message if a file is missing, altered or
     unreadable.
     """
-    import keras
-
     path = model_path() if path is None else Path(path)
     card = verify_model_file(path)
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
-        raise ModelError(f"model file {path} cannot be loaded: {exc}") from None
+    model = _load_keras_file(path)
     try:
         attach_card(model, card_from_json(card, path, model))
     except ValueError as exc:
@@ -179,13 +174,20 @@ def _attach_position_head(model, path: Path, card: dict) -> None:
 def load_model_alone(path: str | os.PathLike):
     """The model at ``path`` checked against its card's sha256 and loaded in safe mode, without
     the files its card names beside it (for refitting them: an old one does not matter)."""
+    path = Path(path)
+    _check_sha256(path, read_model_card(path).get("sha256"), "model file")
+    return _load_keras_file(path)
+
+
+def _load_keras_file(path: Path):
+    """The Keras model in ``path``, loaded in safe mode (never compiled); ModelError if Keras
+    cannot read it."""
     import keras
 
-    path = Path(path)
-    card = read_model_card(path)
-    if not path.is_file() or sha256_of(path) != card.get("sha256"):
-        raise ModelError(f"model file {path} is missing or does not match its card")
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
+        raise ModelError(f"model file {path} cannot be loaded: {exc}") from None
 
 
 def _attach_confidence(model, path: Path, card: dict) -> None:
@@ -211,15 +213,10 @@ def write_operator_card(model_path: str | os.PathLike, classes: Sequence[str], i
     ``name`` (default: the file's stem), ``data``, ``accuracy`` and the file's sha256. Fields
     of a card already there are kept when its sha256 is the file's. Loads the model in safe
     mode to check it; :class:`ModelError` naming the file when the card would be wrong."""
-    import keras
-
     path = Path(model_path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
-        raise ModelError(f"model file {path} cannot be loaded: {exc}") from None
+    model = _load_keras_file(path)
     old = read_model_card(path) if card_path(path).is_file() else {}
     card = old if old.get("sha256") == sha256_of(path) else {}
     card.update(name=name or card.get("name") or path.stem,

@@ -143,21 +143,16 @@ def method_note(method: str, size: int, native_size: int) -> str:
 def figures_label(method: str, options: dict) -> str:
     """The label under which a model card's ``measured_localisation`` lists ``method`` with
     ``options``: the method and those of its options measured apart
-    (:attr:`sensitivity.engine.choices.Option.measured_apart`: switches, true/false and choice
-    options, unless declared otherwise) that differ from their defaults
+    (:attr:`sensitivity.engine.choices.Option.apart_in_figures`: switches, true/false and
+    choice options, unless declared otherwise) that differ from their defaults
     (``cam:exponent=3,probability=True``); quantities such as a sample count keep the label of
     the method as measured."""
     from sensitivity.engine.choices import METHODS
     from sensitivity.imaging.rules import method_label
 
-    def apart(option) -> bool:
-        if option.measured_apart is None:
-            return option.kind in ("bool", "choice")
-        return option.measured_apart
-
     declared = METHODS[method].options
     switches = {name: value for name, value in options.items() if name in declared
-                and apart(declared[name]) and value != declared[name].default}
+                and declared[name].apart_in_figures and value != declared[name].default}
     return method_label(method, switches)
 
 
