@@ -515,12 +515,13 @@ DEFAULT_METHOD = "cam"
 """The page's method, with its ``probability`` switch on and its ``exponent`` at 3 (those
 options' page defaults): each position's class probability by the model's position head, cubed.
 Chosen on 150 validation scenes (``benchmarks/tune_localisation.py``,
-``benchmarks/tune-localisation.md``, sessions 32 and 33): for the WRN-16-3 with its position head
+``benchmarks/tune-localisation.md``, sessions 32 to 34): for the WRN-16-3 with its position head
 the probability points at the asked object 0.906-0.919 of the time at sides 112 to 144 and its
-first box finds it 0.752-0.779 of the time, against 0.733-0.798 and 0.355-0.427 for Grad-CAM
+first box finds it 0.752-0.801 of the time, against 0.733-0.798 and 0.355-0.427 for Grad-CAM
 (the default before); cubing it changes neither where its maximum lies nor the order of its
 pixels, but keeps its mass on the asked object when a second object is of a look-alike class
-(see ``benchmarks/tune-exponent.md``); one forward pass. ``sensitivity.saliency`` with
+(``benchmarks/tune-exponent.md``; with session 34's head, discrimination 0.884 plain, 0.923
+cubed); one forward pass. ``sensitivity.saliency`` with
 ``method="cam"`` alone is plain CAM (the dense head's weights)."""
 
 

@@ -6,11 +6,12 @@ A position head is a small classifier of each position of that feature map, fitt
 model frozen (its weights and predictions do not change) on photo-like scenes of objects from
 the training part of the training split (:func:`fit_position_head`): a position's target is
 the class of the object whose box holds the position's centre, "none" elsewhere. It reads the
-position's features, their mean over its 3x3 neighbourhood and their mean over the whole map
-(:func:`position_inputs`), through one hidden ReLU layer to a softmax over the classes and
-"none" (the classes compete at each position: on the validation scenes this pointed at the
-asked object 0.948 of the time and told two objects apart 0.884, against 0.906 and 0.853 with
-an independent sigmoid per class).
+position's features, their means over square neighbourhoods of a few sides around it
+(:data:`NEIGHBOURHOODS`) and their mean over the whole map (:func:`position_inputs`), through
+one hidden ReLU layer to a softmax over the classes and "none" (the classes compete at each
+position: on the validation scenes of session 32 this pointed at the asked object 0.948 of the
+time and told two objects apart 0.884, against 0.906 and 0.853 with an independent sigmoid per
+class).
 
 It is stored beside the model as ``NAME.positions.npz`` (plain arrays, read without pickles),
 named with its sha256 in the card's ``position_head``; :func:`sensitivity.model.io.load_model`
@@ -33,8 +34,17 @@ import numpy as np
 HEAD_SUFFIX = ".positions.npz"
 """A model's position head is stored in ``NAME.positions.npz`` beside ``NAME.keras``."""
 
-NEIGHBOURHOOD = 3
-"""Side (feature-map positions) of the neighbourhood whose mean :func:`position_inputs` adds."""
+NEIGHBOURHOODS = (3, 7)
+"""Sides (feature-map positions) of the neighbourhoods whose means a head fitted now reads
+(:func:`position_inputs`). Chosen on 150 validation scenes at side 144 (``benchmarks/README.md``,
+session 34), two fits each: with the 7x7 mean the cubed probability pointed at the asked object
+0.912 and 0.922 of the time and told two objects apart 0.923 and 0.919, against 0.919, 0.883
+and 0.899 and 0.915, 0.884 and 0.880 for three fits with the 3x3 mean alone; 5x5 and 9x9, or
+7x7 and 15x15, did as well, and a wider hidden layer did not help. Heads stored before session
+34 read the 3x3 mean alone (:data:`FORMER_NEIGHBOURHOODS`)."""
+
+FORMER_NEIGHBOURHOODS = (3,)
+"""The neighbourhoods of a head stored without its ``neighbourhoods`` (before session 34)."""
 
 TRAINING_KINDS = {
     "benchmark (24-64 px on 96-192)": {},
@@ -57,20 +67,22 @@ _HEADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 @dataclass(frozen=True)
 class PositionHead:
-    """``hidden_kernel`` ``(3C, H)``, ``hidden_bias`` ``(H,)``, ``kernel`` ``(H, K + 1)`` and
+    """``hidden_kernel`` ``(P C, H)``, ``hidden_bias`` ``(H,)``, ``kernel`` ``(H, K + 1)`` and
     ``bias`` ``(K + 1,)`` (float32, the last output "none") on the :func:`position_inputs` of a
-    ``C``-channel feature map; ``fitted_on``: how it was fitted (for the card)."""
+    ``C``-channel feature map with ``neighbourhoods`` (``P`` = their number + 2);
+    ``fitted_on``: how it was fitted (for the card)."""
 
     hidden_kernel: np.ndarray
     hidden_bias: np.ndarray
     kernel: np.ndarray
     bias: np.ndarray
+    neighbourhoods: tuple[int, ...] = NEIGHBOURHOODS
     fitted_on: str = ""
 
     @property
     def channels(self) -> int:
         """The feature map's channels ``C``."""
-        return self.hidden_kernel.shape[0] // 3
+        return self.hidden_kernel.shape[0] // input_parts(self.neighbourhoods)
 
     @property
     def classes(self) -> int:
@@ -80,7 +92,8 @@ class PositionHead:
     def logits(self, features: np.ndarray) -> np.ndarray:
         """``(N, h, w, K + 1)`` float64 logits of each position of ``(N, h, w, C)`` features,
         the last one "none"."""
-        hidden = np.maximum(position_inputs(features) @ self.hidden_kernel + self.hidden_bias, 0)
+        inputs = position_inputs(features, self.neighbourhoods)
+        hidden = np.maximum(inputs @ self.hidden_kernel + self.hidden_bias, 0)
         return (hidden @ self.kernel + self.bias).astype(np.float64)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
@@ -91,20 +104,26 @@ class PositionHead:
         return softmax(self.logits(features), axis=-1)[..., :-1]
 
 
-def position_inputs(features: np.ndarray) -> np.ndarray:
-    """``(N, h, w, 3C)`` float32: each position's ``(N, h, w, C)`` features, their mean over
-    its :data:`NEIGHBOURHOOD` x :data:`NEIGHBOURHOOD` neighbourhood (the border repeated
-    outwards) and their mean over the whole map."""
+def input_parts(neighbourhoods: Sequence[int]) -> int:
+    """How many ``C``-channel parts :func:`position_inputs` concatenates."""
+    return len(neighbourhoods) + 2
+
+
+def position_inputs(features: np.ndarray,
+                    neighbourhoods: Sequence[int] = NEIGHBOURHOODS) -> np.ndarray:
+    """``(N, h, w, P C)`` float32: each position's ``(N, h, w, C)`` features, their mean over
+    its s x s neighbourhood for each side s of ``neighbourhoods`` (the border repeated
+    outwards) and their mean over the whole map (``P`` = :func:`input_parts`)."""
     from scipy import ndimage
 
     features = np.asarray(features, np.float32)
     if features.ndim != 4:
         raise ValueError(f"a position head reads (N, h, w, C) features, got shape "
                          f"{features.shape}")
-    size = (1, NEIGHBOURHOOD, NEIGHBOURHOOD, 1)
-    local = ndimage.uniform_filter(features, size=size, mode="nearest")
+    local = [ndimage.uniform_filter(features, size=(1, side, side, 1), mode="nearest")
+             for side in neighbourhoods]
     whole = np.broadcast_to(features.mean(axis=(1, 2), keepdims=True), features.shape)
-    return np.concatenate([features, local, whole], axis=-1)
+    return np.concatenate([features, *local, whole], axis=-1)
 
 
 def attach_position_head(model, head: PositionHead | None) -> None:
@@ -127,28 +146,38 @@ def head_path(model_path: str | os.PathLike) -> Path:
 
 
 def save_position_head(head: PositionHead, path: str | os.PathLike) -> None:
-    """Write ``head``'s arrays to an ``.npz`` (no pickles)."""
+    """Write ``head``'s arrays and neighbourhoods to an ``.npz`` (no pickles)."""
     np.savez(path, hidden_kernel=head.hidden_kernel, hidden_bias=head.hidden_bias,
-             kernel=head.kernel, bias=head.bias)
+             kernel=head.kernel, bias=head.bias,
+             neighbourhoods=np.asarray(head.neighbourhoods, np.int64))
 
 
 def load_position_head(path: str | os.PathLike, fitted_on: str = "") -> PositionHead:
-    """The head saved by :func:`save_position_head` (read without pickles); ValueError when
-    its arrays are missing or their shapes do not fit together."""
+    """The head saved by :func:`save_position_head` (read without pickles; a file without
+    ``neighbourhoods`` reads :data:`FORMER_NEIGHBOURHOODS`); ValueError when its arrays are
+    missing, its neighbourhoods are not odd sides, or the shapes do not fit together."""
     with np.load(path, allow_pickle=False) as stored:
         try:
             arrays = {key: np.asarray(stored[key], np.float32) for key in
                       ("hidden_kernel", "hidden_bias", "kernel", "bias")}
         except KeyError as exc:
             raise ValueError(f"the position head {path} lacks {exc}") from None
+        sides = (np.asarray(stored["neighbourhoods"]) if "neighbourhoods" in stored
+                 else np.asarray(FORMER_NEIGHBOURHOODS))
+    if not (sides.ndim == 1 and np.issubdtype(sides.dtype, np.integer)
+            and (sides > 0).all() and (sides % 2 == 1).all()):
+        raise ValueError(f"the position head {path} has neighbourhoods {sides.tolist()}: "
+                         f"expected odd positive sides")
+    neighbourhoods = tuple(int(side) for side in sides)
     hidden_kernel, hidden_bias, kernel, bias = arrays.values()
     hidden = hidden_kernel.shape[-1]
-    if not (hidden_kernel.ndim == 2 and hidden_kernel.shape[0] % 3 == 0
+    if not (hidden_kernel.ndim == 2 and hidden_kernel.shape[0] % input_parts(neighbourhoods) == 0
             and hidden_bias.shape == (hidden,) and kernel.ndim == 2
             and kernel.shape[0] == hidden and bias.shape == (kernel.shape[1],)):
-        raise ValueError(f"the position head {path} has arrays of shapes that do not fit: "
+        raise ValueError(f"the position head {path} has arrays of shapes that do not fit "
+                         f"(neighbourhoods {list(neighbourhoods)}): "
                          + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
-    return PositionHead(**arrays, fitted_on=fitted_on)
+    return PositionHead(**arrays, neighbourhoods=neighbourhoods, fitted_on=fitted_on)
 
 
 def position_targets(shape: tuple[int, int], scale: tuple[float, float],
@@ -168,10 +197,11 @@ def position_targets(shape: tuple[int, int], scale: tuple[float, float],
 
 
 def scene_positions(model, layer: str, scenes: Sequence, sides: Sequence[int], *,
+                    neighbourhoods: Sequence[int] = NEIGHBOURHOODS,
                     background_kept: float = 1.0, seed: int = 0, dtype=np.float32,
                     progress: Callable[[float], None] | None = None
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(``(M, 3C)`` :func:`position_inputs` of ``dtype``, ``(M,)`` int64
+    """(``(M, P C)`` :func:`position_inputs` (with ``neighbourhoods``) of ``dtype``, ``(M,)`` int64
     :func:`position_targets`) of the positions of ``layer``'s feature map over ``scenes``, scene
     ``i`` resized to the longer side ``sides[i % len(sides)]``: every position of an object, and
     each position of none with probability ``background_kept`` (``seed``: which)."""
@@ -187,7 +217,8 @@ def scene_positions(model, layer: str, scenes: Sequence, sides: Sequence[int], *
         scale = (scene.image.shape[0] / h, scene.image.shape[1] / w)
         target = position_targets((h, w), scale, scene.boxes, scene.labels).reshape(-1)
         kept = (target >= 0) | (rng.random(target.size) < background_kept)
-        inputs.append(position_inputs(features)[0].reshape(h * w, -1)[kept].astype(dtype))
+        position = position_inputs(features, neighbourhoods)[0].reshape(h * w, -1)
+        inputs.append(position[kept].astype(dtype))
         targets.append(target[kept])
         if progress is not None:
             progress((i + 1) / len(scenes))
@@ -209,15 +240,20 @@ def _stacked(chunks: list[np.ndarray]) -> np.ndarray:
 
 
 def train_head(inputs: np.ndarray, targets: np.ndarray, num_classes: int, *,
-               hidden: int = 256, epochs: int = 6, batch_size: int = 4096,
-               background_weight: float = 1.0, seed: int = 0, verbose: int = 0
-               ) -> PositionHead:
+               neighbourhoods: Sequence[int] = NEIGHBOURHOODS, hidden: int = 256,
+               epochs: int = 6, batch_size: int = 4096, background_weight: float = 1.0,
+               seed: int = 0, verbose: int = 0) -> PositionHead:
     """Fit a :class:`PositionHead` (Keras, Adam, cross-entropy of a softmax over the
-    ``num_classes`` classes and "none", dropout 0.2 on the hidden layer) to ``(M, 3C)``
-    ``inputs`` (float16 or float32, computed in float32) and ``(M,)`` ``targets`` (a class, or
-    -1 for none), positions of none weighted by ``background_weight``. The batches are read
-    from ``inputs`` in a new random order each epoch (:func:`_batches`), never copied whole."""
+    ``num_classes`` classes and "none", dropout 0.2 on the hidden layer) to ``(M, P C)``
+    ``inputs`` (:func:`position_inputs` with ``neighbourhoods``; float16 or float32, computed in
+    float32) and ``(M,)`` ``targets`` (a class, or -1 for none), positions of none weighted by
+    ``background_weight``. The batches are read from ``inputs`` in a new random order each
+    epoch (:func:`_batches`), never copied whole."""
     import keras
+
+    if inputs.shape[1] % input_parts(neighbourhoods):
+        raise ValueError(f"{inputs.shape[1]} input columns are not {input_parts(neighbourhoods)} "
+                         f"parts of equal width (neighbourhoods {list(neighbourhoods)})")
 
     keras.utils.set_random_seed(seed)
     targets = np.asarray(targets)
@@ -229,7 +265,8 @@ def train_head(inputs: np.ndarray, targets: np.ndarray, num_classes: int, *,
     net.fit(_batches(inputs, targets, num_classes, batch_size, background_weight, seed),
             epochs=epochs, verbose=verbose)
     return PositionHead(*(np.asarray(v, np.float32) for v in
-                          (first.kernel, first.bias, last.kernel, last.bias)))
+                          (first.kernel, first.bias, last.kernel, last.bias)),
+                        neighbourhoods=tuple(neighbourhoods))
 
 
 def _batches(inputs: np.ndarray, targets: np.ndarray, num_classes: int, batch_size: int,
@@ -270,12 +307,14 @@ most positions show background, and all of them do not fit in 24 GB."""
 def fit_position_head(model, data_dir: str | os.PathLike, *,
                       photos_dir: str | os.PathLike | None = None, scenes: int = 4500,
                       seed: int = 0, epochs: int = 6, hidden: int = 256,
+                      neighbourhoods: Sequence[int] = NEIGHBOURHOODS,
                       progress: Callable[[float], None] | None = None) -> PositionHead:
     """Fit ``model``'s position head on ``scenes`` photo-like scenes of :data:`TRAINING_KINDS`
     in turn, objects from the training part of the training split
     (:func:`sensitivity.metrics.scenes.scene_pool` ``"train"``), each at one of
     :data:`TRAINING_SIDES`, on the feature map CAM reads
-    (:func:`sensitivity.methods.localising.cam_head`). Minutes on a 2-core CPU."""
+    (:func:`sensitivity.methods.localising.cam_head`), reading the means over ``neighbourhoods``
+(:func:`position_inputs`). Minutes on a 2-core CPU."""
     from sensitivity.methods.localising import cam_head
     from sensitivity.metrics.scenes import kind_scenes
 
@@ -292,17 +331,21 @@ def fit_position_head(model, data_dir: str | os.PathLike, *,
     # float16: the positions of thousands of scenes take gigabytes (features after a ReLU, of
     # a few units: float16 keeps three digits).
     inputs, targets = scene_positions(model, layer, ordered, TRAINING_SIDES,
+                                      neighbourhoods=neighbourhoods,
                                       background_kept=BACKGROUND_KEPT, seed=seed,
                                       dtype=np.float16, progress=progress)
     del ordered
-    head = train_head(inputs, targets, kernel.shape[1], hidden=hidden, epochs=epochs,
+    head = train_head(inputs, targets, kernel.shape[1], neighbourhoods=neighbourhoods,
+                      hidden=hidden, epochs=epochs,
                       background_weight=1 / BACKGROUND_KEPT, seed=seed)
     described = (f"{len(order)} photo-like scenes (objects from the training part of the "
                  f"training split; kinds: {', '.join(kinds)}; longer sides "
                  f"{', '.join(map(str, TRAINING_SIDES))} in turn; seed {seed}), "
                  f"{int((targets >= 0).sum())} object positions of {layer} and "
                  f"{int((targets < 0).sum())} of none (each kept with probability "
-                 f"{BACKGROUND_KEPT}), hidden {hidden}, {epochs} epochs")
+                 f"{BACKGROUND_KEPT}), neighbourhood means "
+                 f"{', '.join(f'{s}x{s}' for s in neighbourhoods)}, hidden {hidden}, "
+                 f"{epochs} epochs")
     return dataclasses.replace(head, fitted_on=described)
 
 

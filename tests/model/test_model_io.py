@@ -176,7 +176,9 @@ def test_the_restored_wrn_16_2_loads_with_its_card_calibration_and_detector():
 def test_a_position_head_named_by_the_card_is_checked_and_attached(tmp_path):
     from sensitivity.model.io import load_model_alone, read_model_card
     from sensitivity.model.position_head import (
+        NEIGHBOURHOODS,
         PositionHead,
+        input_parts,
         position_head_of,
         write_position_head,
     )
@@ -185,8 +187,9 @@ def test_a_position_head_named_by_the_card_is_checked_and_attached(tmp_path):
 
     def head(channels: int) -> PositionHead:
         rng = np.random.default_rng(0)
+        inputs = input_parts(NEIGHBOURHOODS) * channels
         return PositionHead(*(rng.normal(0, 1, s).astype(np.float32) for s in
-                              ((3 * channels, 4), (4,), (4, 11), (11,))), fitted_on="by hand")
+                              ((inputs, 4), (4,), (4, 11), (11,))), fitted_on="by hand")
 
     write_position_head(path, head(64))
     card = read_model_card(path)

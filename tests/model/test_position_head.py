@@ -18,18 +18,20 @@ from sensitivity.model import position_head as ph
 from tests.helpers import colour_model, two_squares
 
 
-def _head(channels: int = 1, hidden: int = 2, classes: int = 2, seed: int = 0) -> ph.PositionHead:
+def _head(channels: int = 1, hidden: int = 2, classes: int = 2, seed: int = 0,
+          neighbourhoods: tuple[int, ...] = ph.NEIGHBOURHOODS) -> ph.PositionHead:
     """A random head: ``classes`` classes and "none"."""
     rng = np.random.default_rng(seed)
+    inputs = ph.input_parts(neighbourhoods) * channels
     return ph.PositionHead(*(rng.normal(0, 1, shape).astype(np.float32) for shape in
-                             ((3 * channels, hidden), (hidden,), (hidden, classes + 1),
-                              (classes + 1,))))
+                             ((inputs, hidden), (hidden,), (hidden, classes + 1),
+                              (classes + 1,))), neighbourhoods=neighbourhoods)
 
 
 def test_position_inputs_by_hand():
     # One 2x3 map of one channel: values 0..5 row by row.
     features = np.arange(6, dtype=np.float32).reshape(1, 2, 3, 1)
-    inputs = ph.position_inputs(features)
+    inputs = ph.position_inputs(features, (3,))
     assert inputs.shape == (1, 2, 3, 3) and inputs.dtype == np.float32
     np.testing.assert_array_equal(inputs[..., 0], features[..., 0])
     # The 3x3 mean with the border repeated: at (0, 0) the rows are 0,0,3 (row -1 repeats row
@@ -42,10 +44,32 @@ def test_position_inputs_by_hand():
         ph.position_inputs(np.zeros((2, 3, 1)))
 
 
-def test_logits_and_probabilities_by_hand():
-    head = _head(channels=2, hidden=3, classes=4)
+def test_position_inputs_take_a_mean_per_neighbourhood():
+    # One 3x4 map of two channels (the second the first times -1) and neighbourhoods 3 and 5.
+    first = np.arange(12, dtype=np.float32).reshape(3, 4)
+    features = np.stack([first, -first], axis=-1)[None]
+    inputs = ph.position_inputs(features, (3, 5))
+    assert inputs.shape == (1, 3, 4, 2 * ph.input_parts((3, 5))) == (1, 3, 4, 8)
+    # Parts of two channels each: the features, the 3x3 mean, the 5x5 mean, the map's mean.
+    np.testing.assert_array_equal(inputs[..., 0:2], features)
+    np.testing.assert_allclose(inputs[..., 2:4], ph.position_inputs(features, (3,))[..., 2:4])
+    # The 5x5 mean at (0, 0), the border repeated: rows 0,0,0,1,2 and columns 0,0,0,1,2, so
+    # values r 4 + c with r, c each 0,0,0,1,2 (mean 0.6): 0.6 x 4 + 0.6 = 3.0.
+    assert inputs[0, 0, 0, 4] == pytest.approx(3.0) and inputs[0, 0, 0, 5] == pytest.approx(-3.0)
+    # At (1, 2): rows -1..3 -> 0,0,1,2,2 (mean 1) and columns 0..4 -> 0,1,2,3,3 (mean 1.8).
+    assert inputs[0, 1, 2, 4] == pytest.approx(4 * 1.0 + 1.8)
+    np.testing.assert_allclose(inputs[..., 6], 5.5)  # the whole map's mean
+    np.testing.assert_allclose(inputs[..., 7], -5.5)
+    # The default is the neighbourhoods a head is fitted with now.
+    np.testing.assert_array_equal(ph.position_inputs(features),
+                                  ph.position_inputs(features, ph.NEIGHBOURHOODS))
+
+
+@pytest.mark.parametrize("neighbourhoods", [(3,), (3, 5, 9)])
+def test_logits_and_probabilities_by_hand(neighbourhoods):
+    head = _head(channels=2, hidden=3, classes=4, neighbourhoods=neighbourhoods)
     features = np.random.default_rng(1).normal(0, 1, (2, 3, 4, 2)).astype(np.float32)
-    x = ph.position_inputs(features).astype(np.float64)
+    x = ph.position_inputs(features, neighbourhoods).astype(np.float64)
     hidden = np.maximum(x @ head.hidden_kernel + head.hidden_bias, 0)
     expected = hidden @ head.kernel + head.bias  # 4 classes and "none"
     np.testing.assert_allclose(head.logits(features), expected, rtol=1e-5, atol=1e-5)
@@ -71,12 +95,29 @@ def test_targets_are_the_box_holding_each_positions_centre():
 
 
 def test_file_round_trip_and_bad_files(tmp_path):
-    head = _head(channels=2, hidden=4)  # biases of 4 (hidden) and 3 (2 classes, "none")
+    head = _head(channels=2, hidden=4, neighbourhoods=(3, 7))  # biases of 4 and 3 (2 classes)
     ph.save_position_head(head, tmp_path / "h.npz")
     loaded = ph.load_position_head(tmp_path / "h.npz", "how")
-    assert loaded.fitted_on == "how"
+    assert loaded.fitted_on == "how" and loaded.neighbourhoods == (3, 7)
+    assert loaded.channels == 2
     for name in ("hidden_kernel", "hidden_bias", "kernel", "bias"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(head, name))
+    # A file stored before the neighbourhoods were (session 34) reads the 3x3 mean alone.
+    former = _head(channels=2, hidden=4, neighbourhoods=(3,))
+    np.savez(tmp_path / "former.npz", hidden_kernel=former.hidden_kernel,
+             hidden_bias=former.hidden_bias, kernel=former.kernel, bias=former.bias)
+    assert ph.load_position_head(tmp_path / "former.npz").neighbourhoods == (3,)
+    # Its kernel (4 parts of 2 channels) does not fit 3 parts: refused, naming them.
+    np.savez(tmp_path / "unfit.npz", hidden_kernel=head.hidden_kernel,
+             hidden_bias=head.hidden_bias, kernel=head.kernel, bias=head.bias)
+    with pytest.raises(ValueError, match=r"do not fit \(neighbourhoods \[3\]\)"):
+        ph.load_position_head(tmp_path / "unfit.npz")
+    for sides in ([3, 4], [[3]], [0], [2.5]):
+        np.savez(tmp_path / "sides.npz", hidden_kernel=head.hidden_kernel,
+                 hidden_bias=head.hidden_bias, kernel=head.kernel, bias=head.bias,
+                 neighbourhoods=np.asarray(sides))
+        with pytest.raises(ValueError, match="expected odd positive sides"):
+            ph.load_position_head(tmp_path / "sides.npz")
     np.savez(tmp_path / "short.npz", hidden_kernel=head.hidden_kernel, kernel=head.kernel,
              bias=head.bias)
     with pytest.raises(ValueError, match="lacks"):
@@ -98,8 +139,12 @@ def test_training_learns_a_separable_problem():
     inputs = rng.normal(0, 0.3, (6000, 6)).astype(np.float32)
     for c in (0, 1):
         inputs[targets == c, c] += 3.0
-    head = ph.train_head(inputs, targets, 2, hidden=8, epochs=20, batch_size=128, seed=0)
-    assert head.kernel.shape == (8, 3)  # two classes and "none"
+    head = ph.train_head(inputs, targets, 2, neighbourhoods=(3,), hidden=8, epochs=20,
+                         batch_size=128, seed=0)
+    assert head.kernel.shape == (8, 3) and head.neighbourhoods == (3,)  # 2 classes, "none"
+    assert head.channels == 2
+    with pytest.raises(ValueError, match="6 input columns are not 5 parts"):
+        ph.train_head(inputs, targets, 2, neighbourhoods=(3, 5, 9))
     hidden = np.maximum(inputs @ head.hidden_kernel + head.hidden_bias, 0)
     predicted = softmax(hidden @ head.kernel + head.bias, axis=-1)
     for c in (0, 1):
@@ -154,7 +199,8 @@ def test_scene_positions_keep_every_object_position_and_a_share_of_the_rest():
     scene = Scene(image, (red, blue), (0, 1), "grey")
     features = keras.Model(model.input, model.get_layer("colours").output)(
         image[None].astype(np.float32)).numpy()
-    everything = ph.position_inputs(features)[0].reshape(-1, 30)
+    everything = ph.position_inputs(features)[0].reshape(-1, 10 * ph.input_parts(
+        ph.NEIGHBOURHOODS))
     inputs, targets = ph.scene_positions(model, "colours", [scene], [200])
     np.testing.assert_allclose(inputs, everything, rtol=1e-6)
     assert (targets == 0).sum() == 40 * 40 and (targets == 1).sum() == 40 * 50
@@ -171,6 +217,10 @@ def test_scene_positions_keep_every_object_position_and_a_share_of_the_rest():
     # At half the side, each position covers 2x2 pixels: the targets follow the boxes.
     _, half = ph.scene_positions(model, "colours", [scene], [100])
     assert (half == 0).sum() == 20 * 20 and (half == 1).sum() == 20 * 25
+    # Other neighbourhoods: their inputs.
+    former, _ = ph.scene_positions(model, "colours", [scene], [200], neighbourhoods=(3,))
+    np.testing.assert_allclose(former, ph.position_inputs(features, (3,))[0].reshape(-1, 30),
+                               rtol=1e-6)
 
 
 def test_training_batches_cover_every_position_once_an_epoch_in_float32():
