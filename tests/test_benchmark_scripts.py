@@ -160,6 +160,18 @@ def test_find_objects_speed_runs_to_the_end(photos_dir, capsys):
     assert "card's rule: ObjectRule(method='cam'" in out
 
 
+def test_position_head_cost_runs_to_the_end(photos_dir, capsys):
+    module = benchmark_script("position_head_cost")
+    assert module.main(["--photo", str(photos_dir / "dog.jpg"), "--sides", "32",
+                        "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| 32 (")]
+    assert len(rows) == 1 and rows[0][0] == "| 32 (6x8 positions)"  # 768x576 -> 32x24 px
+    seconds = [float(cell.split()[0]) for cell in rows[0][1:3] + rows[0][4:6]]
+    assert all(value > 0 for value in seconds)
+    assert "shipped head (3, 7) against (3,)" in out
+
+
 def test_rise_masks_runs_to_the_end(cifar_dir, capsys, default_model_shared):
     module = benchmark_script("rise_masks")
     assert module.main(["--data-dir", str(cifar_dir), "--n", "2", "--counts", "10,20",
