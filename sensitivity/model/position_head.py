@@ -37,11 +37,11 @@ HEAD_SUFFIX = ".positions.npz"
 NEIGHBOURHOODS = (3, 7)
 """Sides (feature-map positions) of the neighbourhoods whose means a head fitted now reads
 (:func:`position_inputs`). Chosen on 150 validation scenes at side 144 (``benchmarks/README.md``,
-session 34), two fits each: with the 7x7 mean the cubed probability pointed at the asked object
-0.912 and 0.922 of the time and told two objects apart 0.923 and 0.919, against 0.919, 0.883
-and 0.899 and 0.915, 0.884 and 0.880 for three fits with the 3x3 mean alone; 5x5 and 9x9, or
-7x7 and 15x15, did as well, and a wider hidden layer did not help. Heads stored before session
-34 read the 3x3 mean alone (:data:`FORMER_NEIGHBOURHOODS`)."""
+session 34): with the 7x7 mean, two fits' cubed probability pointed at the asked object 0.912
+and 0.922 of the time and told two objects apart 0.923 and 0.919; three fits with the 3x3 mean
+alone pointed 0.919, 0.883 and 0.899 and told objects apart 0.915, 0.884 and 0.880. Means over
+5x5 and 9x9, or 7x7 and 15x15, did as well; a wider hidden layer did not help. Head files
+stored before session 34 read the 3x3 mean alone (:data:`FORMER_NEIGHBOURHOODS`)."""
 
 FORMER_NEIGHBOURHOODS = (3,)
 """The neighbourhoods of a head stored without its ``neighbourhoods`` (before session 34)."""
