@@ -236,7 +236,8 @@ def sidebar(place) -> tuple:
             st.warning("Guided backpropagation fails the model-randomisation sanity check "
                        "(Adebayo et al. 2018): its maps barely change when the weights are "
                        "randomised. Shown for comparison only.")
-        for control in option_controls(method):  # declared in sensitivity.engine.choices.METHODS
+        # declared in sensitivity.engine.choices.METHODS
+        for control in option_controls(method, options):
             getattr(st, control.widget)(control.label, key=control.key, help=control.help,
                                         **control.arguments)
 

@@ -80,6 +80,10 @@ class Option:
     this option apart (:func:`sensitivity.render.report.figures_label`); None: switches (bool
     and choice options) are, quantities such as a sample count, which make the same map more or
     less precisely, are not."""
+    shown_with: str = ""
+    """The shown bool option of the same method that this shown option acts under (empty:
+    none): the page draws this one's control only while that one is on
+    (:func:`sensitivity.web.settings.option_controls`)."""
 
     def __post_init__(self) -> None:
         if self.kind is not None and self.kind not in OPTION_KINDS:
@@ -262,6 +266,14 @@ class MethodInfo:
     cost: Cost | None = None
     """Its cost formula (see :data:`Cost`; ``sensitivity.engine.budget.estimate_work`` sums it over
     images and scales)."""
+
+    def __post_init__(self) -> None:
+        for name, option in self.options.items():
+            switch = self.options.get(option.shown_with) if option.shown_with else None
+            if option.shown_with and not (option.shown and switch is not None
+                                          and switch.shown and switch.kind == "bool"):
+                raise ValueError(f"option {name!r} is shown with {option.shown_with!r}: both "
+                                 "must be shown, and that one a bool option of the method")
 
     def caveat_at(self, size: int, native_size: int = NATIVE_SIZE) -> str:
         """The caveat that applies to a map of a ``size`` x ``size`` analysis of a model of
@@ -455,7 +467,7 @@ METHODS: dict[str, MethodInfo] = {
             "stays on the object of the class and leaves an object of a look-alike class; the "
             "page starts at 3, chosen on validation scenes (see DEFAULT_METHOD)",
             kind="int", minimum=1, maximum=8, shown=True, label="probability exponent",
-            page_default=3, measured_apart=True)},
+            page_default=3, measured_apart=True, shown_with="probability")},
         channels=False,
         cost=lambda options, h, w, c: Passes(1),
     ),

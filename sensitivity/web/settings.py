@@ -219,11 +219,14 @@ def option_key(name: str) -> str:
     return f"w_option_{name}"
 
 
-def option_controls(method: str) -> list[Control]:
-    """The controls of ``method``'s shown options, in their declared order."""
+def option_controls(method: str, values: Mapping[str, object] | None = None) -> list[Control]:
+    """The controls of ``method``'s shown options, in their declared order; with the options'
+    current ``values`` (by name), not those of an option whose ``shown_with`` switch is off
+    (CAM's exponent while its per-position probability is off)."""
     controls = []
     for name, option in METHODS[method].options.items():
-        if not option.shown:
+        if not option.shown or (option.shown_with and values is not None
+                                and not values.get(option.shown_with)):
             continue
         if option.kind in ("int", "float"):
             widget = "slider"

@@ -433,6 +433,13 @@ def test_the_method_caption_quotes_the_picked_models_measured_localisation():
     widget(at, "checkbox", "per-position probability").uncheck().run()
     assert note("wrn-16-3-scenes") in [c.value for c in at.caption]
     assert note("wrn-16-3-scenes") != note("wrn-16-3-scenes", True)
+    # The exponent acts on the probability only: no slider while it is off; back with it, at
+    # the value it had.
+    assert "probability exponent" not in [s.label for s in at.slider]
+    widget(at, "checkbox", "per-position probability").check().run()
+    assert widget(at, "slider", "probability exponent").value == 1
+    assert note("wrn-16-3-scenes", True) in [c.value for c in at.caption]
+    widget(at, "checkbox", "per-position probability").uncheck().run()
     widget(at, "selectbox", "Method").set_value("occlusion").run()
     assert METHODS["occlusion"].description in [c.value for c in at.caption]
     assert not any("pointing" in c.value for c in at.caption)  # not measured: no figures
@@ -631,7 +638,9 @@ def test_no_link_breaks_the_page(method, query):
     assert not at.exception
     shown = widget(at, "selectbox", "Method").value
     assert shown == (method if method in METHODS else DEFAULT_METHOD)
-    for control in option_controls(shown):
+    switches = {c.name: widget(at, c.widget, c.label).value for c in option_controls(shown)
+                if c.widget == "checkbox"}
+    for control in option_controls(shown, switches):  # those the switches' values show
         value = widget(at, control.widget, control.label).value
         assert shown_options()[control.name].check(value) == value
 

@@ -203,6 +203,31 @@ def test_adding_a_method_option_is_one_declaration(monkeypatch):
     assert exit_info.value.code == 2
 
 
+def test_an_option_shown_with_a_switch_has_a_control_only_while_the_switch_is_on():
+    # CAM's exponent acts on its per-position probability only.
+    def names(values=None):
+        return [control.name for control in option_controls("cam", values)]
+
+    assert names() == names({"probability": True}) == ["probability", "exponent"]
+    assert names({"probability": False}) == names({}) == ["probability"]
+    # The switch must be a shown bool option of the same method, and the option shown.
+    wobble = Option(3, "how much to wobble", kind="int", minimum=1, maximum=9, shown=True,
+                    shown_with="loud")
+    for loud in (None, Option(False, "loud", kind="bool"),
+                 Option(1, "loud", kind="int", minimum=0, maximum=2, shown=True)):
+        options = {"wobble": wobble} | ({"loud": loud} if loud else {})
+        with pytest.raises(ValueError, match="shown with 'loud'"):
+            MethodInfo("a fake method", options)
+    hidden = Option(3, "how much to wobble", kind="int", minimum=1, maximum=9,
+                    shown_with="loud")
+    with pytest.raises(ValueError, match="shown with 'loud'"):
+        MethodInfo("a fake method", {"wobble": hidden,
+                                     "loud": Option(False, "loud", kind="bool", shown=True)})
+    fine = MethodInfo("a fake method", {"wobble": wobble,
+                                        "loud": Option(False, "loud", kind="bool", shown=True)})
+    assert fine.options["wobble"].shown_with == "loud"
+
+
 # --- A link can never give a value outside its declaration ------------------------------------
 
 OPTION_NAMES = sorted(shown_options())
