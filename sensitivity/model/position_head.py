@@ -79,6 +79,23 @@ class PositionHead:
     neighbourhoods: tuple[int, ...] = NEIGHBOURHOODS
     fitted_on: str = ""
 
+    def __post_init__(self) -> None:
+        """ValueError unless the neighbourhoods are odd positive sides and the arrays' shapes
+        fit them and each other."""
+        sides = self.neighbourhoods
+        if not all(isinstance(side, int) and not isinstance(side, bool) and side > 0
+                   and side % 2 == 1 for side in sides):
+            raise ValueError(f"has neighbourhoods {list(sides)}: expected odd positive sides")
+        hidden = self.hidden_kernel.shape[-1]
+        if not (self.hidden_kernel.ndim == 2
+                and self.hidden_kernel.shape[0] % input_parts(sides) == 0
+                and self.hidden_bias.shape == (hidden,) and self.kernel.ndim == 2
+                and self.kernel.shape[0] == hidden and self.bias.shape == (self.kernel.shape[1],)):
+            raise ValueError(f"has arrays of shapes that do not fit (neighbourhoods "
+                             f"{list(sides)}): " + ", ".join(
+                                 f"{name} {getattr(self, name).shape}" for name in
+                                 ("hidden_kernel", "hidden_bias", "kernel", "bias")))
+
     @property
     def channels(self) -> int:
         """The feature map's channels ``C``."""
@@ -155,29 +172,20 @@ def save_position_head(head: PositionHead, path: str | os.PathLike) -> None:
 def load_position_head(path: str | os.PathLike, fitted_on: str = "") -> PositionHead:
     """The head saved by :func:`save_position_head` (read without pickles; a file without
     ``neighbourhoods`` reads :data:`FORMER_NEIGHBOURHOODS`); ValueError when its arrays are
-    missing, its neighbourhoods are not odd sides, or the shapes do not fit together."""
+    missing, or :class:`PositionHead` refuses them (neighbourhoods that are not odd sides,
+    shapes that do not fit together)."""
     with np.load(path, allow_pickle=False) as stored:
         try:
             arrays = {key: np.asarray(stored[key], np.float32) for key in
                       ("hidden_kernel", "hidden_bias", "kernel", "bias")}
         except KeyError as exc:
             raise ValueError(f"the position head {path} lacks {exc}") from None
-        sides = (np.asarray(stored["neighbourhoods"]) if "neighbourhoods" in stored
+        sides = (np.atleast_1d(stored["neighbourhoods"]) if "neighbourhoods" in stored
                  else np.asarray(FORMER_NEIGHBOURHOODS))
-    if not (sides.ndim == 1 and np.issubdtype(sides.dtype, np.integer)
-            and (sides > 0).all() and (sides % 2 == 1).all()):
-        raise ValueError(f"the position head {path} has neighbourhoods {sides.tolist()}: "
-                         f"expected odd positive sides")
-    neighbourhoods = tuple(int(side) for side in sides)
-    hidden_kernel, hidden_bias, kernel, bias = arrays.values()
-    hidden = hidden_kernel.shape[-1]
-    if not (hidden_kernel.ndim == 2 and hidden_kernel.shape[0] % input_parts(neighbourhoods) == 0
-            and hidden_bias.shape == (hidden,) and kernel.ndim == 2
-            and kernel.shape[0] == hidden and bias.shape == (kernel.shape[1],)):
-        raise ValueError(f"the position head {path} has arrays of shapes that do not fit "
-                         f"(neighbourhoods {list(neighbourhoods)}): "
-                         + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
-    return PositionHead(**arrays, neighbourhoods=neighbourhoods, fitted_on=fitted_on)
+    try:
+        return PositionHead(**arrays, neighbourhoods=tuple(sides.tolist()), fitted_on=fitted_on)
+    except ValueError as exc:
+        raise ValueError(f"the position head {path} {exc}") from None
 
 
 def position_targets(shape: tuple[int, int], scale: tuple[float, float],
@@ -314,7 +322,7 @@ def fit_position_head(model, data_dir: str | os.PathLike, *,
     (:func:`sensitivity.metrics.scenes.scene_pool` ``"train"``), each at one of
     :data:`TRAINING_SIDES`, on the feature map CAM reads
     (:func:`sensitivity.methods.localising.cam_head`), reading the means over ``neighbourhoods``
-(:func:`position_inputs`). Minutes on a 2-core CPU."""
+    (:func:`position_inputs`). Minutes on a 2-core CPU."""
     from sensitivity.methods.localising import cam_head
     from sensitivity.metrics.scenes import kind_scenes
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import sensitivity  # noqa: F401  (sets the TensorFlow environment before TF is imported)
 
 # isort: split
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -80,6 +82,17 @@ def test_logits_and_probabilities_by_hand(neighbourhoods):
     np.testing.assert_allclose(probabilities, (exp / exp.sum(-1, keepdims=True))[..., :4],
                                rtol=1e-5, atol=1e-7)
     assert (probabilities.sum(axis=-1) < 1).all()  # "none" keeps the rest
+
+
+def test_a_head_whose_arrays_do_not_fit_its_neighbourhoods_is_refused():
+    head = _head(channels=2, hidden=4, neighbourhoods=(3, 7))  # an (8, 4) hidden kernel
+    with pytest.raises(ValueError, match=r"do not fit \(neighbourhoods \[3\]\)"):
+        dataclasses.replace(head, neighbourhoods=(3,))  # 8 columns are not 3 parts
+    with pytest.raises(ValueError, match="do not fit"):
+        dataclasses.replace(head, bias=head.bias[:-1])
+    for sides in ((3, 4), (True,), (-1,)):
+        with pytest.raises(ValueError, match="expected odd positive sides"):
+            dataclasses.replace(head, neighbourhoods=sides)
 
 
 def test_targets_are_the_box_holding_each_positions_centre():
