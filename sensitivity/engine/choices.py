@@ -13,8 +13,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-OUTPUT_TARGETS = ("logits", "probabilities", "log_probabilities")
-"""Targets computed from the model's output; any other name is a layer of the model."""
+POSITION_TARGET = "position_probabilities"
+"""The output target read from the model's position head rather than its logits: each class's
+largest probability over the positions of the feature map CAM reads
+(:mod:`sensitivity.engine.position_target`); only for a model with a position head."""
+
+OUTPUT_TARGETS = ("logits", "probabilities", "log_probabilities", POSITION_TARGET)
+"""Targets with one value per class (weighted by a class mask); any other name is a layer of
+the model."""
 
 LAYER_REDUCTIONS = ("sum", "mean", "l2")
 """How an inner layer's output ``(N, ..., C)`` becomes one scalar per image."""
@@ -275,10 +281,12 @@ class MethodInfo:
                 raise ValueError(f"option {name!r} is shown with {option.shown_with!r}: both "
                                  "must be shown, and that one a bool option of the method")
 
-    def caveat_at(self, size: int, native_size: int = NATIVE_SIZE) -> str:
+    def caveat_at(self, size: int, native_size: int = NATIVE_SIZE, layer: str = "logits") -> str:
         """The caveat that applies to a map of a ``size`` x ``size`` analysis of a model of
-        ``native_size`` ("" if none)."""
-        if self.caveat_above_native and size <= native_size:
+        ``native_size`` explaining ``layer`` ("" if none). A caveat above the native size
+        concerns the model's whole-picture output: explaining the position head's target
+        (:data:`POSITION_TARGET`), these methods were measured to find the object."""
+        if self.caveat_above_native and (size <= native_size or layer == POSITION_TARGET):
             return ""
         return self.caveat
 
@@ -335,8 +343,9 @@ COMMON_OPTIONS: dict[str, Option] = {
 """Options every method accepts."""
 
 _SCATTERS = (
-    "the vanilla gradient above the native size scatters over the whole picture and rarely "
-    "finds the object (measured: see benchmarks/README.md); use gradcam or cam to find objects"
+    "the vanilla gradient of the model's output above the native size scatters over the whole "
+    "picture and rarely finds the object (measured: see benchmarks/README.md); to find objects "
+    f"use cam, or explain the layer {POSITION_TARGET}"
 )
 
 _ONE_GRADIENT = Passes(1, 1)

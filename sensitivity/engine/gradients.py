@@ -2,11 +2,12 @@
 
 A *target* is the per-image scalar that is differentiated: a weighted sum of the model's
 logits (``"logits"``), of its probabilities (``"probabilities"``: the softmax of the logits, or
-their sigmoid for a multi-label head) or of their logarithm (``"log_probabilities"``),
-or a reduction (``"sum"``, ``"mean"``, ``"l2"``) of the output of any layer, optionally of one
-channel. The weights (class weights, or channel weights for an inner layer) are a per-image
-``(N, K)`` tensor, so the predicted-class case, explicit class masks and channel choices all
-share one compiled function.
+their sigmoid for a multi-label head), of their logarithm (``"log_probabilities"``), of
+each class's largest probability by the model's position head (``"position_probabilities"``,
+:mod:`sensitivity.engine.position_target`), or a reduction (``"sum"``, ``"mean"``, ``"l2"``) of
+the output of any layer, optionally of one channel. The weights (class weights, or channel
+weights for an inner layer) are a per-image ``(N, K)`` tensor, so the predicted-class case,
+explicit class masks and channel choices all share one compiled function.
 
 Each routine is a :class:`tf.function` around a :class:`tf.GradientTape`, traced once per
 (model, target, routine) with an input signature of dynamic batch, height and width: image
@@ -39,7 +40,9 @@ import numpy as np
 import tensorflow as tf
 from scipy.special import expit, log_expit, log_softmax, softmax
 
-from sensitivity.engine.choices import LAYER_REDUCTIONS, OUTPUT_TARGETS
+from sensitivity.engine import position_target
+from sensitivity.engine.choices import LAYER_REDUCTIONS, OUTPUT_TARGETS, POSITION_TARGET
+from sensitivity.model.position_head import position_head_of
 from sensitivity.trust.calibration import temperature_of
 
 BATCH_PIXEL_BUDGET = 64 * 64 * 64
@@ -63,8 +66,14 @@ class Target:
 
     @property
     def is_output(self) -> bool:
-        """True for logits, probabilities and log-probabilities."""
+        """True for the targets with one value per class (:data:`OUTPUT_TARGETS`)."""
         return self.layer in OUTPUT_TARGETS
+
+    @property
+    def from_logits(self) -> bool:
+        """True for the output targets computed from the logits alone
+        (:func:`output_scores`); the position head's target reads a feature map."""
+        return self.is_output and self.layer != POSITION_TARGET
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,9 +330,50 @@ def make_target(model, layer: str = "logits", reduction: str = "sum") -> Target:
     if layer in ("probabilities", "log_probabilities"):
         return Target(layer, "sum", temperature_of(model),
                       probability_activation(head_of(model)))
+    if layer == POSITION_TARGET:
+        _position_layer(model)  # refuses a model without a fitting position head
     if layer in OUTPUT_TARGETS:
         return Target(layer, "sum")
     return Target(resolve_layer(model, layer), reduction)
+
+
+def _position_layer(model) -> str:
+    """The path of the feature layer the model's position head reads (CAM's); ValueError when
+    the model has no position head or the head does not fit that layer and the classes."""
+    from sensitivity.methods.localising import cam_head
+
+    head = position_head_of(model)
+    if head is None:
+        raise ValueError(
+            f"layer={POSITION_TARGET!r} needs the model's position head, and this model has "
+            "none: `python -m sensitivity fit-positions --model PATH` fits one")
+    name, kernel, _ = cam_head(model)
+    path = resolve_layer(model, name)
+    channels = _expansion(model)[2][path].shape[-1]
+    if (head.channels, head.classes) != (channels, kernel.shape[1]):
+        raise ValueError(
+            f"the model's position head reads {head.channels} channels and {head.classes} "
+            f"classes, but its layer {name!r} has {channels} and the model {kernel.shape[1]}")
+    return path
+
+
+def output_targets(model) -> tuple[str, ...]:
+    """The output targets ``model`` offers: :data:`OUTPUT_TARGETS`, without the position head's
+    when the model has no position head that fits it."""
+    try:
+        _position_layer(model)
+    except ValueError:
+        return tuple(t for t in OUTPUT_TARGETS if t != POSITION_TARGET)
+    return OUTPUT_TARGETS
+
+
+def _target_key(model, target: Target) -> tuple:
+    """What a compiled function of ``target`` depends on: the target, and for the position
+    head's target the head's identity (a compiled function holds its head, so that identity
+    is never reused while the function is cached)."""
+    if target.layer != POSITION_TARGET:
+        return (target,)
+    return (target, id(position_head_of(model)))
 
 
 def weight_size(model, target: Target) -> int:
@@ -343,7 +393,8 @@ def input_signature(model) -> tf.TensorSpec:
 
 
 def _score(target: Target, inner, logits, weights):
-    """``(N,)`` scalar per image from the target tensor and ``(N, K)`` weights."""
+    """``(N,)`` scalar per image from the target tensor (for the position head's target its
+    ``(N, K)`` values), the logits and ``(N, K)`` weights."""
     if target.is_output:
         sigmoid = target.activation == "sigmoid"
         scaled = logits / target.temperature
@@ -351,6 +402,8 @@ def _score(target: Target, inner, logits, weights):
             values = tf.sigmoid(scaled) if sigmoid else tf.nn.softmax(scaled, axis=-1)
         elif target.layer == "log_probabilities":
             values = tf.math.log_sigmoid(scaled) if sigmoid else tf.nn.log_softmax(scaled, -1)
+        elif target.layer == POSITION_TARGET:
+            values = inner
         else:
             values = logits
         return tf.reduce_sum(values * weights, axis=-1)
@@ -368,9 +421,12 @@ def _score(target: Target, inner, logits, weights):
 
 def output_scores(target: Target, logits: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``(N,)`` float64 scores of an output target computed from ``(N, K)`` logits, as
-    :func:`_score` does in the graph (so a forward pass's logits serve for any class weights)."""
+    :func:`_score` does in the graph (so a forward pass's logits serve for any class weights);
+    ValueError for a target not computed from the logits (:attr:`Target.from_logits`)."""
     if not target.is_output:
         raise ValueError(f"{target.layer!r} is not an output target")
+    if not target.from_logits:
+        raise ValueError(f"{target.layer!r} is not computed from the logits alone")
     scaled = np.asarray(logits, np.float64) / target.temperature
     sigmoid = target.activation == "sigmoid"
     if target.layer == "probabilities":
@@ -402,15 +458,19 @@ def _extractor(model, target: Target, extra: str | None = None, guided: bool = F
     Built from the rebuilt graph, so inner layers of nested sub-models are connected.
     """
     inputs, output, tensors = _expansion(model, guided)
+    head = position_head_of(model) if target.layer == POSITION_TARGET else None
+    source = _position_layer(model) if head is not None else target.layer
     outputs = ([] if extra is None else [tensors[extra]]) + (
-        [] if target.is_output else [tensors[target.layer]]
+        [] if target.from_logits else [tensors[source]]
     )
     net = keras.Model(inputs, [*outputs, output])
 
     def run(images):
         results = list(keras.tree.flatten(net(images, training=False)))
         logits = results.pop()
-        inner = logits if target.is_output else results.pop()
+        inner = logits if target.from_logits else results.pop()
+        if head is not None:
+            inner = position_target.located_probabilities(head, inner)
         features = results.pop() if extra is not None else None
         return features, inner, logits
 
@@ -448,7 +508,7 @@ def _gradient_function(model, target: Target, guided: bool, predicted: bool = Fa
             autograph=False,
         )
 
-    return _compiled(model, ("gradient", target, guided, predicted), build)
+    return _compiled(model, ("gradient", *_target_key(model, target), guided, predicted), build)
 
 
 def _forward_function(model, target: Target):
@@ -464,7 +524,7 @@ def _forward_function(model, target: Target):
 
         return forward
 
-    return _compiled(model, ("forward", target), build)
+    return _compiled(model, ("forward", *_target_key(model, target)), build)
 
 
 def _feature_gradient_function(model, target: Target, feature_layer: str):
@@ -487,7 +547,7 @@ def _feature_gradient_function(model, target: Target, feature_layer: str):
 
         return feature_gradient
 
-    return _compiled(model, ("feature_gradient", target, feature_layer), build)
+    return _compiled(model, ("feature_gradient", *_target_key(model, target), feature_layer), build)
 
 
 def _layers_forward_function(model, layers: tuple[str, ...]):
@@ -557,8 +617,8 @@ def predicted_class_gradients(
     first): score ``(N,)``, gradient ``(N, H, W, 3)``, logits ``(N, K)`` and the one-hot
     weights ``(N, K)`` of the largest logit. ``target`` must be an output target."""
     if not target.is_output:
-        raise ValueError("the predicted class applies to logits, probabilities and "
-                         "log_probabilities")
+        raise ValueError(f"the predicted class applies to the output targets "
+                         f"({', '.join(OUTPUT_TARGETS)})")
     dtype = input_signature(model).dtype
     fn = _gradient_function(model, target, guided, predicted=True)
     return tuple(_run(fn, images, None, max_batch, dtype))

@@ -157,10 +157,12 @@ def saliency(
     ``images``: ``(N, H, W, 3)`` or one ``(H, W, 3)`` image (the result still has the batch
     axis), pixel values 0..255, any size the model takes. ``method``: a key of
     :data:`METHODS`. ``layer``: ``"logits"`` (default), ``"probabilities"``,
-    ``"log_probabilities"`` or the name (or ``"submodel/name"`` path) of any layer, whose
-    output is reduced by option ``layer_reduction`` ("sum", "mean", "l2"), of one ``channel``
-    if given. ``class_mask``: None = each image's predicted class, an int, a list of ints, or
-    a weight vector ``w`` over the model's K outputs (the score is ``sum_c w_c out_c``).
+    ``"log_probabilities"``, ``"position_probabilities"`` (each class's largest probability by
+    the model's position head: where the model finds the class) or the name (or
+    ``"submodel/name"`` path) of any layer, whose output is reduced by option
+    ``layer_reduction`` ("sum", "mean", "l2"), of one ``channel`` if given. ``class_mask``:
+    None = each image's predicted class, an int, a list of ints, or a weight vector ``w`` over
+    the model's K outputs (the score is ``sum_c w_c out_c``).
     ``sign``: a key of :data:`SIGNS`; ``reduce_channels``: a key of :data:`CHANNEL_REDUCTIONS`.
     ``method_options``: the method's options (:data:`METHODS`) and :data:`COMMON_OPTIONS`.
     Map values are in the score's units per pixel unit (gradients), score units (gradient x

@@ -92,7 +92,7 @@ def attribute(
     """Attribute the target score of ``images`` to their pixels with ``method``.
 
     ``images``: ``(N, H, W, 3)`` or ``(H, W, 3)`` pixel values 0..255 of any size the model
-    takes. ``layer``: "logits", "probabilities", "log_probabilities" or a layer's name or path
+    takes. ``layer``: an output target (:data:`OUTPUT_TARGETS`) or a layer's name or path
     (differentiating the ``layer_reduction`` of its output, or of one ``channel``).
     ``class_mask`` (output targets only): None for each image's predicted class, a class
     index, a list of them, or a length-K weight vector; the score is ``sum_c w_c out_c``.
@@ -183,7 +183,7 @@ def _given_weights(target, class_mask, channel, n: int, size: int) -> np.ndarray
         return None if class_mask is None else class_weights(class_mask, n, size)
     if class_mask is not None:
         raise ValueError(
-            "class_mask applies to logits, probabilities and log_probabilities; "
+            f"class_mask applies to the output targets ({', '.join(OUTPUT_TARGETS)}); "
             "for an inner layer use the channel option"
         )
     return channel_weights(channel, n, size)
@@ -202,8 +202,10 @@ def _first_pass(model, target, batch: np.ndarray, weights, size: int, runner, pr
                 max_batch: int) -> tuple:
     """``(weights, scores, logits)`` before the method runs. A one-pass method that finds the
     class (``predicted``: no class mask) gets none of them; else one forward pass gives the
-    logits, the predicted class's weights when ``predicted``, and the scores; a one-pass
-    method with known weights takes its scores and logits from its own pass (None here)."""
+    logits, the predicted class's weights when ``predicted``, and the scores (a second
+    forward pass for a target not computed from the logits alone, unless the method's own
+    pass gives them); a one-pass method with known weights takes its scores and logits from
+    its own pass (None here)."""
     scores = logits = None
     if target.is_output and predicted and runner.finds_class:
         weights = None  # the method's one pass finds each image's predicted class
@@ -215,7 +217,7 @@ def _first_pass(model, target, batch: np.ndarray, weights, size: int, runner, pr
             weights = np.eye(size)[logits.argmax(axis=1)]
     if weights is not None:
         weights = weights.astype(batch.dtype)
-    if logits is not None:
+    if logits is not None and target.from_logits:
         scores = engine.output_scores(target, logits, weights)
     elif not runner.one_pass:
         scores, logits = engine.forward(model, target, batch, weights, max_batch=max_batch)
