@@ -13,7 +13,7 @@ import streamlit as st
 
 import sensitivity
 from sensitivity.engine.budget import Work, check_budget, estimate_work, max_work
-from sensitivity.engine.choices import METHODS, OUTPUT_TARGETS
+from sensitivity.engine.choices import METHODS, OUTPUT_TARGETS, POSITION_TARGET
 from sensitivity.engine.saliency import Attribution, attribute, layer_names, to_map
 from sensitivity.imaging import gallery
 from sensitivity.imaging.objects import FoundObject, find_objects
@@ -58,17 +58,20 @@ def class_names(path: str | None = None) -> tuple[str, ...]:
 
 
 def model_layers() -> list[tuple[str, str]]:
-    """(name, shape text) of every layer of the picked model a person can differentiate
-    (raises ModelError when the model cannot load)."""
+    """(name, shape text) of every layer of the picked model a person can differentiate,
+    after the position head's target when the model has one (raises ModelError when the
+    model cannot load)."""
     return layers_of(chosen_model_path())
 
 
 @st.cache_resource(max_entries=4 * MODELS_HELD)
 def layers_of(path: str) -> list[tuple[str, str]]:
-    from sensitivity.engine.gradients import layer_shape
+    from sensitivity.engine.gradients import layer_shape, output_targets
 
     model = load_traced_model(path)
     shown = []
+    if POSITION_TARGET in output_targets(model):
+        shown.append((POSITION_TARGET, "position head"))
     for name in layer_names(model):
         if name in ("pixels",):
             continue

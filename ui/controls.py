@@ -14,6 +14,7 @@ from sensitivity.engine.choices import (
     METHODS,
     NATIVE_SIZE,
     OUTPUT_TARGETS,
+    POSITION_TARGET,
     shown_options,
 )
 from sensitivity.imaging.rules import DEFAULT_RULE, card_rule
@@ -183,8 +184,11 @@ def last_channel(layers: list[tuple[str, str]], layer: str) -> int:
 
 
 def layer_choices(layers: list[tuple[str, str]]) -> list[str]:
-    """The output targets, then every inner layer, as the layer control offers them."""
-    return list(OUTPUT_TARGETS) + [n for n, _ in layers if n not in OUTPUT_TARGETS]
+    """The output targets (the position head's only where ``layers`` lists it: the model has
+    that head), then every inner layer, as the layer control offers them."""
+    listed = dict(layers)
+    return ([t for t in OUTPUT_TARGETS if t != POSITION_TARGET or t in listed]
+            + [n for n, _ in layers if n not in OUTPUT_TARGETS])
 
 
 def _class_names() -> tuple[str, ...]:
@@ -230,7 +234,8 @@ def sidebar(place) -> tuple:
         method = st.session_state["w_method"]
         card = picked_card()
         options = {name: st.session_state[option_key(name)] for name in shown_options()}
-        note = localisation_note(card, method, options) if card else ""
+        layer = st.session_state["w_layer"]
+        note = localisation_note(card, method, options, layer) if card else ""
         st.caption(METHODS[method].description + (f"; {note}" if note else ""))
         if method == "guided_backprop":
             st.warning("Guided backpropagation fails the model-randomisation sanity check "
@@ -287,7 +292,10 @@ def layer_controls(slot, layers: list[tuple[str, str]]) -> None:
     with slot:
         st.selectbox("Layer", layer_choices(layers), key="w_layer",
                      format_func=lambda n: f"{n}  ({shapes[n]})" if n in shapes else n,
-                     help="The output (logits by default) or any inner layer, by name.")
+                     help="The output (logits by default) or any inner layer, by name. "
+                          "position_probabilities (a model with a position head): each "
+                          "class's probability where the head sees it surest, so that any "
+                          "method shows where the model finds the class.")
         if st.session_state["w_layer"] not in OUTPUT_TARGETS:
             st.selectbox("Layer reduction", LAYER_REDUCTIONS, key="w_layer_reduction",
                          help="How the layer's output becomes one number: 'sum' as in the "

@@ -136,7 +136,7 @@ def show_maps(name: str, x: np.ndarray, probabilities: np.ndarray, settings: Vie
         target = f"{settings.layer_reduction} of {settings.layer}"
     st.caption(f"{settings.method} of {settings.layer} ({target}), sign {settings.sign}")
     sizes = size_choices()
-    caveat = method_note(settings.method, settings.size, sizes.native)
+    caveat = method_note(settings.method, settings.size, sizes.native, settings.layer)
     if caveat:
         st.warning(caveat)
     flat = flat_map_note(saliency_map, sizes.rule_side if sizes.rule_side in sizes.sizes else None)

@@ -277,7 +277,7 @@ def explain_image(
     ``options``: the method's options (:func:`method_option_values`; default: its defaults).
     """
     from sensitivity.engine.inference import probabilities as calibrated
-    from sensitivity.engine.saliency import attribute, to_map
+    from sensitivity.engine.saliency import OUTPUT_TARGETS, attribute, to_map
     from sensitivity.imaging.objects import rule_for
     from sensitivity.model.cards import model_card
     from sensitivity.render.report import flat_map_note, method_note
@@ -300,12 +300,12 @@ def explain_image(
     facts["out_of_distribution_score"] = None if assessment is None else assessment.score
     facts["out_of_distribution"] = None if assessment is None else assessment.flagged
     facts["out_of_distribution_threshold"] = None if assessment is None else assessment.threshold
-    if layer in ("logits", "probabilities", "log_probabilities"):
+    if layer in OUTPUT_TARGETS:
         explained = np.flatnonzero(result.weights[0]).tolist()
         facts["explained_classes"] = [names[i] for i in explained]
     facts["score"] = float(result.scores[0])
     rule_side = None if card.fixed_size else rule_for(model).side  # else --size cannot take it
-    notes = (method_note(method, image.shape[0], card.native_size),
+    notes = (method_note(method, image.shape[0], card.native_size, layer),
              flat_map_note(saliency_map, rule_side))
     facts["notes"] = [note for note in notes if note]
     if result.completeness_gap is not None:
@@ -369,7 +369,7 @@ def _check_against_model(args: argparse.Namespace, model, card, size: int) -> li
     make_target(model, args.layer)  # ValueError for an unknown layer
     if classes is not None and args.layer not in OUTPUT_TARGETS:
         raise ValueError(
-            "--class applies to logits, probabilities and log_probabilities, "
+            f"--class applies to the output targets ({', '.join(OUTPUT_TARGETS)}), "
             f"not to the inner layer {args.layer!r}"
         )
     return classes

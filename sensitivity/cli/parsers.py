@@ -157,7 +157,8 @@ def add_explain_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--layer",
         default="logits",
-        help="logits (default), probabilities, log_probabilities or a layer name",
+        help="logits (default), probabilities, log_probabilities, position_probabilities "
+        "(a model with a position head) or a layer name",
     )
     parser.add_argument(
         "--class",

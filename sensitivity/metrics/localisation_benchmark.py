@@ -53,8 +53,9 @@ MEASURES = ("pointing", "mass", "discrimination", "corloc", "maxboxacc")
 class MethodSpec:
     """A method (or control) with options, written ``name`` or ``name:key=value,key=value``.
 
-    Values are read as the registry declares each option (``sign`` and ``scales`` too):
-    ``gradcam:target_layer=group2``, ``cam:scales=0.75/1/1.5,sign=positive``.
+    Values are read as the registry declares each option (``sign``, ``scales`` and ``layer``
+    too): ``gradcam:target_layer=group2``, ``cam:scales=0.75/1/1.5,sign=positive``,
+    ``layercam:layer=position_probabilities``.
     """
 
     name: str
@@ -70,9 +71,12 @@ class MethodSpec:
 def _parse_value(name: str, key: str, text: str):
     """The value of option ``key`` of method ``name`` written as ``text``: read as the
     registry declares it (:meth:`sensitivity.engine.choices.Option.read`, range-checked); ``sign``
-    is a sign mode and ``scales`` a ``/``-separated list of factors."""
+    is a sign mode, ``scales`` a ``/``-separated list of factors and ``layer`` the target (an
+    output target or a layer's name, checked by the method)."""
     from sensitivity.engine.choices import COMMON_OPTIONS, METHODS, SIGNS
 
+    if key == "layer":
+        return text
     if key == "sign":
         if text not in SIGNS:
             raise ValueError(f"sign must be one of {list(SIGNS)}, got {text!r}")

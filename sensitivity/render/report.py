@@ -129,39 +129,43 @@ def completeness_note(score: float, baseline_score: float, total: float) -> str:
     return text + f": gap {100 * gap / abs(change):.1f}% (more steps make it smaller)."
 
 
-def method_note(method: str, size: int, native_size: int) -> str:
+def method_note(method: str, size: int, native_size: int, layer: str = "logits") -> str:
     """What to say beside a map of ``method`` made at ``size`` pixels by a model of
-    ``native_size``, where the method is known to fail there
+    ``native_size``, explaining ``layer``, where the method is known to fail there
     (:meth:`sensitivity.engine.choices.MethodInfo.caveat_at`): "METHOD at N px: caveat"; ""
     elsewhere."""
     from sensitivity.engine.choices import METHODS
 
-    caveat = METHODS[method].caveat_at(size, native_size)
+    caveat = METHODS[method].caveat_at(size, native_size, layer)
     return f"{method} at {size} px: {caveat}" if caveat else ""
 
 
-def figures_label(method: str, options: dict) -> str:
+def figures_label(method: str, options: dict, layer: str = "logits") -> str:
     """The label under which a model card's ``measured_localisation`` lists ``method`` with
-    ``options``: the method and those of its options measured apart
+    ``options`` explaining ``layer``: the method and those of its options measured apart
     (:attr:`sensitivity.engine.choices.Option.apart_in_figures`: switches, true/false and
     choice options, unless declared otherwise) that differ from their defaults
-    (``cam:exponent=3,probability=True``); quantities such as a sample count keep the label of
-    the method as measured."""
+    (``cam:exponent=3,probability=True``), and the layer unless it is the logits
+    (``layercam:layer=position_probabilities``); quantities such as a sample count keep the
+    label of the method as measured."""
     from sensitivity.engine.choices import METHODS
     from sensitivity.imaging.rules import method_label
 
     declared = METHODS[method].options
     switches = {name: value for name, value in options.items() if name in declared
                 and declared[name].apart_in_figures and value != declared[name].default}
+    if layer != "logits":
+        switches["layer"] = layer
     return method_label(method, switches)
 
 
-def localisation_note(card, method: str, options: dict) -> str:
-    """How well ``method``'s maps (with ``options``) localise with the model of ``card`` (a
-    :class:`sensitivity.model.cards.ModelCard`), from its ``measured_localisation``: "with
-    wrn-16-3 on photo-like test scenes at 96 px: pointing 0.76, CorLoc 0.42"; "" when the card
-    does not say."""
-    figures = card.measured.figures(figures_label(method, options)) if card.measured else None
+def localisation_note(card, method: str, options: dict, layer: str = "logits") -> str:
+    """How well ``method``'s maps (with ``options``, explaining ``layer``) localise with the
+    model of ``card`` (a :class:`sensitivity.model.cards.ModelCard`), from its
+    ``measured_localisation``: "with wrn-16-3 on photo-like test scenes at 96 px: pointing
+    0.76, CorLoc 0.42"; "" when the card does not say."""
+    label = figures_label(method, options, layer)
+    figures = card.measured.figures(label) if card.measured else None
     if figures is None:
         return ""
     return (f"with {card.name} on photo-like test scenes at {card.measured.side} px: pointing "

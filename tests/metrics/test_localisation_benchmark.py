@@ -47,6 +47,10 @@ def test_parse_spec_reads_options_as_the_registry_declares_them():
     assert parse_spec("gradcam").label == "gradcam"
     # A layer's value is text, "/" included (a nested layer's path).
     assert parse_spec("gradcam:target_layer=wrn/group2").options == {"target_layer": "wrn/group2"}
+    # The target explained is text too, and part of the label.
+    spec = parse_spec("layercam:layer=position_probabilities")
+    assert spec.options == {"layer": "position_probabilities"}
+    assert spec.label == "layercam:layer=position_probabilities"
     for bad, message in (("nope", "unknown method"), ("gradients:steps=3", "unknown method"),
                          ("gradcam:steps", "key=value"), ("gradcam:=3", "key=value"),
                          ("gradcam:steps=3", "no option 'steps'"),

@@ -20,6 +20,8 @@ def test_a_methods_caveat_names_the_method_and_size_where_it_fails():
     assert method_note("gradient", 32, 32) == ""  # at the native size it does not fail
     assert method_note("gradient", 64, 64) == ""
     assert method_note("gradcam", 64, 32) == ""
+    assert method_note("gradient", 64, 32, "position_probabilities") == ""
+    assert method_note("gradient", 64, 32, "log_probabilities") == f"gradient at 64 px: {caveat}"
 
 
 def test_figures_label_keeps_the_switches_that_make_another_map():
@@ -35,11 +37,18 @@ def test_figures_label_keeps_the_switches_that_make_another_map():
     assert figures_label("cam", {"probability": True, "exponent": 3}) == (
         "cam:exponent=3,probability=True")
     assert figures_label("cam", {"probability": True, "exponent": 1}) == "cam:probability=True"
+    # A target other than the logits is part of the label; the logits are left out.
+    assert figures_label("layercam", {}, "position_probabilities") == (
+        "layercam:layer=position_probabilities")
+    assert figures_label("gradcam", {"plus_plus": True}, "probabilities") == (
+        "gradcam:layer=probabilities,plus_plus=True")
+    assert figures_label("layercam", {}, "logits") == "layercam"
 
 
 def test_localisation_note_quotes_the_picked_models_figures():
     measured = MeasuredLocalisation(144, "300 test scenes", (
-        ("gradcam", 0.8412, 0.3), ("cam:probability=True", 0.905, 0.79)))
+        ("gradcam", 0.8412, 0.3), ("cam:probability=True", 0.905, 0.79),
+        ("gradcam:layer=position_probabilities", 0.77, 0.5)))
     card = ModelCard(("a", "b"), 32, name="scenes-model", measured=measured)
     assert localisation_note(card, "gradcam", {"plus_plus": False}) == (
         "with scenes-model on photo-like test scenes at 144 px: pointing 0.84, CorLoc 0.30")
@@ -47,6 +56,10 @@ def test_localisation_note_quotes_the_picked_models_figures():
         "pointing 0.91, CorLoc 0.79")
     assert localisation_note(card, "cam", {"probability": False}) == ""  # not measured
     assert localisation_note(card, "gradcam", {"plus_plus": True}) == ""
+    # The figures of the target explained: another target's are not quoted.
+    assert localisation_note(card, "gradcam", {}, "position_probabilities").endswith(
+        "pointing 0.77, CorLoc 0.50")
+    assert localisation_note(card, "gradcam", {}, "probabilities") == ""
     assert localisation_note(ModelCard(("a", "b"), 32), "gradcam", {}) == ""  # no figures
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from sensitivity.engine.choices import DEFAULT_METHOD, METHODS, shown_options
+from sensitivity.engine.choices import DEFAULT_METHOD, METHODS, POSITION_TARGET, shown_options
 from sensitivity.model.labels import CLASS_NAMES
 from sensitivity.render.report import out_of_distribution_note, out_of_distribution_notice
 from sensitivity.web.settings import option_controls
@@ -395,6 +395,31 @@ def drawn_photos(monkeypatch) -> list[tuple[np.ndarray, list]]:
 
     monkeypatch.setattr(pictures, "photo", recording)
     return drawn
+
+
+def test_the_position_heads_target_is_offered_where_the_model_has_one(dog_app):
+    """A model with a position head (the default one) offers its target in the layer control:
+    a method then explains where the head finds the class, a map unlike the logits'. A model
+    without a head does not offer it, and a page on it falls back to the logits."""
+    at = dog_app
+    widget(at, "selectbox", "Method").set_value("gradient").run()
+    logits = heat_values(at)
+    layer = widget(at, "selectbox", "Layer")
+    assert any(option.startswith(POSITION_TARGET) for option in layer.options)
+    layer.set_value(POSITION_TARGET).run()
+    assert not at.exception
+    located = heat_values(at)
+    assert located.shape == logits.shape and located.max() > 0
+    assert not np.allclose(located, logits)
+    assert any(c.value.startswith(f"gradient of {POSITION_TARGET} (predicted: ")
+               for c in at.caption)
+    widget(at, "multiselect", "Class mask").set_value(["truck"]).run()
+    assert not at.exception and not np.allclose(heat_values(at), located)
+    widget(at, "selectbox", "Model").set_value("wrn-16-3-scenes").run()
+    assert not at.exception
+    layer = widget(at, "selectbox", "Layer")
+    assert not any(option.startswith(POSITION_TARGET) for option in layer.options)
+    assert layer.value == "logits"
 
 
 def test_a_fresh_page_starts_at_the_default_method(app):

@@ -167,8 +167,11 @@ def test_page_defaults_are_declared_once_in_the_registry():
 def test_caveats_above_the_native_size_and_slow_methods():
     for method in ("gradient", "gradient_x_input", "guided_backprop"):
         info = METHODS[method]
-        assert info.caveat_at(32) == "" and "use gradcam or cam" in info.caveat_at(64)
+        assert info.caveat_at(32) == "" and "use cam, or explain" in info.caveat_at(64)
         assert info.caveat_at(64, native_size=64) == "" and info.caveat_at(96, native_size=64)
+        # Explaining the position head's target, the methods find the object.
+        assert info.caveat_at(96, layer="position_probabilities") == ""
+        assert info.caveat_at(96, layer="probabilities") == info.caveat_at(96)
     assert all(METHODS[m].caveat_at(size) == "" for m in ("gradcam", "cam")
                for size in (32, 64, 224))
     assert MethodInfo("always", caveat="careful").caveat_at(32) == "careful"
