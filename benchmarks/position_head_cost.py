@@ -1,4 +1,5 @@
-"""What does the position head's wider input cost the page's default map?
+"""What does the position head cost: its wider input in the page's default map, and its
+target (``layer="position_probabilities"``) in the gradient methods?
 
 The shipped head reads each position's features, its means over
 :data:`sensitivity.model.position_head.NEIGHBOURHOODS` and the map's mean; a head of the
@@ -8,6 +9,10 @@ the page's default map (``cam``, per-position probability cubed) is computed onc
 head attached to warm up, then ``--repeats`` times with each, alternating; the medians and
 their ratio (same process, same photo) are printed as a Markdown table, beside the head's own
 share (its MLP on the feature map, without the forward pass).
+
+A second table times the gradient and LayerCAM of the position head's target against the
+same methods of the logits (the baseline), in the same way: one warm-up each, then
+alternating repeats, medians and their ratio.
 
     python benchmarks/position_head_cost.py --repeats 21
 """
@@ -43,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import sensitivity
+    from sensitivity.engine.choices import POSITION_TARGET
     from sensitivity.engine.gradients import feature_forward
     from sensitivity.imaging.images import load_image, resize_to_side
     from sensitivity.methods.localising import cam_head
@@ -96,6 +102,26 @@ def main(argv: list[str] | None = None) -> int:
               f"{map_former * 1e3:.1f} ms | {map_shipped * 1e3:.1f} ms | "
               f"{map_shipped / map_former:.2f} | {mlp_former * 1e3:.2f} ms | "
               f"{mlp_shipped * 1e3:.2f} ms | {mlp_shipped / mlp_former:.2f} |")
+
+    print("\n| side | method | logits | position_probabilities | ratio |")
+    print("| --- | --- | --- | --- | --- |")
+    for side in (int(s) for s in args.sides.split(",")):
+        x = resize_to_side(image, side)[None].astype(np.float32)
+        for method in ("gradient", "layercam"):
+            def method_map(layer, x=x, method=method):
+                sensitivity.saliency(model, x, method=method, layer=layer,
+                                     class_mask=args.class_index)
+
+            layers = ("logits", POSITION_TARGET)
+            for layer in layers:  # warm-up
+                method_map(layer)
+            times = {layer: [] for layer in layers}
+            for _ in range(args.repeats):
+                for layer in layers:
+                    times[layer].append(_seconds(lambda layer=layer: method_map(layer)))
+            logits, located = (float(np.median(times[layer])) for layer in layers)
+            print(f"| {side} | {method} | {logits * 1e3:.1f} ms | {located * 1e3:.1f} ms | "
+                  f"{located / logits:.2f} |")
     return 0
 
 

@@ -170,6 +170,9 @@ def test_position_head_cost_runs_to_the_end(photos_dir, capsys):
     seconds = [float(cell.split()[0]) for cell in rows[0][1:3] + rows[0][4:6]]
     assert all(value > 0 for value in seconds)
     assert "shipped head (3, 7) against (3,)" in out
+    targets = [line.split(" | ") for line in out.splitlines() if line.startswith("| 32 | ")]
+    assert [row[1] for row in targets] == ["gradient", "layercam"]
+    assert all(float(cell.split()[0]) > 0 for row in targets for cell in row[2:4])
 
 
 def test_rise_masks_runs_to_the_end(cifar_dir, capsys, default_model_shared):

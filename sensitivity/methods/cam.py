@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sensitivity.engine import gradients as engine
+from sensitivity.engine.choices import CAM_DETAIL_POWER, POSITION_TARGET
 from sensitivity.methods.base import Job, Runner, boolean, positive_int, spatial
 from sensitivity.methods.localising import cam_head, position_probabilities, upsample
 
@@ -17,7 +18,10 @@ def run(job: Job) -> dict:
     sigmoid: ``sum_c w_c sigmoid(b_c + sum_k W[k, c] f_k(i, j))``, 0..1 per class; for a model
     with a position head (:func:`sensitivity.model.position_head.position_head_of`), that head's
     probabilities instead (:func:`position_probabilities`), each raised to the power
-    ``exponent`` (ignored without ``probability``)."""
+    ``exponent`` (ignored without ``probability``). With option ``detail`` the map is
+    multiplied by each pixel's gradient magnitude (largest over the colour channels) of the
+    position head's target for the same class weights (the logits' without a position head),
+    to the power :data:`CAM_DETAIL_POWER`."""
     if job.target.layer != "logits":
         raise ValueError(
             f"CAM explains logits (layer='logits'), not {job.target.layer!r}; method='gradcam' "
@@ -43,8 +47,21 @@ def run(job: Job) -> dict:
     else:
         cam = np.einsum("nhwk,nk->nhw", features, weights @ kernel.T)  # sum_c w_c W[k, c]
     result["values"] = upsample(cam, *job.images.shape[1:3])
+    if boolean("detail", job.options["detail"]):
+        result["values"] = result["values"] * pixel_detail(job, weights)
     return result
 
 
+def pixel_detail(job: Job, weights: np.ndarray) -> np.ndarray:
+    """``(N, H, W)``: each pixel's gradient magnitude (largest over the colour channels) of
+    the position head's target with ``weights`` (the logits' for a model without a position
+    head), to the power :data:`CAM_DETAIL_POWER`."""
+    layer = POSITION_TARGET if POSITION_TARGET in engine.output_targets(job.model) else "logits"
+    _, grads, _ = engine.gradients(job.model, engine.make_target(job.model, layer), job.images,
+                                   weights.astype(job.images.dtype), max_batch=job.max_batch)
+    return np.abs(grads).max(axis=-1).astype(np.float64) ** CAM_DETAIL_POWER
+
+
 RUNNER = Runner(run, one_pass=True, finds_class=True,
-                same_units=lambda options: bool(options["probability"]))
+                same_units=lambda options: bool(options["probability"])
+                and not options["detail"])

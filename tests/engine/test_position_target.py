@@ -135,3 +135,30 @@ def test_another_head_gets_its_own_compiled_function(model_with_head):
     ph.attach_position_head(model, first)
     np.testing.assert_allclose(attribute(model, x, layer=POSITION_TARGET, class_mask=1).values,
                                before.values)
+
+
+def test_cams_pixel_detail_is_the_map_times_the_targets_gradient_magnitude(model_with_head):
+    """CAM's ``detail``: the map times each pixel's gradient magnitude (largest over the colour
+    channels) of the position head's target for the same classes, to CAM_DETAIL_POWER; the
+    logits' gradient for a model without a head; the predicted class found once for both."""
+    from sensitivity.engine.choices import CAM_DETAIL_POWER
+
+    model, _ = model_with_head
+    x = np.random.default_rng(10).uniform(0, 255, (2, 6, 7, 3))
+    for class_mask in (None, [0, 2]):
+        options = {"method": "cam", "class_mask": class_mask, "probability": True}
+        plain = attribute(model, x, **options)
+        detailed = attribute(model, x, detail=True, **options)
+        gradient = attribute(model, x, method="gradient", layer=POSITION_TARGET,
+                             class_mask=plain.weights.astype(np.float64))
+        expected = plain.values * np.abs(gradient.values).max(axis=-1) ** CAM_DETAIL_POWER
+        np.testing.assert_allclose(detailed.values, expected, rtol=1e-5, atol=1e-12)
+        np.testing.assert_array_equal(detailed.weights, plain.weights)
+        assert not np.allclose(detailed.values, plain.values)
+    ph.attach_position_head(model, None)
+    plain = attribute(model, x, method="cam", class_mask=1)
+    logits = attribute(model, x, method="gradient", class_mask=1)
+    np.testing.assert_allclose(
+        attribute(model, x, method="cam", class_mask=1, detail=True).values,
+        plain.values * np.abs(logits.values).max(axis=-1) ** CAM_DETAIL_POWER, rtol=1e-5,
+        atol=1e-12)

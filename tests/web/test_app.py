@@ -413,6 +413,14 @@ def test_the_position_heads_target_is_offered_where_the_model_has_one(dog_app):
     assert not np.allclose(located, logits)
     assert any(c.value.startswith(f"gradient of {POSITION_TARGET} (predicted: ")
                for c in at.caption)
+    # The method's caption quotes the card's figures of the target explained.
+    from sensitivity.model.cards import card_from_json
+    from sensitivity.render.report import localisation_note
+
+    card = card_from_json(json.loads((ROOT / "models" / "wrn-16-3.json").read_text()), "wrn-16-3")
+    note = localisation_note(card, "gradient", {}, POSITION_TARGET)
+    assert note and note != localisation_note(card, "gradient", {})
+    assert f"{METHODS['gradient'].description}; {note}" in [c.value for c in at.caption]
     widget(at, "multiselect", "Class mask").set_value(["truck"]).run()
     assert not at.exception and not np.allclose(heat_values(at), located)
     widget(at, "selectbox", "Model").set_value("wrn-16-3-scenes").run()
@@ -430,7 +438,7 @@ def test_a_fresh_page_starts_at_the_default_method(app):
 def test_the_method_caption_quotes_the_picked_models_measured_localisation():
     """The caption under the method quotes the figures of the model picked (its card's
     ``measured_localisation``), those of CAM's per-position probability when it is on (with
-    its exponent), and none for a method the card did not measure."""
+    its exponent and pixel detail), and none for a method the card did not measure."""
     from sensitivity.model.cards import card_from_json
     from sensitivity.render.report import localisation_note
 
@@ -441,14 +449,18 @@ def test_the_method_caption_quotes_the_picked_models_measured_localisation():
     at.run()
     assert not at.exception
 
-    def note(model: str, probability: bool = False, exponent: int = 1) -> str:
-        options = {"probability": probability, "exponent": exponent}
+    def note(model: str, probability: bool = False, exponent: int = 1,
+             detail: bool = False) -> str:
+        options = {"probability": probability, "exponent": exponent, "detail": detail}
         text = localisation_note(cards[model], "cam", options)
         assert text.startswith(f"with {model} on photo-like test scenes at ")  # measured
         return f"{METHODS['cam'].description}; {text}"
 
-    # The switch starts on, the probability cubed.
+    # The switches start on, the probability cubed, with the pixel detail.
+    assert note("wrn-16-3", True, 3, True) in [c.value for c in at.caption]
+    widget(at, "checkbox", "pixel detail").uncheck().run()
     assert note("wrn-16-3", True, 3) in [c.value for c in at.caption]
+    assert note("wrn-16-3", True, 3) != note("wrn-16-3", True, 3, True)
     widget(at, "selectbox", "Model").set_value("wrn-16-3-scenes").run()
     # That model's card has no figures of the cubed probability: the caption quotes none.
     assert METHODS["cam"].description in [c.value for c in at.caption]
