@@ -59,8 +59,8 @@ def class_names(path: str | None = None) -> tuple[str, ...]:
 
 def model_layers() -> list[tuple[str, str]]:
     """(name, shape text) of every layer of the picked model a person can differentiate,
-    after the position head's target when the model has one (raises ModelError when the
-    model cannot load)."""
+    led by the position head's target when the model has that head (raises ModelError when
+    the model cannot load)."""
     return layers_of(chosen_model_path())
 
 
