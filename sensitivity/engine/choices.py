@@ -546,23 +546,23 @@ METHODS: dict[str, MethodInfo] = {
 """Every method, with its description and its own options (besides :data:`COMMON_OPTIONS`)."""
 
 DEFAULT_METHOD = "cam"
-"""The page's method, with its ``probability`` switch on and its ``exponent`` at 3 (those
-options' page defaults): each position's class probability by the model's position head, cubed,
-times each pixel's sensitivity (``detail``). Chosen on 150 validation scenes
+"""The page's method, with its ``probability`` switch on and its ``exponent`` at 3 (those options'
+page defaults): each position's class probability by the model's position head, cubed, times
+each pixel's sensitivity (``detail``). Chosen on 150 validation scenes
 (``benchmarks/tune_localisation.py``, ``benchmarks/tune-localisation.md``, sessions 32 to 34):
-for the WRN-16-3 with its position head the probability points at the asked object
-0.906-0.919 of the time at sides 112 to 144 and its first box finds it 0.752-0.801 of the time,
-against 0.733-0.798 and 0.355-0.427 for Grad-CAM (the default before); cubing it changes
-neither where its maximum lies nor the order of its pixels, but keeps its mass on the asked
-object when a second object is of a look-alike class (``benchmarks/tune-exponent.md``; with session 34's head, discrimination 0.884 plain, 0.923
-cubed). Its ``detail`` switch is on too (session 35, ``benchmarks/README.md``): on 100 native
-validation images, ROAD's insertion curve of the cubed map alone is above the random order's by
-0.031 (0.017), within two standard errors, and by 0.072 (0.016) with the map times the square
-root of the position head's gradient magnitude (0.060 with its fourth root, 0.079 with the
-magnitude itself), its deletion curve below random's by 0.308 (0.021); on the 150 validation
-scenes that map points 0.915 and tells objects apart 0.911 (0.912 and 0.923 without); one
-forward pass and one gradient. ``sensitivity.saliency`` with ``method="cam"`` alone is plain
-CAM (the dense head's weights)."""
+for the WRN-16-3 with its position head the probability points at the asked object 0.906-0.919
+of the time at sides 112 to 144 and its first box finds it 0.752-0.801 of the time, against
+0.733-0.798 and 0.355-0.427 for Grad-CAM (the default before); cubing it changes neither where
+its maximum lies nor the order of its pixels, but keeps its mass on the asked object when a
+second object is of a look-alike class (``benchmarks/tune-exponent.md``; with session 34's head,
+discrimination 0.884 plain, 0.923 cubed). Its ``detail`` switch is on too (session 35,
+``benchmarks/README.md``): on 100 native validation images, ROAD's insertion curve of the cubed
+map alone is above the random order's by 0.031 (0.017), within two standard errors, and by 0.072
+(0.016) with the map times the square root of the position head's gradient magnitude (0.060 with
+its fourth root, 0.079 with the magnitude itself), its deletion curve below random's by 0.308
+(0.021); on the 150 validation scenes that map points 0.915 and tells objects apart 0.911 (0.912
+and 0.923 without); one forward pass and one gradient. ``sensitivity.saliency`` with
+``method="cam"`` alone is plain CAM (the dense head's weights)."""
 
 
 def method_option_specs(method: str) -> dict[str, Option]:
