@@ -1,18 +1,17 @@
-"""What does the position head cost: its wider input in the page's default map, and its
+"""What does the position head cost: its wider input in CAM's probability map, and its
 target (``layer="position_probabilities"``) in the gradient methods?
 
 The shipped head reads each position's features, its means over
 :data:`sensitivity.model.position_head.NEIGHBOURHOODS` and the map's mean; a head of the
 former layout (the 3x3 mean alone, same hidden width, random weights: the cost depends on the
 shapes only) is the baseline. For each ``--sides`` (the photo's longer side after resizing),
-the page's default map (``cam``, per-position probability cubed) is computed once with each
-head attached to warm up, then ``--repeats`` times with each, alternating; the medians and
-their ratio (same process, same photo) are printed as a Markdown table, beside the head's own
-share (its MLP on the feature map, without the forward pass).
-
-A second table times the gradient and LayerCAM of the position head's target against the
-same methods of the logits (the baseline), in the same way: one warm-up each, then
-alternating repeats, medians and their ratio.
+CAM's cubed per-position probability (the page's default map without its pixel detail, whose
+gradient does not depend on the head's layout) is timed with each head attached, beside the
+head's own share (its MLP on the feature map, without the forward pass). A second table times
+the gradient and LayerCAM of the position head's target against the same methods of the
+logits (the baseline). Each is run once to warm up, then ``--repeats`` times, all in turn
+(:func:`alternating_medians`); the medians and their ratio (same process, same photo) are
+printed as Markdown tables.
 
     python benchmarks/position_head_cost.py --repeats 21
 """
@@ -23,6 +22,7 @@ import argparse
 import dataclasses
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,25 @@ def _seconds(run) -> float:
     start = time.perf_counter()
     run()
     return time.perf_counter() - start
+
+
+def alternating_medians(runs: dict[str, tuple[Callable, Callable]], repeats: int
+                        ) -> dict[str, float]:
+    """Median seconds of each of ``runs`` (``{name: (setup, run)}``, ``setup`` untimed before
+    each call of ``run``): each run once to warm up, then ``repeats`` rounds of all in turn."""
+    for setup, run in runs.values():
+        setup()
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, (setup, run) in runs.items():
+            setup()
+            times[name].append(_seconds(run))
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def _nothing() -> None:
+    """The setup of a run that needs none."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,33 +90,36 @@ def main(argv: list[str] | None = None) -> int:
                                  ).astype(np.float32))
     layer = cam_head(model)[0]
     image = load_image(args.photo)
+    images = {side: resize_to_side(image, side)[None].astype(np.float32)
+              for side in (int(s) for s in args.sides.split(","))}
+    heads = {"former": former, "shipped": shipped}
 
     print(f"{Path(args.photo).name}, {args.repeats} alternating repeats after one warm-up, "
           f"medians; shipped head {shipped.neighbourhoods} against {FORMER_NEIGHBOURHOODS}\n")
     print("| side | map, former head | map, shipped head | ratio | head MLP, former | "
           "head MLP, shipped | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for side in (int(s) for s in args.sides.split(",")):
-        x = resize_to_side(image, side)[None].astype(np.float32)
+    for side, x in images.items():
         features = np.asarray(feature_forward(model, layer, x)[0])
 
         def page_map(x=x):
             sensitivity.saliency(model, x, method="cam", class_mask=args.class_index,
                                  probability=True, exponent=3)
 
-        for head in (former, shipped):  # warm-up
-            attach_position_head(model, head)
-            page_map()
-        times = {name: ([], []) for name in ("former", "shipped")}
-        for _ in range(args.repeats):
-            for name, head in (("former", former), ("shipped", shipped)):
+        runs = {}
+        for name, head in heads.items():
+            def attach(head=head):
                 attach_position_head(model, head)
-                times[name][0].append(_seconds(page_map))
-                times[name][1].append(_seconds(
-                    lambda head=head, features=features: head.probabilities(features)))
+
+            def mlp(head=head, features=features):
+                head.probabilities(features)
+
+            runs[f"map, {name}"] = (attach, page_map)
+            runs[f"mlp, {name}"] = (attach, mlp)
+        medians = alternating_medians(runs, args.repeats)
         attach_position_head(model, shipped)
-        (map_former, mlp_former), (map_shipped, mlp_shipped) = (
-            (float(np.median(m)), float(np.median(h))) for m, h in times.values())
+        map_former, map_shipped, mlp_former, mlp_shipped = (
+            medians[f"{part}, {name}"] for part in ("map", "mlp") for name in heads)
         print(f"| {side} ({features.shape[1]}x{features.shape[2]} positions) | "
               f"{map_former * 1e3:.1f} ms | {map_shipped * 1e3:.1f} ms | "
               f"{map_shipped / map_former:.2f} | {mlp_former * 1e3:.2f} ms | "
@@ -105,21 +127,16 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n| side | method | logits | position_probabilities | ratio |")
     print("| --- | --- | --- | --- | --- |")
-    for side in (int(s) for s in args.sides.split(",")):
-        x = resize_to_side(image, side)[None].astype(np.float32)
+    for side, x in images.items():
         for method in ("gradient", "layercam"):
-            def method_map(layer, x=x, method=method):
-                sensitivity.saliency(model, x, method=method, layer=layer,
+            def method_map(target, x=x, method=method):
+                sensitivity.saliency(model, x, method=method, layer=target,
                                      class_mask=args.class_index)
 
-            layers = ("logits", POSITION_TARGET)
-            for layer in layers:  # warm-up
-                method_map(layer)
-            times = {layer: [] for layer in layers}
-            for _ in range(args.repeats):
-                for layer in layers:
-                    times[layer].append(_seconds(lambda layer=layer: method_map(layer)))
-            logits, located = (float(np.median(times[layer])) for layer in layers)
+            medians = alternating_medians(
+                {target: (_nothing, lambda target=target: method_map(target))
+                 for target in ("logits", POSITION_TARGET)}, args.repeats)
+            logits, located = medians["logits"], medians[POSITION_TARGET]
             print(f"| {side} | {method} | {logits * 1e3:.1f} ms | {located * 1e3:.1f} ms | "
                   f"{located / logits:.2f} |")
     return 0
