@@ -9,9 +9,11 @@ CAM's cubed per-position probability (the page's default map without its pixel d
 gradient does not depend on the head's layout) is timed with each head attached, beside the
 head's own share (its MLP on the feature map, without the forward pass). A second table times
 the gradient and LayerCAM of the position head's target against the same methods of the
-logits (the baseline). Each is run once to warm up, then ``--repeats`` times, all in turn
-(:func:`alternating_medians`); the medians and their ratio (same process, same photo) are
-printed as Markdown tables.
+logits (the baseline); a third, the page's map as it grew: the cubed probability (the
+baseline), times the pixel detail (session 35), and that averaged with the mirror image's map
+(session 36, the page's default). Each is run once to warm up, then ``--repeats`` times, all
+in turn (:func:`alternating_medians`); the medians and their ratios (same process, same
+photo) are printed as Markdown tables.
 
     python benchmarks/position_head_cost.py --repeats 21
 """
@@ -139,6 +141,19 @@ def main(argv: list[str] | None = None) -> int:
             logits, located = medians["logits"], medians[POSITION_TARGET]
             print(f"| {side} | {method} | {logits * 1e3:.1f} ms | {located * 1e3:.1f} ms | "
                   f"{located / logits:.2f} |")
+
+    steps = {"cubed": {}, "detail": {"detail": True},
+             "detail and mirror": {"detail": True, "mirror": True}}
+    print("\n| side | " + " | ".join(steps) + " | ratios to cubed |")
+    print("| --- | --- | --- | --- | --- |")
+    for side, x in images.items():
+        medians = alternating_medians(
+            {name: (_nothing, lambda options=options, x=x: sensitivity.saliency(
+                model, x, method="cam", class_mask=args.class_index, probability=True,
+                exponent=3, **options)) for name, options in steps.items()}, args.repeats)
+        base = medians["cubed"]
+        print(f"| {side} | " + " | ".join(f"{medians[name] * 1e3:.1f} ms" for name in steps)
+              + " | " + " / ".join(f"{medians[name] / base:.2f}" for name in steps) + " |")
     return 0
 
 

@@ -249,11 +249,12 @@ def test_without_a_budget_the_same_settings_compute(monkeypatch, attributions):
 
 
 def test_side_by_side_panels_count_towards_the_budget(monkeypatch, attributions):
-    # CAM with its pixel detail (the default) at 32 px: a forward pass and a gradient (2 + 2 x 1
-    # backward), 4 x 1,024 pixels; the panels: RISE with 500 masks (501 x 1024) and occlusion
-    # (226 x 1024) on the first image: 748,544 in all
+    # CAM with its pixel detail and mirror image (the page's default) at 32 px: a forward pass
+    # and a gradient (2 + 2 x 1 backward) on the image and on its mirror image, 8 x 1,024
+    # pixels; the panels: RISE with 500 masks (501 x 1024) and occlusion (226 x 1024) on the
+    # first image: 752,640 in all
     at = heavy_page(monkeypatch, "100000", compare="methods", compare_items="rise,occlusion")
-    assert any("side-by-side panels bring this request to 0.749 M forward-pass pixels" in e.value
+    assert any("side-by-side panels bring this request to 0.753 M forward-pass pixels" in e.value
                for e in at.error), [e.value for e in at.error]
     assert attributions == []
 

@@ -438,7 +438,8 @@ def test_a_fresh_page_starts_at_the_default_method(app):
 def test_the_method_caption_quotes_the_picked_models_measured_localisation():
     """The caption under the method quotes the figures of the model picked (its card's
     ``measured_localisation``), those of CAM's per-position probability when it is on (with
-    its exponent and pixel detail), and none for a method the card did not measure."""
+    its exponent, pixel detail and mirror image), and none for a method the card did not
+    measure."""
     from sensitivity.model.cards import card_from_json
     from sensitivity.render.report import localisation_note
 
@@ -450,14 +451,18 @@ def test_the_method_caption_quotes_the_picked_models_measured_localisation():
     assert not at.exception
 
     def note(model: str, probability: bool = False, exponent: int = 1,
-             detail: bool = False) -> str:
-        options = {"probability": probability, "exponent": exponent, "detail": detail}
+             detail: bool = False, mirror: bool = False) -> str:
+        options = {"probability": probability, "exponent": exponent, "detail": detail,
+                   "mirror": mirror}
         text = localisation_note(cards[model], "cam", options)
         assert text.startswith(f"with {model} on photo-like test scenes at ")  # measured
         return f"{METHODS['cam'].description}; {text}"
 
-    # The switches start on, the probability cubed, with the pixel detail.
+    # The switches start on, the probability cubed, with the pixel detail and the mirror image.
+    assert note("wrn-16-3", True, 3, True, True) in [c.value for c in at.caption]
+    widget(at, "checkbox", "average with the mirror image").uncheck().run()
     assert note("wrn-16-3", True, 3, True) in [c.value for c in at.caption]
+    assert note("wrn-16-3", True, 3, True) != note("wrn-16-3", True, 3, True, True)
     widget(at, "checkbox", "pixel detail").uncheck().run()
     assert note("wrn-16-3", True, 3) in [c.value for c in at.caption]
     assert note("wrn-16-3", True, 3) != note("wrn-16-3", True, 3, True)

@@ -211,9 +211,10 @@ def test_an_option_shown_with_a_switch_has_a_control_only_while_the_switch_is_on
     def names(values=None):
         return [control.name for control in option_controls("cam", values)]
 
-    # (Its pixel detail acts on any CAM map: always shown.)
-    assert names() == names({"probability": True}) == ["probability", "exponent", "detail"]
-    assert names({"probability": False}) == names({}) == ["probability", "detail"]
+    # (Its pixel detail and mirror image act on any CAM map: always shown.)
+    assert names() == names({"probability": True}) == ["probability", "exponent", "detail",
+                                                       "mirror"]
+    assert names({"probability": False}) == names({}) == ["probability", "detail", "mirror"]
     # The switch must be a shown bool option of the same method, and the option shown.
     wobble = Option(3, "how much to wobble", kind="int", minimum=1, maximum=9, shown=True,
                     shown_with="loud")
