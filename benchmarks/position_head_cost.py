@@ -11,8 +11,10 @@ head's own share (its MLP on the feature map, without the forward pass). A secon
 the gradient and LayerCAM of the position head's target against the same methods of the
 logits (the baseline); a third, the page's map as it grew: the cubed probability (the
 baseline), times the pixel detail (session 35), and that averaged with the mirror image's map
-(session 36, the page's default). Each is run once to warm up, then ``--repeats`` times, all
-in turn (:func:`alternating_medians`); the medians and their ratios (same process, same
+(session 36, the page's default); a fourth, those maps with the head's matrix products on one
+BLAS thread (:func:`sensitivity.model.position_head.one_blas_thread`, as shipped) against
+NumPy's default threads (the baseline). Each is run once to warm up, then ``--repeats`` times,
+all in turn (:func:`alternating_medians`); the medians and their ratios (same process, same
 photo) are printed as Markdown tables.
 
     python benchmarks/position_head_cost.py --repeats 21
@@ -21,6 +23,7 @@ photo) are printed as Markdown tables.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import time
@@ -73,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from sensitivity.engine.gradients import feature_forward
     from sensitivity.imaging.images import load_image, resize_to_side
     from sensitivity.methods.localising import cam_head
+    from sensitivity.model import position_head
     from sensitivity.model.position_head import (
         FORMER_NEIGHBOURHOODS,
         attach_position_head,
@@ -154,6 +158,29 @@ def main(argv: list[str] | None = None) -> int:
         base = medians["cubed"]
         print(f"| {side} | " + " | ".join(f"{medians[name] * 1e3:.1f} ms" for name in steps)
               + " | " + " / ".join(f"{medians[name] / base:.2f}" for name in steps) + " |")
+
+    print("\n| side | map | BLAS threads as NumPy's | one BLAS thread (shipped) | ratio |")
+    print("| --- | --- | --- | --- | --- |")
+    one_thread = position_head.one_blas_thread
+    limits = {"default": contextlib.nullcontext, "one": one_thread}
+
+    def use(limit):
+        return lambda: setattr(position_head, "one_blas_thread", limit)
+
+    try:
+        for side, x in images.items():
+            for name, options in steps.items():
+                def page_map(x=x, options=options):
+                    sensitivity.saliency(model, x, method="cam", class_mask=args.class_index,
+                                         probability=True, exponent=3, **options)
+
+                medians = alternating_medians(
+                    {key: (use(limit), page_map) for key, limit in limits.items()}, args.repeats)
+                default, one = medians["default"], medians["one"]
+                print(f"| {side} | {name} | {default * 1e3:.1f} ms | {one * 1e3:.1f} ms | "
+                      f"{one / default:.2f} |")
+    finally:
+        position_head.one_blas_thread = one_thread
     return 0
 
 

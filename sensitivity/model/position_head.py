@@ -23,6 +23,7 @@ it in place of the dense head.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import weakref
 from collections.abc import Callable, Sequence
@@ -109,9 +110,10 @@ class PositionHead:
     def logits(self, features: np.ndarray) -> np.ndarray:
         """``(N, h, w, K + 1)`` float64 logits of each position of ``(N, h, w, C)`` features,
         the last one "none"."""
-        inputs = position_inputs(features, self.neighbourhoods)
-        hidden = np.maximum(inputs @ self.hidden_kernel + self.hidden_bias, 0)
-        return (hidden @ self.kernel + self.bias).astype(np.float64)
+        with one_blas_thread():
+            inputs = position_inputs(features, self.neighbourhoods)
+            hidden = np.maximum(inputs @ self.hidden_kernel + self.hidden_bias, 0)
+            return (hidden @ self.kernel + self.bias).astype(np.float64)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """``(N, h, w, K)`` float64: each class's probability at each position (the softmax
@@ -119,6 +121,22 @@ class PositionHead:
         from scipy.special import softmax
 
         return softmax(self.logits(features), axis=-1)[..., :-1]
+
+
+@functools.cache
+def _blas_threads():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def one_blas_thread():
+    """A context in which NumPy's BLAS runs on one thread (threadpoolctl; the limit before is
+    restored after). After a call on several threads, OpenBLAS's idle threads spin for a while
+    and take the CPU from TensorFlow's next pass: on the 2-core CPU the position head's
+    target's gradient right after the head's MLP at 144 px took 117 ms instead of 64 ms
+    (``benchmarks/README.md``, session 36). The MLP itself gains little from more threads."""
+    return _blas_threads().limit(limits=1, user_api="blas")
 
 
 def input_parts(neighbourhoods: Sequence[int]) -> int:

@@ -84,6 +84,31 @@ def test_logits_and_probabilities_by_hand(neighbourhoods):
     assert (probabilities.sum(axis=-1) < 1).all()  # "none" keeps the rest
 
 
+def test_the_heads_matrix_products_run_on_one_blas_thread(monkeypatch):
+    # OpenBLAS's idle threads spin after a call on several and slow TensorFlow's next pass; the
+    # head's products run on one thread, and the limit before is restored after.
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    seen = []
+    read = ph.position_inputs
+
+    def spy(*args, **kwargs):
+        seen.append(blas_threads())
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(ph, "position_inputs", spy)
+    head = _head(channels=2, hidden=3, classes=4)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        assert before and set(before) == {2}, "NumPy's BLAS is not found by threadpoolctl"
+        head.logits(np.ones((1, 2, 2, 2), np.float32))
+        assert seen == [[1] * len(before)]
+        assert blas_threads() == before
+
+
 def test_a_head_whose_arrays_do_not_fit_its_neighbourhoods_is_refused():
     head = _head(channels=2, hidden=4, neighbourhoods=(3, 7))  # an (8, 4) hidden kernel
     with pytest.raises(ValueError, match=r"do not fit \(neighbourhoods \[3\]\)"):
