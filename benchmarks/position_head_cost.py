@@ -148,13 +148,18 @@ def main(argv: list[str] | None = None) -> int:
 
     steps = {"cubed": {}, "detail": {"detail": True},
              "detail and mirror": {"detail": True, "mirror": True}}
+
+    def cubed_map(x: np.ndarray, options: dict) -> Callable[[], None]:
+        """A run of CAM's cubed probability of ``x`` with ``options``."""
+        return lambda: sensitivity.saliency(model, x, method="cam", class_mask=args.class_index,
+                                            probability=True, exponent=3, **options)
+
     print("\n| side | " + " | ".join(steps) + " | ratios to cubed |")
     print("| --- | --- | --- | --- | --- |")
     for side, x in images.items():
         medians = alternating_medians(
-            {name: (_nothing, lambda options=options, x=x: sensitivity.saliency(
-                model, x, method="cam", class_mask=args.class_index, probability=True,
-                exponent=3, **options)) for name, options in steps.items()}, args.repeats)
+            {name: (_nothing, cubed_map(x, options)) for name, options in steps.items()},
+            args.repeats)
         base = medians["cubed"]
         print(f"| {side} | " + " | ".join(f"{medians[name] * 1e3:.1f} ms" for name in steps)
               + " | " + " / ".join(f"{medians[name] / base:.2f}" for name in steps) + " |")
@@ -170,12 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for side, x in images.items():
             for name, options in steps.items():
-                def page_map(x=x, options=options):
-                    sensitivity.saliency(model, x, method="cam", class_mask=args.class_index,
-                                         probability=True, exponent=3, **options)
-
                 medians = alternating_medians(
-                    {key: (use(limit), page_map) for key, limit in limits.items()}, args.repeats)
+                    {key: (use(limit), cubed_map(x, options)) for key, limit in limits.items()},
+                    args.repeats)
                 default, one = medians["default"], medians["one"]
                 print(f"| {side} | {name} | {default * 1e3:.1f} ms | {one * 1e3:.1f} ms | "
                       f"{one / default:.2f} |")
