@@ -100,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
               for side in (int(s) for s in args.sides.split(","))}
     heads = {"former": former, "shipped": shipped}
 
+    def cubed_map(x: np.ndarray, options: dict) -> Callable[[], None]:
+        """A run of CAM's cubed probability of ``x`` with ``options``."""
+        return lambda: sensitivity.saliency(model, x, method="cam", class_mask=args.class_index,
+                                            probability=True, exponent=3, **options)
+
     print(f"{Path(args.photo).name}, {args.repeats} alternating repeats after one warm-up, "
           f"medians; shipped head {shipped.neighbourhoods} against {FORMER_NEIGHBOURHOODS}\n")
     print("| side | map, former head | map, shipped head | ratio | head MLP, former | "
@@ -107,11 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for side, x in images.items():
         features = np.asarray(feature_forward(model, layer, x)[0])
-
-        def page_map(x=x):
-            sensitivity.saliency(model, x, method="cam", class_mask=args.class_index,
-                                 probability=True, exponent=3)
-
         runs = {}
         for name, head in heads.items():
             def attach(head=head):
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             def mlp(head=head, features=features):
                 head.probabilities(features)
 
-            runs[f"map, {name}"] = (attach, page_map)
+            runs[f"map, {name}"] = (attach, cubed_map(x, {}))
             runs[f"mlp, {name}"] = (attach, mlp)
         medians = alternating_medians(runs, args.repeats)
         attach_position_head(model, shipped)
@@ -148,11 +148,6 @@ def main(argv: list[str] | None = None) -> int:
 
     steps = {"cubed": {}, "detail": {"detail": True},
              "detail and mirror": {"detail": True, "mirror": True}}
-
-    def cubed_map(x: np.ndarray, options: dict) -> Callable[[], None]:
-        """A run of CAM's cubed probability of ``x`` with ``options``."""
-        return lambda: sensitivity.saliency(model, x, method="cam", class_mask=args.class_index,
-                                            probability=True, exponent=3, **options)
 
     print("\n| side | " + " | ".join(steps) + " | ratios to cubed |")
     print("| --- | --- | --- | --- | --- |")
